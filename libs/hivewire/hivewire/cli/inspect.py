@@ -1,0 +1,140 @@
+"""`hive status` and `hive tap`: look at a running hive over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from hivewire import subjects
+from hivewire.cli.app import app, console, err_console, settings
+from hivewire.errors import HiveError
+from hivewire.nats_transport import NatsTransport
+from hivewire.runner import resolve_nats_url
+
+
+async def gather_replies(nc: Any, subject: str, wait: float) -> list[dict[str, Any]]:
+    """Publish one request and collect every reply that arrives within `wait`."""
+    inbox = nc.new_inbox()
+    replies: list[dict[str, Any]] = []
+
+    async def on_msg(msg: Any) -> None:
+        try:
+            replies.append(json.loads(msg.data))
+        except ValueError:
+            pass
+
+    sub = await nc.subscribe(inbox, cb=on_msg)
+    await nc.publish(subject, b"", reply=inbox)
+    await asyncio.sleep(wait)
+    await sub.unsubscribe()
+    return replies
+
+
+async def discover(nc: Any, wait: float = 0.5) -> list[dict[str, Any]]:
+    """Every micro service answering `$SRV.PING`, joined with its `$SRV.STATS`."""
+    pings, stats = await asyncio.gather(gather_replies(nc, "$SRV.PING", wait), gather_replies(nc, "$SRV.STATS", wait))
+    by_id = {s.get("id"): s for s in stats}
+    out = []
+    for p in pings:
+        st = by_id.get(p.get("id"), {})
+        started = st.get("started")
+        uptime = None
+        if started:
+            try:
+                ts = datetime.fromisoformat(started.replace("Z", "+00:00"))
+                if ts.tzinfo is None:
+                    ts = ts.replace(tzinfo=UTC)
+                uptime = max(0.0, time.time() - ts.timestamp())
+            except ValueError:
+                pass
+        out.append({**p, "uptime_s": uptime, "metadata": p.get("metadata") or st.get("metadata") or {}})
+    return sorted(out, key=lambda s: (s.get("name", ""), s.get("id", "")))
+
+
+def _fmt_uptime(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+@app.command()
+def status(
+    wait: float = typer.Option(0.5, help="Seconds to collect replies."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the Hive services answering on NATS, with versions and uptimes."""
+
+    async def go() -> list[dict[str, Any]]:
+        t = await NatsTransport.connect(resolve_nats_url(settings()), name="hive-cli", forever=False)
+        try:
+            return await discover(t.nc, wait)
+        finally:
+            await t.close()
+
+    try:
+        services = asyncio.run(go())
+    except HiveError as err:
+        err_console.print(f"[red]error[/red] {err.message}")
+        raise typer.Exit(2) from None
+    if as_json:
+        console.print_json(json.dumps(services))
+        return
+    table = Table(title=f"{len(services)} service(s)")
+    for col in ("name", "id", "version", "uptime", "metrics"):
+        table.add_column(col)
+    for s in services:
+        table.add_row(
+            s.get("name", "?"), s.get("id", "?"), s.get("version", "?"), _fmt_uptime(s.get("uptime_s")),
+            s["metadata"].get("metrics_url", ""),
+        )
+    console.print(table)
+
+
+@app.command()
+def tap(
+    subject: str = typer.Argument(subjects.ALL, help="Subject or wildcard to watch."),
+    count: int = typer.Option(0, help="Stop after this many messages (0: run until Ctrl-C)."),
+) -> None:
+    """Print live NATS traffic as readable JSON."""
+
+    async def go() -> None:
+        t = await NatsTransport.connect(resolve_nats_url(settings()), name="hive-tap", forever=False)
+        done = asyncio.Event()
+        seen = 0
+
+        async def on_msg(msg: Any) -> None:
+            nonlocal seen
+            seen += 1
+            try:
+                body: Any = json.loads(msg.data) if msg.data else None
+                text = json.dumps(body, indent=2, ensure_ascii=False)
+            except ValueError:
+                text = repr(msg.data[:500])
+            stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+            console.print(f"[bold cyan]{stamp} {msg.subject}[/bold cyan]", highlight=False)
+            console.print(text, highlight=False, markup=False)
+            if count and seen >= count:
+                done.set()
+
+        await t.nc.subscribe(subject, cb=on_msg)
+        await t.nc.flush()
+        err_console.print(f"tapping {subject} (Ctrl-C to stop)")
+        try:
+            await done.wait()
+        finally:
+            await t.close()
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        pass
+    except HiveError as err:
+        err_console.print(f"[red]error[/red] {err.message}")
+        raise typer.Exit(2) from None

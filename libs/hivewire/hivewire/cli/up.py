@@ -1,0 +1,114 @@
+"""`hive up`: NATS (embedded unless HIVE_NATS_URL) plus every service, supervised."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import structlog
+import typer
+
+from hivewire.cli.app import app, console, err_console, settings
+from hivewire.logs import configure_logging
+from hivewire.natsd import nats_command
+from hivewire.procs import free_port, wait_port
+from hivewire.settings import Settings, ensure_secret_file
+from hivewire.supervisor import ChildSpec, Supervisor
+
+log = structlog.get_logger("hive.up")
+
+# Services `hive up` runs. The manager's harness runs here until the deployer
+# owns agent processes (it then spawns every harness, the manager's first).
+SERVICES = ("broker", "deployer", "dashboard", "backup", "harness")
+
+
+def service_specs(s: Settings, nats_url: str, only: tuple[str, ...] = SERVICES) -> list[ChildSpec]:
+    base = {"HIVE_HOME": str(s.home), "HIVE_NATS_URL": nats_url}
+    specs = []
+    for short in only:
+        env = dict(base)
+        if short == "harness":
+            env["HIVE_AGENT"] = "manager"
+        specs.append(ChildSpec(short, [sys.executable, "-m", f"hive_{short}"], env))
+    return specs
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _already_running(pid_file: os.PathLike[str]) -> int | None:
+    try:
+        pid = int(open(pid_file).read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+@app.command()
+def up(
+    only: str = typer.Option(",".join(SERVICES), help="Comma-separated services to run."),
+    stop_timeout: float = typer.Option(8.0, help="Seconds to wait for a clean stop before SIGKILL."),
+) -> None:
+    """Start NATS and every service, restart any that dies, stop all on Ctrl-C/SIGTERM."""
+    s = settings()
+    configure_logging(s.log_level, service="hive-up")
+    chosen = tuple(x.strip() for x in only.split(",") if x.strip())
+    unknown = [x for x in chosen if x not in SERVICES]
+    if unknown:
+        err_console.print(f"[red]error[/red] unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = s.run_dir / "hive-up.pid"
+    other = _already_running(pid_file)
+    if other and other != os.getpid():
+        err_console.print(f"[red]error[/red] hive up is already running for {s.home} (pid {other})")
+        raise typer.Exit(2)
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        asyncio.run(_up(s, chosen, stop_timeout))
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
+async def _up(s: Settings, chosen: tuple[str, ...], stop_timeout: float) -> None:
+    specs: list[ChildSpec] = []
+    url_file = s.run_dir / "nats.url"
+    if s.nats_url:
+        nats_url, port = s.nats_url, 0
+    else:
+        port = 4222 if _port_free(4222) else free_port()
+        nats_url = f"nats://127.0.0.1:{port}"
+        specs.append(ChildSpec("nats", nats_command(s.run_dir / "nats", port)))
+    token = s.operator_token or ensure_secret_file(s.home / "operator.token")
+    specs += service_specs(s, nats_url, chosen)
+    sup = Supervisor(specs, s.run_dir / "logs")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await sup.start()
+    if port and not await asyncio.to_thread(wait_port, "127.0.0.1", port, 10.0):
+        err_console.print("[red]error[/red] embedded nats-server did not start; see logs in " + str(sup.log_dir))
+    if port:
+        url_file.write_text(nats_url + "\n")
+    console.print(f"[bold]Hive is up[/bold]  home={s.home}  nats={nats_url}")
+    console.print(f"dashboard: http://{s.dashboard_addr}/  (operator token: {token})")
+    console.print(f"logs: {sup.log_dir}   stop with Ctrl-C")
+    try:
+        await stop.wait()
+    finally:
+        console.print("stopping ...")
+        await sup.stop(stop_timeout)
+        if port:
+            url_file.unlink(missing_ok=True)
+        console.print("stopped")

@@ -1,0 +1,181 @@
+"""`Transport` over a real nats-server, with NATS micro service registration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg as NatsMsg
+from nats.micro import add_service
+from prometheus_client import Counter
+
+from hivewire.errors import HiveError
+from hivewire.transport import Handler, Msg, RequestHandler, ServiceSpec, Subscription, _TaskSet
+
+log = structlog.get_logger("hivewire.nats")
+
+NATS_EVENTS = Counter(
+    "hive_nats_connection_events_total", "NATS connection events (disconnect, reconnect, error).", ["event"]
+)
+
+
+async def connect_nats(
+    servers: list[str] | str,
+    name: str,
+    *,
+    forever: bool = True,
+    user_credentials: str | None = None,
+    timeout: float = 2.0,
+) -> Client:
+    """Connect, retrying with backoff; once connected, reconnect forever.
+
+    With `forever=False` (CLI commands) a first failure raises `unavailable`
+    instead, so a person at a terminal gets an answer, not a hang.
+    """
+    if isinstance(servers, str):
+        servers = [s.strip() for s in servers.split(",") if s.strip()]
+
+    async def on_error(exc: Exception) -> None:
+        NATS_EVENTS.labels("error").inc()
+        log.warning("nats_error", error=str(exc))
+
+    holder: list[Client] = []
+
+    async def on_disconnect() -> None:
+        if holder and (holder[0].is_closed or holder[0].is_draining):
+            return  # our own shutdown, not an outage
+        NATS_EVENTS.labels("disconnect").inc()
+        log.warning("nats_disconnected")
+
+    async def on_reconnect() -> None:
+        NATS_EVENTS.labels("reconnect").inc()
+        log.info("nats_reconnected")
+
+    delay = 0.2
+    while True:
+        try:
+            opts: dict[str, Any] = dict(
+                servers=servers,
+                name=name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=timeout,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+            )
+            if user_credentials:
+                opts["user_credentials"] = user_credentials
+            nc = await nats.connect(**opts)
+            holder.append(nc)
+            return nc
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            if not forever:
+                raise HiveError("unavailable", f"cannot reach NATS at {','.join(servers)}: {exc}") from None
+            log.warning("nats_connect_retry", servers=servers, error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class _NatsSub:
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    async def unsubscribe(self) -> None:
+        try:
+            await self._sub.unsubscribe()
+        except nats.errors.Error:
+            pass
+
+
+class _NatsService:
+    def __init__(self, svc: Any, tasks: _TaskSet) -> None:
+        self._svc, self._tasks = svc, tasks
+
+    async def unsubscribe(self) -> None:
+        try:
+            await self._svc.stop()
+        except nats.errors.Error:
+            pass
+        await self._tasks.drain(5.0)
+
+
+def _msg(m: NatsMsg) -> Msg:
+    return Msg(m.subject, m.data, dict(m.headers or {}), m.reply or "")
+
+
+class NatsTransport:
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+
+    @classmethod
+    async def connect(cls, servers: list[str] | str, name: str, *, forever: bool = True) -> NatsTransport:
+        return cls(await connect_nats(servers, name, forever=forever))
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        await self.nc.publish(subject, data, headers=headers or None)
+
+    async def request(
+        self, subject: str, data: bytes, timeout: float = 5.0, headers: dict[str, str] | None = None
+    ) -> Msg:
+        try:
+            m = await self.nc.request(subject, data, timeout=timeout, headers=headers or None)
+        except nats.errors.NoRespondersError:
+            raise HiveError("unavailable", f"no service answers on {subject}") from None
+        except nats.errors.TimeoutError:
+            raise HiveError("timeout", f"no reply on {subject} within {timeout}s") from None
+        return _msg(m)
+
+    async def subscribe(self, subject: str, handler: Handler, queue: str = "") -> Subscription:
+        async def cb(m: NatsMsg) -> None:
+            try:
+                await handler(_msg(m))
+            except Exception:  # a subscriber bug must not kill the subscription
+                log.exception("subscriber_failed", subject=m.subject)
+
+        return _NatsSub(await self.nc.subscribe(subject, queue=queue, cb=cb))
+
+    async def add_service(self, spec: ServiceSpec) -> Subscription:
+        svc = await add_service(
+            self.nc, name=spec.name, version=spec.version, description=spec.description, metadata=spec.metadata
+        )
+        tasks = _TaskSet()
+        for ep in spec.endpoints:
+            await svc.add_endpoint(
+                name=ep.name, subject=ep.subject, queue_group=ep.queue_group, handler=_micro_handler(ep.handler, tasks)
+            )
+        return _NatsService(svc, tasks)
+
+    async def flush(self) -> None:
+        await self.nc.flush()
+
+    async def close(self) -> None:
+        if self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), 5.0)
+        except (TimeoutError, nats.errors.Error):
+            await self.nc.close()
+
+
+def _micro_handler(handler: RequestHandler, tasks: _TaskSet) -> Any:
+    # nats-py runs a subscription's callbacks one at a time; hand each request
+    # to its own task so one long-poll `recv` cannot stall every other caller.
+    async def on_request(req: Any) -> None:
+        msg = Msg(req.subject, req.data, dict(req.headers or {}), "")
+
+        async def run() -> None:
+            data, headers = await handler(msg)
+            try:
+                await req.respond(data, headers=headers or None)
+            except nats.errors.Error as exc:
+                log.warning("reply_failed", subject=msg.subject, error=str(exc))
+
+        tasks.spawn(run())
+
+    return on_request

@@ -1,0 +1,77 @@
+"""Run one service as its own process: logging, /metrics, NATS, signals.
+
+Every `hive-<service>` entry point (and `python -m hive_<service>`) is
+`run_service("<short>", build)`, so systemd, compose, nix and `hive up` all
+start services the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from hivewire.logs import configure_logging
+from hivewire.metrics import BUILD_INFO, UP_SINCE, serve_metrics
+from hivewire.nats_transport import NatsTransport
+from hivewire.service import MicroService
+from hivewire.settings import Settings
+from hivewire.transport import Transport
+
+log = structlog.get_logger("hivewire.runner")
+
+Builder = Callable[[Transport, Settings, str], Awaitable[MicroService]]
+
+
+def resolve_nats_url(settings: Settings) -> str:
+    """`HIVE_NATS_URL`, else the URL `hive up` wrote for its embedded server."""
+    if settings.nats_url:
+        return settings.nats_url
+    url_file = settings.run_dir / "nats.url"
+    if url_file.exists():
+        return url_file.read_text().strip()
+    return settings.nats_servers
+
+
+def start_metrics(settings: Settings, short: str) -> tuple[str, object]:
+    host, port = settings.metrics_bind(short)
+    try:
+        h, p, server = serve_metrics(host, port)
+    except OSError as exc:  # default port taken (a second stack on this host): use any
+        log.warning("metrics_port_busy", port=port, error=str(exc))
+        h, p, server = serve_metrics(host, 0)
+    return f"http://{h}:{p}/metrics", server
+
+
+async def serve(short: str, build: Builder, settings: Settings, stop: asyncio.Event | None = None) -> None:
+    name = f"hive-{short}"
+    metrics_url, server = start_metrics(settings, short)
+    transport = await NatsTransport.connect(resolve_nats_url(settings), name=name)
+    svc = await build(transport, settings, metrics_url)
+    await svc.start()
+    BUILD_INFO.labels(name, svc.version).set(1)
+    UP_SINCE.labels(name).set(time.time())
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("ready", service=name, metrics_url=metrics_url)
+    await stop.wait()
+    log.info("stopping", service=name)
+    try:
+        await asyncio.wait_for(svc.stop(), 8.0)
+    except TimeoutError:
+        log.warning("stop_timeout", service=name)
+    await transport.close()
+    server.shutdown()  # type: ignore[attr-defined]
+
+
+def run_service(short: str, build: Builder) -> None:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, service=f"hive-{short}")
+    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(short, build, settings))

@@ -1,0 +1,144 @@
+"""A small base for Hive's NATS micro services, and the matching client.
+
+A service lists `Endpoint`s (subject, request struct, async handler). The
+base decodes the request, runs the handler, encodes the reply, and turns any
+failure into a structured error reply, so a malformed request can never crash
+a service or change its state. Metrics per endpoint come for free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+from hivewire import codec, subjects
+from hivewire.errors import HiveError
+from hivewire.transport import EndpointSpec, Msg, ServiceSpec, Subscription, Transport
+from hivewire.wire.common import Empty
+
+log = structlog.get_logger("hivewire.service")
+
+Req = TypeVar("Req")
+T = TypeVar("T")
+
+REQUESTS = Counter("hive_requests_total", "Requests handled, by outcome.", ["service", "endpoint", "outcome"])
+LATENCY = Histogram(
+    "hive_request_duration_seconds",
+    "Time to handle one request.",
+    ["service", "endpoint"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30, 180),
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler knows about the request besides its payload."""
+
+    subject: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def token(self, index: int) -> str:
+        return subjects.token(self.subject, index)
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[Req]):
+    name: str
+    subject: str
+    request_type: type[Req]
+    handler: Callable[[Context, Req], Awaitable[Any]]
+    queue_group: str = "q"
+
+
+class MicroService:
+    """Base class: subclasses set `name` and return their `endpoints()`."""
+
+    name: str = "hive-service"
+    version: str = "0.1.0"
+    description: str = ""
+
+    def __init__(self, transport: Transport, *, metrics_url: str = "") -> None:
+        self.transport = transport
+        self.metrics_url = metrics_url
+        self.started_at = time.time()
+        self._handle: Subscription | None = None
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        return []
+
+    def metadata(self) -> dict[str, str]:
+        return {"metrics_url": self.metrics_url} if self.metrics_url else {}
+
+    async def on_start(self) -> None:
+        """Hook for background tasks; runs after endpoints are registered."""
+
+    async def on_stop(self) -> None:
+        """Hook to stop background tasks; runs before endpoints go away."""
+
+    async def start(self) -> None:
+        spec = ServiceSpec(
+            name=self.name,
+            version=self.version,
+            description=self.description,
+            metadata=self.metadata(),
+            endpoints=[
+                EndpointSpec(ep.name, ep.subject, self._wrap(ep), ep.queue_group) for ep in self.endpoints()
+            ],
+        )
+        self._handle = await self.transport.add_service(spec)
+        await self.on_start()
+        log.info("service_started", service=self.name, version=self.version, endpoints=len(spec.endpoints))
+
+    async def stop(self) -> None:
+        await self.on_stop()
+        if self._handle is not None:
+            await self._handle.unsubscribe()
+            self._handle = None
+        log.info("service_stopped", service=self.name)
+
+    async def publish(self, subject: str, obj: Any) -> None:
+        await self.transport.publish(subject, codec.encode(obj))
+
+    def _wrap(self, ep: Endpoint[Any]) -> Callable[[Msg], Awaitable[tuple[bytes, dict[str, str]]]]:
+        async def handle(msg: Msg) -> tuple[bytes, dict[str, str]]:
+            started = time.perf_counter()
+            outcome = "ok"
+            out: tuple[bytes, dict[str, str]]
+            try:
+                req = codec.decode(msg.data, ep.request_type)
+                result = await ep.handler(Context(msg.subject, msg.headers), req)
+                out = codec.encode(result if result is not None else Empty()), {}
+            except HiveError as err:
+                outcome = err.code
+                out = codec.error_payload(err)
+            except Exception:
+                outcome = "internal"
+                log.exception("handler_failed", service=self.name, endpoint=ep.name, subject=msg.subject)
+                out = codec.error_payload(HiveError("internal", "internal error (logged by the service)"))
+            REQUESTS.labels(self.name, ep.name, outcome).inc()
+            LATENCY.labels(self.name, ep.name).observe(time.perf_counter() - started)
+            return out
+
+        return handle
+
+
+class HiveClient:
+    """Typed requests: `await client.call(subject, req, ReplyType)`."""
+
+    def __init__(self, transport: Transport, timeout: float = 5.0) -> None:
+        self.transport = transport
+        self.timeout = timeout
+
+    async def call(self, subject: str, req: Any, reply_type: type[T], timeout: float | None = None) -> T:
+        msg = await self.transport.request(
+            subject, codec.encode(req if req is not None else Empty()), timeout or self.timeout
+        )
+        return codec.parse_reply(msg.data, msg.headers, reply_type)
+
+    async def publish(self, subject: str, obj: Any) -> None:
+        await self.transport.publish(subject, codec.encode(obj))

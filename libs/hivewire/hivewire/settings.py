@@ -1,0 +1,78 @@
+"""Settings from environment variables (DESIGN.md, "Environment and CLI")."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_METRICS_PORTS = {"broker": 9411, "deployer": 9412, "backup": 9413, "harness": 0, "dashboard": 0}
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    home: Path
+    nats_url: str | None = None
+    dashboard_addr: str = "127.0.0.1:8000"
+    operator_token: str | None = None
+    agent_cmd: str = "claude"
+    events_db: str | None = None
+    model_file: str | None = None
+    context_window: int | None = None
+    metrics_addr: str | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        cw = e.get("HIVE_CONTEXT_WINDOW")
+        return cls(
+            home=Path(e.get("HIVE_HOME") or Path.home() / ".local/share/hive").expanduser(),
+            nats_url=e.get("HIVE_NATS_URL") or None,
+            dashboard_addr=e.get("HIVE_DASHBOARD_ADDR") or "127.0.0.1:8000",
+            operator_token=e.get("HIVE_OPERATOR_TOKEN") or None,
+            agent_cmd=e.get("HIVE_AGENT_CMD") or "claude",
+            events_db=e.get("HIVE_EVENTS_DB") or None,
+            model_file=e.get("HIVE_MODEL_FILE") or None,
+            context_window=int(cw) if cw and cw.isdigit() else None,
+            metrics_addr=e.get("HIVE_METRICS_ADDR") or None,
+            log_level=(e.get("HIVE_LOG_LEVEL") or "info").lower(),
+        )
+
+    # --- the file layout of DESIGN.md ---------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def broker_db(self) -> Path:
+        return self.home / "broker.sqlite"
+
+    def agent_dir(self, name: str) -> Path:
+        from hivewire.names import validate_agent_name
+
+        return self.home / "agents" / validate_agent_name(name, allow_reserved=True)
+
+    @property
+    def nats_servers(self) -> str:
+        return self.nats_url or "nats://127.0.0.1:4222"
+
+    def metrics_bind(self, service: str) -> tuple[str, int]:
+        """`HIVE_METRICS_ADDR` (host:port) or the service's default port."""
+        if self.metrics_addr:
+            host, _, port = self.metrics_addr.rpartition(":")
+            return host or "127.0.0.1", int(port)
+        return "127.0.0.1", DEFAULT_METRICS_PORTS.get(service, 0)
+
+
+def ensure_secret_file(path: Path, nbytes: int = 32) -> str:
+    """Read a secret from `path`, creating it (0600) with a random token if absent."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token

@@ -1,0 +1,144 @@
+"""Every NATS subject Hive uses, built in one place (DESIGN.md, "Subjects").
+
+Services and tools call these helpers; no subject string is spelled out
+anywhere else.
+"""
+
+from __future__ import annotations
+
+from hivewire.names import validate_agent_name
+
+ROOT = "hive"
+ALL = "hive.>"
+
+# --- broker -----------------------------------------------------------------
+BROKER_VERBS = (
+    "send",
+    "recv",
+    "ack",
+    "ask",
+    "answer",
+    "loose_ends",
+    "cancel_loose_end",
+    "remind",
+    "approve",
+    "counts",
+)
+BROKER_CHANGED = "hive.broker.changed"
+
+
+def broker(agent: str, verb: str) -> str:
+    """`hive.broker.<agent>.<verb>`: an agent's request to the broker."""
+    if verb not in BROKER_VERBS:
+        raise ValueError(f"unknown broker verb {verb!r}")
+    return f"hive.broker.{validate_agent_name(agent, allow_reserved=True)}.{verb}"
+
+
+def broker_pattern(verb: str) -> str:
+    """The wildcard the broker listens on for one verb."""
+    if verb not in BROKER_VERBS:
+        raise ValueError(f"unknown broker verb {verb!r}")
+    return f"hive.broker.*.{verb}"
+
+
+def operator(area: str, verb: str) -> str:
+    """`hive.operator.<area>.<verb>`, e.g. ("approvals", "list")."""
+    return f"hive.operator.{area}.{verb}"
+
+
+OPERATOR_SUBJECTS = (
+    ("approvals", "list"),
+    ("approvals", "resolve"),
+    ("questions", "list"),
+    ("questions", "answer"),
+    ("messages", "list"),
+    ("messages", "search"),
+)
+
+
+# --- agents (harness) -------------------------------------------------------
+AGENT_CTL_VERBS = ("state", "history", "model", "compact", "new_session", "cancel", "prompt", "login")
+
+
+def agent(agent_name: str, leaf: str) -> str:
+    return f"hive.agent.{validate_agent_name(agent_name, allow_reserved=True)}.{leaf}"
+
+
+def wake(agent_name: str) -> str:
+    return agent(agent_name, "wake")
+
+
+def events(agent_name: str) -> str:
+    return agent(agent_name, "events")
+
+
+def turns(agent_name: str) -> str:
+    return agent(agent_name, "turns")
+
+
+def presence(agent_name: str) -> str:
+    return agent(agent_name, "presence")
+
+
+def ctl(agent_name: str, verb: str) -> str:
+    if verb not in AGENT_CTL_VERBS:
+        raise ValueError(f"unknown ctl verb {verb!r}")
+    return agent(agent_name, f"ctl.{verb}")
+
+
+def agent_pattern(leaf: str) -> str:
+    """Every agent's `leaf`, e.g. `hive.agent.*.presence`."""
+    return f"hive.agent.*.{leaf}"
+
+
+# --- deployer and sessions --------------------------------------------------
+DEPLOYER_VERBS = (
+    "list",
+    "spawn",
+    "destroy",
+    "revive",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "rebuild",
+    "export",
+    "import",
+)
+SESSION_VERBS = ("create", "start", "status", "get", "list", "output_dir", "log", "cleanup")
+
+
+def deployer(verb: str) -> str:
+    if verb not in DEPLOYER_VERBS:
+        raise ValueError(f"unknown deployer verb {verb!r}")
+    return f"hive.deployer.{verb}"
+
+
+def deployer_state(agent_name: str) -> str:
+    return f"hive.deployer.state.{validate_agent_name(agent_name, allow_reserved=True)}"
+
+
+DEPLOYER_STATE_ALL = "hive.deployer.state.*"
+
+
+def session(verb: str) -> str:
+    if verb not in SESSION_VERBS:
+        raise ValueError(f"unknown session verb {verb!r}")
+    return f"hive.session.{verb}"
+
+
+# --- backup -----------------------------------------------------------------
+BACKUP_VERBS = ("run", "list", "verify", "restore", "prune")
+BACKUP_DONE = "hive.backup.done"
+
+
+def backup(verb: str) -> str:
+    if verb not in BACKUP_VERBS:
+        raise ValueError(f"unknown backup verb {verb!r}")
+    return f"hive.backup.{verb}"
+
+
+def token(subject: str, index: int) -> str:
+    """The `index`-th dot-separated token of `subject` ('' when absent)."""
+    parts = subject.split(".")
+    return parts[index] if 0 <= index < len(parts) else ""

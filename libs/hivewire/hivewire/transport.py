@@ -1,0 +1,205 @@
+"""The one small transport interface Hive speaks, with two implementations.
+
+`NatsTransport` talks to a real nats-server (and registers NATS micro
+services, so `nats micro ls` sees them); `MemoryTransport` routes in-process
+for fast unit tests. Handler logic never sees which one it runs on, and the
+contract tests in `tests/contract` run the same assertions against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from hivewire.errors import HiveError
+
+log = structlog.get_logger("hivewire.transport")
+
+
+@dataclass(frozen=True)
+class Msg:
+    subject: str
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    reply: str = ""
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+# An endpoint handler returns the reply payload and headers.
+RequestHandler = Callable[[Msg], Awaitable[tuple[bytes, dict[str, str]]]]
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    name: str
+    subject: str
+    handler: RequestHandler
+    queue_group: str = "q"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    version: str
+    description: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    endpoints: list[EndpointSpec] = field(default_factory=list)
+
+
+class Subscription(Protocol):
+    async def unsubscribe(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None: ...
+
+    async def request(
+        self, subject: str, data: bytes, timeout: float = 5.0, headers: dict[str, str] | None = None
+    ) -> Msg: ...
+
+    async def subscribe(self, subject: str, handler: Handler, queue: str = "") -> Subscription: ...
+
+    async def add_service(self, spec: ServiceSpec) -> Subscription: ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: `*` is one token, a final `>` one or more."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+class _TaskSet:
+    """Runs each request in its own task so a long-poll never blocks others."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sem = asyncio.Semaphore(limit)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            async with self._sem:
+                await coro
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+# --- in-memory ------------------------------------------------------------------
+class _MemSub:
+    def __init__(self, bus: MemoryTransport, subject: str, handler: Handler, queue: str) -> None:
+        self.bus, self.subject, self.handler, self.queue = bus, subject, handler, queue
+
+    async def unsubscribe(self) -> None:
+        if self in self.bus._subs:
+            self.bus._subs.remove(self)
+
+
+class _MemService:
+    def __init__(self, subs: list[Subscription], tasks: _TaskSet) -> None:
+        self._subs, self._tasks = subs, tasks
+
+    async def unsubscribe(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        await self._tasks.drain(5.0)
+
+
+class MemoryTransport:
+    """In-process transport with NATS semantics (wildcards, queue groups)."""
+
+    def __init__(self) -> None:
+        self._subs: list[_MemSub] = []
+        self._inbox = itertools.count()
+        self._rr = itertools.count()
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None, reply: str = "") -> None:
+        msg = Msg(subject, data, dict(headers or {}), reply)
+        plain = [s for s in self._subs if not s.queue and subject_matches(s.subject, subject)]
+        groups: dict[str, list[_MemSub]] = {}
+        for s in self._subs:
+            if s.queue and subject_matches(s.subject, subject):
+                groups.setdefault(s.queue, []).append(s)
+        chosen = plain + [members[next(self._rr) % len(members)] for members in groups.values()]
+        for sub in chosen:
+            task = asyncio.ensure_future(sub.handler(msg))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def request(
+        self, subject: str, data: bytes, timeout: float = 5.0, headers: dict[str, str] | None = None
+    ) -> Msg:
+        inbox = f"_INBOX.mem.{next(self._inbox)}"
+        fut: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+
+        async def on_reply(msg: Msg) -> None:
+            if not fut.done():
+                fut.set_result(msg)
+
+        sub = await self.subscribe(inbox, on_reply)
+        try:
+            if not any(subject_matches(s.subject, subject) for s in self._subs):
+                raise HiveError("unavailable", f"no responders on {subject}")
+            await self.publish(subject, data, headers, reply=inbox)
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise HiveError("timeout", f"no reply on {subject} within {timeout}s") from None
+        finally:
+            await sub.unsubscribe()
+
+    async def subscribe(self, subject: str, handler: Handler, queue: str = "") -> Subscription:
+        sub = _MemSub(self, subject, handler, queue)
+        self._subs.append(sub)
+        return sub
+
+    async def add_service(self, spec: ServiceSpec) -> Subscription:
+        tasks = _TaskSet()
+        subs: list[Subscription] = []
+        for ep in spec.endpoints:
+            subs.append(await self.subscribe(ep.subject, _responder(self, ep.handler, tasks), ep.queue_group))
+        return _MemService(subs, tasks)
+
+    async def flush(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.flush()
+        self._subs.clear()
+
+
+def _responder(bus: MemoryTransport, handler: RequestHandler, tasks: _TaskSet) -> Handler:
+    async def on_msg(msg: Msg) -> None:
+        async def run() -> None:
+            data, headers = await handler(msg)
+            if msg.reply:
+                await bus.publish(msg.reply, data, headers)
+
+        tasks.spawn(run())
+
+    return on_msg

@@ -1,0 +1,6 @@
+"""The wire contract: msgspec structs for every payload of DESIGN.md."""
+
+from hivewire.wire import agent, backup, broker, deployer
+from hivewire.wire.common import Empty, ErrorBody, ErrorReply, Ok, Wire
+
+__all__ = ["Empty", "ErrorBody", "ErrorReply", "Ok", "Wire", "agent", "backup", "broker", "deployer"]

@@ -1,0 +1,100 @@
+"""Harness payloads: LiveEvents, presence, turn stats, and operator controls."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from hivewire.wire.common import Wire
+
+PresenceState = Literal["idle", "thinking", "compacting", "waiting", "offline"]
+TurnState = Literal["idle", "thinking", "compacting"]
+AgentStatus = Literal["online", "needs_login", "rate_limited", "offline"]
+ResultKind = Literal["ok", "failed", "prompt_too_long", "rate_limited", "cancelled"]
+EventKind = Literal[
+    "turn_start",
+    "turn_end",
+    "assistant_text",
+    "thinking",
+    "tool_use",
+    "tool_result",
+    "note",
+    "status_changed",
+    "model_changed",
+    "token_usage_changed",
+    "turn_state_changed",
+    "error",
+]
+
+
+class LiveEvent(Wire, kw_only=True):
+    id: int
+    ts: float
+    kind: EventKind
+    payload: dict[str, Any] = {}
+
+
+class Presence(Wire, kw_only=True):
+    state: PresenceState
+    since: float
+    instance: str
+    reason: str | None = None
+    ts: float = 0.0
+
+
+class TurnStats(Wire, kw_only=True):
+    agent: str
+    model: str
+    wake_from: str
+    result_kind: ResultKind
+    started_at: float
+    ended_at: float
+    duration_ms: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    last_input_tokens: int = 0
+    last_output_tokens: int = 0
+    last_cache_read_input_tokens: int = 0
+    last_cache_creation_input_tokens: int = 0
+    context_window: int = 0
+    tool_call_count: int = 0
+    tool_calls_json: str = "{}"
+    open_threads_count: int = 0
+    open_reminders_count: int = 0
+    note: str | None = None
+
+
+class AgentState(Wire, kw_only=True):
+    status: AgentStatus
+    turn_state: TurnState
+    turn_state_since: float
+    model: str
+    ctx_tokens: int | None = None
+    cost_tokens: int | None = None
+    context_window: int
+    rate_limited: bool = False
+    unread: int = 0
+    login_url: str | None = None
+
+
+class HistoryRequest(Wire, kw_only=True):
+    limit: int = 200
+    before_id: int | None = None
+
+
+class HistoryReply(Wire, kw_only=True):
+    events: list[LiveEvent]
+
+
+class ModelRequest(Wire, kw_only=True):
+    model: str
+
+
+class PromptRequest(Wire, kw_only=True):
+    text: str
+
+
+class LoginRequest(Wire, kw_only=True):
+    action: Literal["start", "submit", "cancel"]
+    code: str | None = None

@@ -1,0 +1,5 @@
+"""Hive broker service (micro service `hive-broker`)."""
+
+from hive_broker.service import BrokerService, build
+
+__all__ = ["BrokerService", "build"]

@@ -1,0 +1,1 @@
+"""Shared test helpers: service processes, waiting, NATS discovery."""
