@@ -1,16 +1,34 @@
 """The `hive` command line (typer + rich).
 
-Sub-commands live in one module per domain; each registers on `app`.
+Core commands live here; each service adds its own (`hive send`, `hive
+agents ...`) through the `hive.cli` entry point group, whose targets are
+`register(app: typer.Typer) -> None` functions. So hivewire never imports a
+service.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
+import structlog
+
 from hivewire.cli import inspect, migrate, up  # noqa: F401  (registers commands)
 from hivewire.cli.app import app
 
+log = structlog.get_logger("hive.cli")
+
+
+def load_plugins() -> None:
+    for ep in sorted(entry_points(group="hive.cli"), key=lambda e: e.name):
+        try:
+            ep.load()(app)
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            log.warning("cli_plugin_failed", plugin=ep.name, error=str(exc))
+
 
 def main() -> None:
+    load_plugins()
     app()
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "load_plugins", "main"]

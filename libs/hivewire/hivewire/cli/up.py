@@ -58,6 +58,7 @@ def _already_running(pid_file: os.PathLike[str]) -> int | None:
 def up(
     only: str = typer.Option(",".join(SERVICES), help="Comma-separated services to run."),
     stop_timeout: float = typer.Option(8.0, help="Seconds to wait for a clean stop before SIGKILL."),
+    nats_port: int = typer.Option(4222, help="Port of the embedded nats-server (0: any free port)."),
 ) -> None:
     """Start NATS and every service, restart any that dies, stop all on Ctrl-C/SIGTERM."""
     s = settings()
@@ -75,18 +76,18 @@ def up(
         raise typer.Exit(2)
     pid_file.write_text(f"{os.getpid()}\n")
     try:
-        asyncio.run(_up(s, chosen, stop_timeout))
+        asyncio.run(_up(s, chosen, stop_timeout, nats_port))
     finally:
         pid_file.unlink(missing_ok=True)
 
 
-async def _up(s: Settings, chosen: tuple[str, ...], stop_timeout: float) -> None:
+async def _up(s: Settings, chosen: tuple[str, ...], stop_timeout: float, nats_port: int) -> None:
     specs: list[ChildSpec] = []
     url_file = s.run_dir / "nats.url"
     if s.nats_url:
         nats_url, port = s.nats_url, 0
     else:
-        port = 4222 if _port_free(4222) else free_port()
+        port = nats_port if nats_port and _port_free(nats_port) else free_port()
         nats_url = f"nats://127.0.0.1:{port}"
         specs.append(ChildSpec("nats", nats_command(s.run_dir / "nats", port)))
     token = s.operator_token or ensure_secret_file(s.home / "operator.token")
