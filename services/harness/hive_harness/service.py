@@ -1,23 +1,43 @@
-"""The NATS micro layer of one agent's harness."""
+"""The NATS micro layer of one agent's harness (`hive-harness`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-from hivewire import subjects
+import structlog
+
+from hive_harness.agent_cli import CliConfig, LoginSession
+from hive_harness.bus import MODEL_RE, Bus
+from hive_harness.loop import TurnLoop
+from hive_harness.store import EventStore, TurnStatsStore, events_path, turns_path
+from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
-from hivewire.service import Context, Endpoint, MicroService
+from hivewire.runner import resolve_nats_url
+from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
-from hivewire.transport import Transport
-from hivewire.wire.agent import AgentState, Presence
-from hivewire.wire.common import Empty
+from hivewire.transport import Msg, Subscription, Transport
+from hivewire.wire import broker as wb
+from hivewire.wire.agent import (
+    AgentState,
+    HistoryReply,
+    HistoryRequest,
+    LoginRequest,
+    ModelRequest,
+    Presence,
+    PromptRequest,
+)
+from hivewire.wire.common import Empty, Ok
 
-HEARTBEAT_S = 3.0
+log = structlog.get_logger("hive_harness.service")
+
+HEARTBEAT_S = float(os.environ.get("HIVE_HEARTBEAT_S", "3") or 3)
 
 
 class HarnessService(MicroService):
@@ -29,39 +49,142 @@ class HarnessService(MicroService):
         self.settings = settings
         self.agent = validate_agent_name(agent, allow_reserved=True)
         self.instance = uuid.uuid4().hex[:12]
-        self.state_since = time.time()
-        self._beat: asyncio.Task[None] | None = None
+        adir = settings.agent_dir(self.agent)
+        self.state_dir = adir / "state"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.events = EventStore(events_path(self.state_dir))
+        self.stats = TurnStatsStore(turns_path(self.state_dir))
+        model_file = Path(settings.model_file) if settings.model_file else None
+        self.bus = Bus(self.agent, self.state_dir, self.events, self.publish, settings.context_window, model_file)
+        self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", resolve_nats_url(settings),
+                             max_retries=int(os.environ.get("HIVE_CLAUDE_MAX_RETRIES", "2") or 2))
+        self.client = HiveClient(transport, timeout=5.0)
+        self.loop = TurnLoop(self.bus, self.cli, self.client, self.stats)
+        self.login: LoginSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake_sub: Subscription | None = None
 
     def metadata(self) -> dict[str, str]:
         return {**super().metadata(), "agent": self.agent, "instance": self.instance}
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        return [Endpoint("state", subjects.ctl(self.agent, "state"), Empty, self.state)]
+        c = lambda verb: subjects.ctl(self.agent, verb)  # noqa: E731
+        return [
+            Endpoint("state", c("state"), Empty, self.h_state),
+            Endpoint("history", c("history"), HistoryRequest, self.h_history),
+            Endpoint("model", c("model"), ModelRequest, self.h_model),
+            Endpoint("compact", c("compact"), Empty, self.h_compact),
+            Endpoint("new_session", c("new_session"), Empty, self.h_new_session),
+            Endpoint("cancel", c("cancel"), Empty, self.h_cancel),
+            Endpoint("prompt", c("prompt"), PromptRequest, self.h_prompt),
+            Endpoint("login", c("login"), LoginRequest, self.h_login),
+        ]
 
-    async def state(self, ctx: Context, req: Empty) -> AgentState:
-        return AgentState(
-            status="online", turn_state="idle", turn_state_since=self.state_since, model="haiku",
-            context_window=self.settings.context_window or 200_000,
-        )
+    # --- handlers -----------------------------------------------------------------
+    async def h_state(self, ctx: Context, req: Empty) -> AgentState:
+        counts = await self.loop._counts()
+        return self.bus.snapshot(counts.unread if counts else 0)
 
+    async def h_history(self, ctx: Context, req: HistoryRequest) -> HistoryReply:
+        return HistoryReply(events=await self.events.history(req.limit, req.before_id))
+
+    async def h_model(self, ctx: Context, req: ModelRequest) -> AgentState:
+        model = req.model.strip()
+        if not MODEL_RE.fullmatch(model):
+            raise HiveError("bad_request", f"invalid model name {req.model!r}")
+        await self.bus.set_model(model)
+        return self.bus.snapshot()
+
+    async def h_compact(self, ctx: Context, req: Empty) -> Ok:
+        self.loop.compact_requested = True
+        self.loop.wake.set()
+        await self.bus.emit("note", text="compaction requested by the operator")
+        return Ok()
+
+    async def h_new_session(self, ctx: Context, req: Empty) -> Ok:
+        self.bus.new_session = True
+        await self.bus.emit("note", text="new session armed: the next turn drops --continue")
+        return Ok()
+
+    async def h_cancel(self, ctx: Context, req: Empty) -> Ok:
+        done = await self.loop.cancel()
+        await self.bus.emit("note", text="turn cancelled by the operator" if done else "cancel: no turn running")
+        return Ok(ok=done)
+
+    async def h_prompt(self, ctx: Context, req: PromptRequest) -> Ok:
+        if not req.text.strip():
+            raise HiveError("bad_request", "empty prompt")
+        if len(req.text) > 100_000:
+            raise HiveError("too_large", "prompt over 100k characters")
+        self.loop.on_prompt(req.text)
+        return Ok()
+
+    async def h_login(self, ctx: Context, req: LoginRequest) -> AgentState:
+        if req.action == "start":
+            if self.login is not None:
+                await self.login.cancel()
+            self.login = LoginSession(self.cli)
+            url = await self.login.start()
+            self.bus.login_url = url
+            await self.bus.set_status("needs_login", "needs_login")
+            await self.bus.emit("status_changed", status="needs_login_started", url=url)
+        elif req.action == "submit":
+            if self.login is None or not self.login.running:
+                raise HiveError("conflict", "no login in progress")
+            if not req.code:
+                raise HiveError("bad_request", "submit needs a code")
+            await self.login.submit(req.code)
+        else:
+            if self.login is not None:
+                await self.login.cancel()
+                self.login = None
+            self.bus.login_url = None
+            await self.bus.emit("status_changed", status="needs_login_cancelled")
+        return self.bus.snapshot()
+
+    # --- lifecycle ------------------------------------------------------------------
     async def on_start(self) -> None:
-        self._beat = asyncio.create_task(self._heartbeat())
+        await self.events.open()
+        await self.stats.open()
+        await self.bus.init_seq()
+        self._wake_sub = await self.transport.subscribe(subjects.wake(self.agent), self._on_wake)
+        self._tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self.loop.run())]
+        await self.bus.emit("note", text=f"harness started (instance {self.instance}, model {self.bus.model})")
+
+    async def _on_wake(self, msg: Msg) -> None:
+        try:
+            self.loop.on_wake(codec.decode(msg.data, wb.Wake))
+        except Exception:  # a malformed wake still wakes
+            self.loop.on_wake(wb.Wake(reason="message"))
 
     async def on_stop(self) -> None:
-        if self._beat:
-            self._beat.cancel()
-            await asyncio.gather(self._beat, return_exceptions=True)
-        await self.publish(
-            subjects.presence(self.agent),
-            Presence(state="offline", since=time.time(), instance=self.instance, reason="stopped", ts=time.time()),
-        )
+        await self.loop.cancel()
+        if self.login is not None:
+            await self.login.cancel()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._wake_sub is not None:
+            await self._wake_sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await self.publish(subjects.presence(self.agent), Presence(
+                state="offline", since=time.time(), instance=self.instance, reason="stopped", ts=time.time()))
+        await self.events.close()
+        await self.stats.close()
+
+    def presence(self) -> Presence:
+        b = self.bus
+        if b.status in ("needs_login", "rate_limited") or self.loop.parked_until:
+            state, reason = "waiting", b.presence_reason or ("rate_limit" if b.rate_limited else b.status)
+        else:
+            state, reason = b.turn_state, None
+        return Presence(state=state, since=b.turn_state_since, instance=self.instance,  # type: ignore[arg-type]
+                        reason=reason, ts=time.time())
 
     async def _heartbeat(self) -> None:
         while True:
-            await self.publish(
-                subjects.presence(self.agent),
-                Presence(state="idle", since=self.state_since, instance=self.instance, ts=time.time()),
-            )
+            with contextlib.suppress(Exception):
+                await self.publish(subjects.presence(self.agent), self.presence())
             await asyncio.sleep(HEARTBEAT_S)
 
 

@@ -1,0 +1,320 @@
+"""The turn loop: wake → one message → one CLI turn → ack (seed 001).
+
+Handles context watermarks (reactive compaction on prompt-too-long, proactive
+at 75%, fresh session at 50% after a long idle or a compaction that did not
+help), rate limits (flag + sentinel + park + retry of the held message),
+missing credentials (needs_login until credentials appear) and cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from hive_harness import metrics
+from hive_harness.agent_cli import CliConfig, CliRun, run_turn
+from hive_harness.bus import Bus
+from hive_harness.mcp_bridge import RECV_IDS_FILE
+from hive_harness.store import TurnStatsStore
+from hive_harness.streamjson import TurnSummary
+from hivewire import subjects
+from hivewire.service import HiveClient
+from hivewire.wire import broker as wb
+from hivewire.wire.agent import TurnStats
+
+log = structlog.get_logger("hive_harness.loop")
+
+COMPACT_AT = 0.75
+RESET_AT = 0.50
+MAX_FAILED_ATTEMPTS = 3
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+@dataclass
+class WakeItem:
+    wake_from: str
+    prompt: str
+    message: wb.Message | None = None
+    attempts: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def wake_prompt(msg: wb.Message, unread_more: int) -> str:
+    head = f"[wake: message from {msg.sender} · id {msg.id}"
+    head += f" · {unread_more} more unread]" if unread_more else "]"
+    if msg.redelivered:
+        head += " [redelivered after restart — may already be handled]"
+    reply = f'\n\n(Reply with mcp__hive__send(to="{msg.sender}", in_reply_to="{msg.id}") if a reply is needed.)'
+    return f"{head}\n\n{msg.body}{reply if msg.sender != 'operator' else ''}"
+
+
+class TurnLoop:
+    def __init__(self, bus: Bus, cli: CliConfig, client: HiveClient, stats: TurnStatsStore) -> None:
+        self.bus = bus
+        self.cli = cli
+        self.client = client
+        self.stats = stats
+        self.agent = bus.agent
+        self.wake = asyncio.Event()
+        self.prompts: asyncio.Queue[str] = asyncio.Queue()
+        self.pending: WakeItem | None = None
+        self.current: CliRun | None = None
+        self.compact_requested = False
+        self.last_turn_end = time.time()
+        self.park_s = _env_float("HIVE_RATE_LIMIT_PARK_S", 300.0)
+        self.idle_reset_s = _env_float("HIVE_IDLE_RESET_S", 300.0)
+        self.poll_s = _env_float("HIVE_WAKE_POLL_S", 30.0)
+        self.parked_until = 0.0
+        self.wake_reasons: list[wb.Wake] = []
+        self.turns_done = 0
+
+    # --- wake sources -----------------------------------------------------------
+    def on_wake(self, w: wb.Wake) -> None:
+        self.wake_reasons.append(w)
+        self.wake.set()
+
+    def on_prompt(self, text: str) -> None:
+        self.prompts.put_nowait(text)
+        self.wake.set()
+
+    async def _next(self) -> WakeItem | None:
+        if self.pending is not None:
+            item, self.pending = self.pending, None
+            return item
+        if not self.prompts.empty():
+            return WakeItem("operator", f"[wake: operator prompt]\n\n{self.prompts.get_nowait()}")
+        self.wake.clear()
+        reasons, self.wake_reasons = self.wake_reasons, []
+        try:
+            reply = await self.client.call(subjects.broker(self.agent, "recv"), wb.RecvRequest(max=1, wait_s=0),
+                                           wb.RecvReply)
+        except Exception as exc:  # broker away: retry later
+            metrics.FAILURES.labels("recv").inc()
+            log.warning("recv_failed", error=str(exc))
+            reply = None
+        if reply and reply.messages:
+            msg = reply.messages[0]
+            counts = await self._counts()
+            return WakeItem(msg.sender, wake_prompt(msg, counts.unread if counts else 0), msg)
+        other = [w for w in reasons if w.reason not in ("message",)]
+        if other:
+            w = other[0]
+            return WakeItem(w.reason, f"[wake: {w.reason}{' ' + w.ref if w.ref else ''}]\n\n"
+                            "Check your loose ends (mcp__hive__get_loose_ends) and act on what is due.")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), self.poll_s)
+        return None
+
+    async def _counts(self) -> wb.CountsReply | None:
+        try:
+            return await self.client.call(subjects.broker(self.agent, "counts"), wb.LooseEndsRequest(),
+                                          wb.CountsReply, timeout=2.0)
+        except Exception:  # best effort
+            return None
+
+    # --- the loop -----------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop never dies
+                metrics.FAILURES.labels("loop").inc()
+                log.exception("loop_error")
+                await self.bus.emit("error", kind="harness", text=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _step(self) -> None:
+        if self.bus.status == "needs_login":
+            if not self.cli.has_credentials():
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 2.0)
+                return
+            self.bus.login_url = None
+            await self.bus.set_status("online")
+        if self.parked_until:
+            delay = self.parked_until - time.time()
+            if delay > 0:
+                await asyncio.sleep(min(delay, 1.0))
+                return
+            self.parked_until = 0.0
+            self.bus.presence_reason = None
+        if self.compact_requested:
+            self.compact_requested = False
+            await self.compact("operator")
+            return
+        item = await self._next()
+        if item is not None:
+            await self.handle(item)
+
+    async def handle(self, item: WakeItem) -> None:
+        if (self.bus.ctx is not None and time.time() - self.last_turn_end > self.idle_reset_s
+                and self.bus.ctx >= RESET_AT * self.bus.context_window and not self.bus.new_session):
+            self.bus.new_session = True
+            await self.bus.emit("note", text="idle past the prompt cache with ctx ≥ 50%: starting a fresh session")
+        summary, kind = await self._turn(item)
+        if kind == "prompt_too_long":
+            metrics.COMPACTIONS.labels("reactive").inc()
+            await self.compact("reactive")
+            summary, kind = await self._turn(item)
+        if kind == "rate_limited":
+            metrics.RATE_LIMIT_HITS.inc()
+            await self.bus.set_rate_limited(True)
+            self.pending = item
+            self.parked_until = time.time() + self.park_s
+            await self.bus.emit("note", text=f"rate limited: parked for {self.park_s:g}s, message requeued")
+            return
+        if kind == "failed" and summary.auth_failed:
+            await self.bus.set_status("needs_login", "needs_login")
+            self.pending = item
+            await self.bus.emit("note", text="the agent CLI has no credentials: needs login")
+            return
+        if kind == "failed":
+            item.attempts += 1
+            if item.attempts < MAX_FAILED_ATTEMPTS:
+                self.pending = item
+                await asyncio.sleep(min(2.0 * item.attempts, 10.0))
+                return
+            await self.bus.emit("error", kind="turn_failed", text=f"giving up after {item.attempts} attempts")
+        if kind == "ok" and self.bus.rate_limited:
+            await self.bus.set_rate_limited(False)
+        await self._ack(item)
+        if (kind == "ok" and self.bus.ctx is not None
+                and self.bus.ctx >= COMPACT_AT * self.bus.context_window):
+            metrics.COMPACTIONS.labels("proactive").inc()
+            await self.compact("proactive")
+            if self.bus.ctx is not None and self.bus.ctx >= RESET_AT * self.bus.context_window:
+                self.bus.new_session = True
+                await self.bus.emit("note", text="compaction left ctx ≥ 50%: next turn starts a fresh session")
+
+    async def _ack(self, item: WakeItem) -> None:
+        ids = [item.message.id] if item.message else []
+        extra = self.cli.state_dir / RECV_IDS_FILE
+        with contextlib.suppress(OSError):
+            ids += [i for i in extra.read_text().split() if i]
+            extra.unlink()
+        if not ids:
+            return
+        try:
+            await self.client.call(subjects.broker(self.agent, "ack"), wb.AckRequest(ids=ids), wb.AckReply)
+        except Exception as exc:  # unacked comes back redelivered; log it
+            metrics.FAILURES.labels("ack").inc()
+            log.error("ack_failed", ids=ids, error=str(exc))
+
+    async def _turn(self, item: WakeItem) -> tuple[TurnSummary, str]:
+        cont = not self.bus.new_session
+        if self.bus.new_session:
+            self.bus.new_session = False
+            await self.bus.emit("note", text="new session: this turn runs without --continue")
+        counts = await self._counts()
+        started = time.time()
+        model = self.bus.model
+        await self.bus.emit("turn_start", wake_from=item.wake_from, unread=counts.unread if counts else 0,
+                            prompt=item.prompt, model=model, message_id=item.message.id if item.message else None)
+        await self.bus.set_turn_state("thinking")
+        run = self.current = CliRun()
+        try:
+            summary = await run_turn(self.cli, model, item.prompt, cont, run, self._on_events)
+        except Exception as exc:  # e.g. the binary is missing
+            metrics.FAILURES.labels("cli_spawn").inc()
+            log.error("cli_failed", error=str(exc))
+            summary = TurnSummary(is_error=True, result_text=f"cannot run the agent CLI: {exc}")
+        finally:
+            self.current = None
+        kind = self._classify(summary, run)
+        ended = time.time()
+        await self.bus.set_turn_state("idle")
+        await self.bus.record_usage(summary.ctx, summary.cost if summary.got_result else None,
+                                    summary.api_context_window)
+        counts = await self._counts()
+        note = None if kind == "ok" else (summary.result_text or "\n".join(run.stderr_tail[-5:]) or None)
+        row = TurnStats(
+            agent=self.agent, model=summary.model or model, wake_from=item.wake_from, result_kind=kind,  # type: ignore[arg-type]
+            started_at=started, ended_at=ended, duration_ms=int((ended - started) * 1000),
+            input_tokens=summary.cumulative.input_tokens, output_tokens=summary.cumulative.output_tokens,
+            cache_read_input_tokens=summary.cumulative.cache_read_input_tokens,
+            cache_creation_input_tokens=summary.cumulative.cache_creation_input_tokens,
+            last_input_tokens=summary.last.input_tokens, last_output_tokens=summary.last.output_tokens,
+            last_cache_read_input_tokens=summary.last.cache_read_input_tokens,
+            last_cache_creation_input_tokens=summary.last.cache_creation_input_tokens,
+            context_window=self.bus.context_window, tool_call_count=summary.tool_call_count,
+            tool_calls_json=json.dumps(summary.tool_calls, sort_keys=True),
+            open_threads_count=counts.open_questions if counts else 0,
+            open_reminders_count=counts.pending_reminders if counts else 0, note=note,
+        )
+        await self.stats.record(row)
+        await self._publish_turn(row, summary)
+        self.last_turn_end = ended
+        self.turns_done += 1
+        await self.bus.emit("turn_end", result_kind=kind, duration_ms=row.duration_ms, ctx=summary.ctx,
+                            cost=summary.cost, note=note)
+        return summary, kind
+
+    async def _publish_turn(self, row: TurnStats, summary: TurnSummary) -> None:
+        metrics.TURNS.labels(row.result_kind).inc()
+        metrics.TURN_SECONDS.observe(row.duration_ms / 1000)
+        for k in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+            metrics.TOKENS.labels(k).inc(getattr(summary.cumulative, k))
+        for name, n in summary.tool_calls.items():
+            metrics.TOOL_CALLS.labels(metrics.tool_label(name)).inc(n)
+        try:
+            await self.bus._publish(subjects.turns(self.agent), row)
+        except Exception:
+            metrics.FAILURES.labels("turns_publish").inc()
+
+    @staticmethod
+    def _classify(s: TurnSummary, run: CliRun) -> str:
+        if run.cancelled:
+            return "cancelled"
+        if s.prompt_too_long:
+            return "prompt_too_long"
+        if s.rate_limited and (s.is_error or not s.got_result):
+            return "rate_limited"
+        if not s.got_result or s.is_error or (run.returncode not in (0, None)):
+            return "failed"
+        return "ok"
+
+    async def _on_events(self, drafts: list[tuple[str, dict[str, object]]]) -> None:
+        for kind, payload in drafts:
+            await self.bus.emit(kind, **payload)
+
+    async def compact(self, trigger: str) -> None:
+        """Run `/compact` on the current session (always with --continue)."""
+        await self.bus.emit("note", text=f"compacting ({trigger})")
+        await self.bus.set_turn_state("compacting")
+        run = self.current = CliRun()
+        try:
+            summary = await run_turn(self.cli, self.bus.model, "/compact", True, run, self._on_events)
+        except Exception as exc:
+            metrics.FAILURES.labels("compact").inc()
+            summary = TurnSummary(is_error=True, result_text=str(exc))
+        finally:
+            self.current = None
+            await self.bus.set_turn_state("idle")
+        if summary.compacted:
+            await self.bus.record_usage(summary.post_compact_tokens, None, summary.api_context_window)
+            await self.bus.emit("note", text=f"compaction done ({trigger})")
+        else:
+            metrics.FAILURES.labels("compact").inc()
+            await self.bus.emit("error", kind="compact_failed", text=summary.result_text[:500])
+
+    async def cancel(self) -> bool:
+        run = self.current
+        if run is None:
+            return False
+        await run.cancel()
+        return True

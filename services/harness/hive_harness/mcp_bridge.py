@@ -1,0 +1,184 @@
+"""The `hive` MCP server the agent CLI launches (stdio): the agent's hive tools.
+
+`python -m hive_harness.mcp_bridge` with `HIVE_AGENT` and `HIVE_NATS_URL` in
+its environment (the harness writes both into the --mcp-config it hands the
+CLI). Each tool call becomes one broker / deployer request under the agent's
+own subject token and returns a readable result, or a readable error — never
+a crash of the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import msgspec
+from mcp.server.mcpserver import MCPServer
+
+from hivewire import subjects
+from hivewire.errors import HiveError
+from hivewire.names import MANAGER, validate_agent_name
+from hivewire.nats_transport import NatsTransport
+from hivewire.service import HiveClient
+from hivewire.wire import broker as wb
+from hivewire.wire import deployer as wd
+
+AGENT_TOOLS = ("send", "recv", "ask", "answer", "remind", "get_loose_ends", "cancel_loose_end", "whoami")
+RECV_IDS_FILE = "mcp-recv-ids"
+MANAGER_TOOLS = ("request_init_config", "request_apply", "request_spawn", "kill", "start", "restart")
+
+
+def tool_names(agent: str) -> list[str]:
+    """The MCP tool names the CLI must allow for this agent (`mcp__hive__*`)."""
+    names = list(AGENT_TOOLS) + (list(MANAGER_TOOLS) if agent == MANAGER else [])
+    return [f"mcp__hive__{n}" for n in names]
+
+
+class Bridge:
+    """Lazily connected NATS client acting as `agent`."""
+
+    def __init__(self, agent: str, nats_url: str) -> None:
+        self.agent = validate_agent_name(agent, allow_reserved=True)
+        self.nats_url = nats_url
+        self._client: HiveClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> HiveClient:
+        async with self._lock:
+            if self._client is None:
+                t = await NatsTransport.connect(self.nats_url, name=f"hive-mcp-{self.agent}", forever=False)
+                self._client = HiveClient(t, timeout=10.0)
+            return self._client
+
+    async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> str:
+        try:
+            c = await self.client()
+            reply = await c.call(subject, req, reply_type, timeout=timeout)
+            return json.dumps(msgspec.to_builtins(reply), ensure_ascii=False)
+        except HiveError as err:
+            return f"error ({err.code}): {err.message}"
+        except Exception as exc:  # the agent gets a readable error
+            return f"error (unavailable): {type(exc).__name__}: {exc}"
+
+    async def broker(self, verb: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> str:
+        return await self.call(subjects.broker(self.agent, verb), req, reply_type, timeout)
+
+    async def deployer(self, verb: str, name: str) -> str:
+        if verb in ("kill", "start", "restart") and name == self.agent:
+            return "error (forbidden): the manager may not kill/start/restart itself"
+        try:
+            validate_agent_name(name)
+        except HiveError as err:
+            return f"error ({err.code}): {err.message}"
+        return await self.call(subjects.deployer(verb), wd.NameRequest(name=name), wd.AgentInfo, timeout=60)
+
+
+def note_received(reply_json: str) -> None:
+    """Tell the harness which messages the agent took itself, so it acks them after the turn."""
+    sdir = os.environ.get("HIVE_STATE_DIR")
+    if not sdir or not reply_json.startswith("{"):
+        return
+    ids = [m["id"] for m in json.loads(reply_json).get("messages", [])]
+    if ids:
+        with open(os.path.join(sdir, RECV_IDS_FILE), "a") as f:
+            f.write("".join(i + "\n" for i in ids))
+
+
+def build_server(bridge: Bridge) -> MCPServer:
+    mcp: MCPServer = MCPServer(name="hive", instructions=f"Hive tools for agent {bridge.agent}.")
+
+    @mcp.tool(description="Send a message to another agent, `operator`, or `*` (everyone).")
+    async def send(to: str, body: str, in_reply_to: str | None = None) -> str:
+        return await bridge.broker("send", wb.SendRequest(to=to, body=body, in_reply_to=in_reply_to), wb.SendReply)
+
+    @mcp.tool(description="Receive unread messages (marks them delivered; the harness acks after the turn).")
+    async def recv(wait_s: float = 0.0, max: int = 10) -> str:
+        max_wait = 60.0
+        wait = min(max_wait, wait_s) if wait_s else 0.0
+        out = await bridge.broker("recv", wb.RecvRequest(max=max, wait_s=wait), wb.RecvReply, timeout=max_wait + 5)
+        note_received(out)
+        return out
+
+    @mcp.tool(description="Ask the operator (or a peer with `to`) a question; the answer arrives later as a wake.")
+    async def ask(question: str, options: list[str] | None = None, multi: bool = False,
+                  ttl_s: float | None = None, to: str | None = None) -> str:
+        req = wb.AskRequest(question=question, options=options or [], multi=multi, ttl_s=ttl_s, to=to)
+        return await bridge.broker("ask", req, wb.AskReply)
+
+    @mcp.tool(description="Answer a question that was addressed to you.")
+    async def answer(question_id: str, answer: str) -> str:
+        return await bridge.broker("answer", wb.AnswerRequest(question_id=question_id, answer=answer),
+                                   wb.AnswerReply)
+
+    @mcp.tool(description="Set a reminder: wakes you with `body` after `in_s` seconds or at unix time `at`.")
+    async def remind(body: str, in_s: float | None = None, at: float | None = None,
+                     file_path: str | None = None) -> str:
+        req = wb.RemindRequest(body=body, in_s=in_s, at=at, file_path=file_path)
+        return await bridge.broker("remind", req, wb.RemindReply)
+
+    @mcp.tool(description="Your pending approvals, unanswered questions and reminders.")
+    async def get_loose_ends() -> str:
+        return await bridge.broker("loose_ends", wb.LooseEndsRequest(), wb.LooseEnds)
+
+    @mcp.tool(description="Cancel a loose end: kind is approval, question or reminder.")
+    async def cancel_loose_end(kind: str, id: str) -> str:
+        if kind not in ("approval", "question", "reminder"):
+            return "error (bad_request): kind must be approval, question or reminder"
+        req = wb.CancelLooseEndRequest(kind=kind, id=id)  # type: ignore[arg-type]
+        return await bridge.broker("cancel_loose_end", req, dict)
+
+    @mcp.tool(description="Who you are in the hive.")
+    async def whoami() -> str:
+        return json.dumps({"agent": bridge.agent, "role": "manager" if bridge.agent == MANAGER else "agent"})
+
+    if bridge.agent == MANAGER:
+
+        @mcp.tool(description="Ask the operator to approve initialising agent `name`'s config repo.")
+        async def request_init_config(name: str) -> str:
+            return await bridge.broker("approve", wb.ApproveRequest(kind="init_config", agent=name), wb.ApproveReply)
+
+        @mcp.tool(description="Ask the operator to approve applying `commit_ref` of `agent`'s config.")
+        async def request_apply(agent: str, commit_ref: str) -> str:
+            req = wb.ApproveRequest(kind="apply_commit", agent=agent, commit_ref=commit_ref)
+            return await bridge.broker("approve", req, wb.ApproveReply)
+
+        @mcp.tool(description="Ask the operator to approve spawning a new agent `name`.")
+        async def request_spawn(name: str) -> str:
+            return await bridge.broker("approve", wb.ApproveRequest(kind="spawn", agent=name), wb.ApproveReply)
+
+        @mcp.tool(description="Kill agent `name` (no approval; never yourself).")
+        async def kill(name: str) -> str:
+            return await bridge.deployer("kill", name)
+
+        @mcp.tool(description="Start agent `name` (no approval; never yourself).")
+        async def start(name: str) -> str:
+            return await bridge.deployer("start", name)
+
+        @mcp.tool(description="Restart agent `name` (no approval; never yourself).")
+        async def restart(name: str) -> str:
+            return await bridge.deployer("restart", name)
+
+    return mcp
+
+
+def mcp_config(agent: str, nats_url: str, python: str) -> dict[str, Any]:
+    """The --mcp-config JSON that launches this bridge for `agent`."""
+    env = {"HIVE_AGENT": agent, "HIVE_NATS_URL": nats_url}
+    for key in ("PYTHONPATH", "HIVE_LOG_LEVEL"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return {"mcpServers": {"hive": {"type": "stdio", "command": python, "args": ["-m", "hive_harness.mcp_bridge"],
+                                    "env": env}}}
+
+
+def main() -> None:
+    agent = os.environ.get("HIVE_AGENT", "")
+    url = os.environ.get("HIVE_NATS_URL", "nats://127.0.0.1:4222")
+    server = build_server(Bridge(agent, url))
+    asyncio.run(server.run_stdio_async())
+
+
+if __name__ == "__main__":
+    main()
