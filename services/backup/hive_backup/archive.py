@@ -1,0 +1,247 @@
+"""Low-level steps: online sqlite copies, compression, hashing, bundles, tars.
+
+Every file is written to a temp name, fsynced, then renamed, so a crash never
+leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+CHUNK = 1 << 20
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class Skip(Exception):
+    """A source that is present but has nothing to back up (an empty repo)."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """fsync `tmp`, rename it to `final`, fsync the directory."""
+    fsync_file(tmp)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- sqlite -----------------------------------------------------------------------
+def open_readonly(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5.0, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def sqlite_copy(src: Path, dst: Path) -> None:
+    """A consistent online copy of a live (WAL) database, without blocking its writer.
+
+    The backup API copies every page in ONE step (`pages=-1`) inside a single
+    read transaction: WAL readers never block the writer, and a one-step copy
+    is never restarted by the writer's commits (a page-stepped copy would be).
+    Never a file copy: that races the WAL.
+    """
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    source = open_readonly(src)
+    try:
+        target = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            source.backup(target, pages=-1)
+            # The copy is a standalone file: rollback journal, not WAL.
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+    finally:
+        source.close()
+    for side in SIDE_FILES:
+        Path(str(tmp) + side).unlink(missing_ok=True)
+    publish(tmp, dst)
+
+
+def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' "
+        "AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name"
+    ).fetchall()
+    return {name: int(conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]) for (name,) in rows}
+
+
+def schema_version(conn: sqlite3.Connection) -> int | None:
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
+    if not has:
+        return None
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def integrity_problems(path: Path) -> list[str]:
+    conn = open_readonly(path)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        return [f"cannot open: {exc}"]
+    finally:
+        conn.close()
+    return [] if rows == ["ok"] else rows[:20]
+
+
+def describe_db(path: Path) -> tuple[dict[str, int], int | None]:
+    conn = open_readonly(path)
+    try:
+        return table_counts(conn), schema_version(conn)
+    finally:
+        conn.close()
+
+
+# --- compression --------------------------------------------------------------------
+def gzip_file(src: Path, dst: Path, level: int) -> tuple[str, int]:
+    """Compress `src` to `dst` (temp + fsync + rename); returns (content sha256, content size)."""
+    h = hashlib.sha256()
+    size = 0
+    tmp = dst.with_name(dst.name + ".tmp")
+    with open(src, "rb") as fin, open(tmp, "wb") as raw, gzip.GzipFile(
+        fileobj=raw, mode="wb", compresslevel=level, mtime=0
+    ) as gz:
+        while chunk := fin.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+            gz.write(chunk)
+    publish(tmp, dst)
+    return h.hexdigest(), size
+
+
+def gunzip_file(src: Path, dst: Path) -> str:
+    """Decompress `src` to `dst`; returns the content sha256 (raises on a bad stream)."""
+    h = hashlib.sha256()
+    tmp = dst.with_name(dst.name + ".tmp")
+    with gzip.open(src, "rb") as gz, open(tmp, "wb") as out:
+        while chunk := gz.read(CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+    publish(tmp, dst)
+    return h.hexdigest()
+
+
+def write_bytes(dst: Path, data: bytes) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    publish(tmp, dst)
+
+
+# --- tars ------------------------------------------------------------------------------
+def tar_gz_bytes(home: Path, files: Iterable[Path], level: int) -> tuple[bytes, bytes]:
+    """(tar bytes, gzip of them) of `files`, named relative to `home`, modes kept."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for p in files:
+            tar.add(p, arcname=p.relative_to(home).as_posix(), recursive=False)
+    raw = buf.getvalue()
+    return raw, gzip.compress(raw, compresslevel=level, mtime=0)
+
+
+def tar_gz_file(home: Path, files: Iterable[Path], dst: Path, level: int) -> tuple[str, int]:
+    tmp_tar = dst.with_name(dst.name + ".tar-tmp")
+    with tarfile.open(tmp_tar, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for p in files:
+            tar.add(p, arcname=p.relative_to(home).as_posix(), recursive=False)
+    try:
+        return gzip_file(tmp_tar, dst, level)
+    finally:
+        tmp_tar.unlink(missing_ok=True)
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path, *, private: bool = False) -> list[str]:
+    """Extract regular files and dirs only, never outside `dest`; secrets get 0600."""
+    out = []
+    for m in tar.getmembers():
+        if not (m.isfile() or m.isdir()):
+            continue
+        parts = Path(m.name).parts
+        if m.name.startswith("/") or ".." in parts:
+            raise ValueError(f"unsafe member name in archive: {m.name!r}")
+        target = dest / m.name
+        if m.isdir():
+            target.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o755)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o755)
+        f = tar.extractfile(m)
+        assert f is not None
+        tmp = target.with_name(target.name + ".restore-tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else (m.mode & 0o777) or 0o644)
+        with os.fdopen(fd, "wb") as out_f:
+            shutil.copyfileobj(f, out_f)
+        if private:
+            os.chmod(tmp, 0o600)
+        publish(tmp, target)
+        out.append(m.name)
+    return out
+
+
+# --- git ---------------------------------------------------------------------------------
+def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def git_bundle(repo: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    heads = _git("-C", str(repo), "for-each-ref", "--count=1", "refs/")
+    if heads.returncode != 0:
+        raise RuntimeError(f"git for-each-ref failed: {heads.stderr.strip()}")
+    if not heads.stdout.strip():
+        raise Skip("repository has no commits")
+    r = _git("-C", str(repo), "bundle", "create", str(tmp), "--all")
+    if r.returncode != 0:
+        raise RuntimeError(f"git bundle create failed: {r.stderr.strip()}")
+    publish(tmp, dst)
+
+
+def git_restore(bundle: Path, dest: Path) -> None:
+    """Recreate a repo (every ref, and a checked-out work tree) from a bundle."""
+    dest.mkdir(parents=True, exist_ok=True)
+    r = _git("clone", "--quiet", "--mirror", str(bundle), str(dest / ".git"))
+    if r.returncode != 0:
+        raise RuntimeError(f"git clone from bundle failed: {r.stderr.strip()}")
+    for args in (("config", "core.bare", "false"), ("remote", "remove", "origin"), ("checkout", "-f", "--quiet")):
+        r = _git("-C", str(dest), *args)
+        if r.returncode != 0 and args[0] != "checkout":
+            raise RuntimeError(f"git {' '.join(args)} failed: {r.stderr.strip()}")
+
+
+def git_check(bundle: Path, scratch: Path) -> list[str]:
+    r = _git("clone", "--quiet", "--bare", str(bundle), str(scratch))
+    if r.returncode != 0:
+        return [f"bundle does not clone: {r.stderr.strip()[:300]}"]
+    r = _git("-C", str(scratch), "fsck", "--no-dangling")
+    return [] if r.returncode == 0 else [f"git fsck: {r.stderr.strip()[:300]}"]
