@@ -41,6 +41,20 @@ def broker_pattern(verb: str) -> str:
     return f"hive.broker.*.{verb}"
 
 
+BROKER_REGISTRY_VERBS = ("upsert", "remove", "list")
+
+
+def broker_registry(verb: str) -> str:
+    """`hive.broker._registry.<verb>`: the deployer tells the broker which agents exist.
+
+    `_registry` can never be an agent name, so no agent's `hive.broker.<agent>.>`
+    permission reaches these subjects.
+    """
+    if verb not in BROKER_REGISTRY_VERBS:
+        raise ValueError(f"unknown broker registry verb {verb!r}")
+    return f"hive.broker._registry.{verb}"
+
+
 def operator(area: str, verb: str) -> str:
     """`hive.operator.<area>.<verb>`, e.g. ("approvals", "list")."""
     return f"hive.operator.{area}.{verb}"

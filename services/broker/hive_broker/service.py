@@ -1,33 +1,308 @@
-"""The NATS micro layer of hive-broker."""
+"""The NATS micro layer of hive-broker: decode, call the domain, commit, announce.
+
+Every write runs as one job on broker.sqlite's batching writer (concurrent
+sends share a transaction) and the reply goes out only after the commit.
+Wakes and `hive.broker.changed` are published after the commit too.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import structlog
+
+from hive_broker import approvals, messages, metrics, questions, registry, reminders
+from hive_broker.background import Background
+from hive_broker.config import BrokerConfig
+from hive_broker.effects import Effects
+from hive_broker.store import BrokerDatabase
+from hive_broker.waiters import Waiters
 from hivewire import subjects
-from hivewire.names import validate_agent_name
+from hivewire.errors import HiveError
+from hivewire.names import MANAGER, OPERATOR, validate_agent_name
 from hivewire.service import Context, Endpoint, MicroService
 from hivewire.settings import Settings
-from hivewire.transport import Transport
-from hivewire.wire.broker import CountsReply
+from hivewire.transport import Msg, Subscription, Transport
+from hivewire.wire import broker as w
 from hivewire.wire.common import Empty
+
+log = structlog.get_logger("hive_broker")
+T = TypeVar("T")
+MAX_WAIT_S = 180.0
 
 
 class BrokerService(MicroService):
     name = "hive-broker"
-    description = "Hive broker"
+    description = "Hive broker: inboxes, questions, reminders, approvals"
 
-    def __init__(self, transport: Transport, settings: Settings, *, metrics_url: str = "") -> None:
+    def __init__(
+        self, transport: Transport, settings: Settings, *, metrics_url: str = "", config: BrokerConfig | None = None
+    ) -> None:
         super().__init__(transport, metrics_url=metrics_url)
         self.settings = settings
+        self.config = config or BrokerConfig.from_env()
+        self.db = BrokerDatabase(settings.broker_db)
+        self.waiters = Waiters()
+        self.background = Background(self)
+        self._presence_sub: Subscription | None = None
+        self._instances: dict[str, str] = {}
+        self.stopping = False
 
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.db.open()
+        await super().start()
+
+    async def on_start(self) -> None:
+        self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)
+        # A wake lost to a crash between commit and publish is re-sent here.
+        for agent in await self.db.read(messages.agents_with_pending):
+            await self._publish_wake(agent, "message", "")
+        self.background.start()
+
+    async def on_stop(self) -> None:
+        self.stopping = True
+        self.waiters.notify_all()
+        if self._presence_sub is not None:
+            await self._presence_sub.unsubscribe()
+        await self.background.stop()
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.db.close()
+
+    # --- plumbing -------------------------------------------------------------------
     def endpoints(self) -> list[Endpoint[Any]]:
-        return [Endpoint("counts", subjects.broker_pattern("counts"), Empty, self.counts)]
+        b, op, reg = subjects.broker_pattern, subjects.operator, subjects.broker_registry
+        table: list[tuple[str, str, type[Any], Callable[[Context, Any], Awaitable[Any]]]] = [
+            ("send", b("send"), w.SendRequest, self.send),
+            ("recv", b("recv"), w.RecvRequest, self.recv),
+            ("ack", b("ack"), w.AckRequest, self.ack),
+            ("ask", b("ask"), w.AskRequest, self.ask),
+            ("answer", b("answer"), w.AnswerRequest, self.answer),
+            ("loose_ends", b("loose_ends"), w.LooseEndsRequest, self.loose_ends),
+            ("cancel_loose_end", b("cancel_loose_end"), w.CancelLooseEndRequest, self.cancel_loose_end),
+            ("remind", b("remind"), w.RemindRequest, self.remind),
+            ("approve", b("approve"), w.ApproveRequest, self.approve),
+            ("counts", b("counts"), Empty, self.counts),
+            ("approvals_list", op("approvals", "list"), w.ApprovalsListRequest, self.op_approvals_list),
+            ("approvals_resolve", op("approvals", "resolve"), w.ResolveRequest, self.op_approvals_resolve),
+            ("questions_list", op("questions", "list"), w.QuestionsListRequest, self.op_questions_list),
+            ("questions_answer", op("questions", "answer"), w.OperatorAnswerRequest, self.op_questions_answer),
+            ("messages_list", op("messages", "list"), w.MessagesListRequest, self.op_messages_list),
+            ("messages_search", op("messages", "search"), w.MessagesSearchRequest, self.op_messages_search),
+            ("registry_upsert", reg("upsert"), w.RegistryRequest, self.registry_upsert),
+            ("registry_remove", reg("remove"), w.RegistryRequest, self.registry_remove),
+            ("registry_list", reg("list"), Empty, self.registry_list),
+        ]
+        return [Endpoint(name, subject, rt, self._measured(name, h)) for name, subject, rt, h in table]
 
-    async def counts(self, ctx: Context, req: Empty) -> CountsReply:
-        validate_agent_name(ctx.token(2), allow_reserved=True)
-        return CountsReply(unread=0, open_questions=0, pending_reminders=0)
+    def _measured(
+        self, name: str, handler: Callable[[Context, Any], Awaitable[Any]]
+    ) -> Callable[[Context, Any], Awaitable[Any]]:
+        async def run(ctx: Context, req: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await handler(ctx, req)
+            except HiveError as err:
+                metrics.ERRORS.labels(name, err.code).inc()
+                log.info("request_refused", endpoint=name, subject=ctx.subject, code=err.code, error=err.message)
+                raise
+            except Exception:
+                metrics.ERRORS.labels(name, "internal").inc()
+                raise
+            finally:
+                metrics.REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+        return run
+
+    @staticmethod
+    def _agent(ctx: Context) -> str:
+        return validate_agent_name(ctx.token(2), allow_reserved=True)
+
+    async def _write(self, fn: Callable[[Any, Effects], T]) -> T:
+        """Run `fn(conn, effects)` in a write transaction, then announce its effects."""
+        eff = Effects()
+        result = await self.db.write(lambda conn: fn(conn, eff))
+        await self.announce(eff)
+        return result
+
+    async def announce(self, eff: Effects) -> None:
+        for agent in eff.pollers:
+            self.waiters.notify(agent)
+        for agent, reason, ref in eff.wakes:
+            await self._publish_wake(agent, reason, ref)
+        for table, id_, op in eff.changes:
+            await self._publish(subjects.BROKER_CHANGED, w.Changed(table=table, id=id_, op=op))  # type: ignore[arg-type]
+        for name, n in eff.counters.items():
+            if name.startswith("redelivered:"):
+                metrics.REDELIVERED.labels(name.split(":", 1)[1]).inc(n)
+            elif name in _COUNTERS:
+                _COUNTERS[name].inc(n)
+
+    async def _publish_wake(self, agent: str, reason: str, ref: str) -> None:
+        await self._publish(subjects.wake(agent), w.Wake(reason=reason, ref=ref))  # type: ignore[arg-type]
+
+    async def _publish(self, subject: str, obj: Any) -> None:
+        try:
+            await self.publish(subject, obj)
+        except Exception as exc:
+            metrics.PUBLISH_FAILURES.inc()
+            log.warning("publish_failed", subject=subject, error=str(exc))
+
+    # --- agents ---------------------------------------------------------------------
+    async def send(self, ctx: Context, req: w.SendRequest) -> w.SendReply:
+        sender = self._agent(ctx)
+        return await self._write(lambda c, e: messages.send(c, e, sender, req, time.time()))
+
+    async def recv(self, ctx: Context, req: w.RecvRequest) -> w.RecvReply:
+        agent = self._agent(ctx)
+        if req.max < 1:
+            raise HiveError("bad_request", "max must be at least 1")
+        if not math.isfinite(req.wait_s) or req.wait_s < 0:
+            raise HiveError("bad_request", "wait_s must be a non-negative number of seconds")
+        if req.instance is not None and not (0 < len(req.instance) <= 200):
+            raise HiveError("bad_request", "instance must be 1-200 characters")
+        limit = min(req.max, messages.MAX_RECV)
+        deadline = time.monotonic() + min(req.wait_s, MAX_WAIT_S)
+        while True:
+            with self.waiters.waiting(agent) as woken:
+                got = await self._write(lambda c, e: messages.recv(c, e, agent, limit, req.instance, time.time()))
+                remaining = deadline - time.monotonic()
+                if got or remaining <= 0 or self.stopping:
+                    return w.RecvReply(messages=got)
+                try:
+                    await asyncio.wait_for(woken.wait(), remaining)
+                except TimeoutError:
+                    pass
+
+    async def ack(self, ctx: Context, req: w.AckRequest) -> w.AckReply:
+        agent = self._agent(ctx)
+        n = await self._write(lambda c, e: messages.ack(c, e, agent, req.ids, time.time()))
+        return w.AckReply(acked=n)
+
+    async def ask(self, ctx: Context, req: w.AskRequest) -> w.AskReply:
+        agent = self._agent(ctx)
+        reply = await self._write(lambda c, e: questions.ask(c, e, agent, req, time.time()))
+        self.background.kick()
+        return reply
+
+    async def answer(self, ctx: Context, req: w.AnswerRequest) -> w.AnswerReply:
+        agent = self._agent(ctx)
+        at = await self._write(lambda c, e: questions.answer(c, e, agent, req.question_id, req.answer, time.time()))
+        return w.AnswerReply(question_id=req.question_id, answered_at=at)
+
+    async def remind(self, ctx: Context, req: w.RemindRequest) -> w.RemindReply:
+        agent = self._agent(ctx)
+        reply = await self._write(lambda c, e: reminders.remind(c, e, agent, req, time.time()))
+        self.background.kick()
+        return reply
+
+    async def approve(self, ctx: Context, req: w.ApproveRequest) -> w.ApproveReply:
+        agent = self._agent(ctx)
+        return await self._write(lambda c, e: approvals.request(c, e, agent, req, time.time()))
+
+    async def loose_ends(self, ctx: Context, req: w.LooseEndsRequest) -> w.LooseEnds:
+        agent = self._agent(ctx)
+        scope = None if agent == MANAGER else agent
+
+        def read(conn: Any) -> w.LooseEnds:
+            return w.LooseEnds(
+                approvals=approvals.pending_for(conn, scope),
+                questions=questions.list_questions(conn, open_only=True, limit=500, agent=scope),
+                reminders=reminders.pending(conn, scope),
+            )
+
+        return await self.db.read(read)
+
+    async def cancel_loose_end(self, ctx: Context, req: w.CancelLooseEndRequest) -> w.CancelLooseEndReply:
+        agent = self._agent(ctx)
+        fn = {"approval": approvals.cancel, "question": questions.cancel, "reminder": reminders.cancel}[req.kind]
+        await self._write(lambda c, e: fn(c, e, agent, req.id, time.time()))
+        return w.CancelLooseEndReply(kind=req.kind, id=req.id)
+
+    async def counts(self, ctx: Context, req: Empty) -> w.CountsReply:
+        agent = self._agent(ctx)
+
+        def read(conn: Any) -> w.CountsReply:
+            return w.CountsReply(
+                unread=messages.counts_unread(conn, agent),
+                open_questions=questions.count_open(conn, agent),
+                pending_reminders=reminders.count_pending(conn, agent),
+            )
+
+        return await self.db.read(read)
+
+    # --- operator -------------------------------------------------------------------
+    async def op_approvals_list(self, ctx: Context, req: w.ApprovalsListRequest) -> w.ApprovalsListReply:
+        got = await self.db.read(lambda c: approvals.list_approvals(c, req.status, req.limit))
+        return w.ApprovalsListReply(approvals=got)
+
+    async def op_approvals_resolve(self, ctx: Context, req: w.ResolveRequest) -> w.Approval:
+        return await self._write(
+            lambda c, e: approvals.resolve(c, e, req.approval_id, req.decision, req.note, time.time())
+        )
+
+    async def op_questions_list(self, ctx: Context, req: w.QuestionsListRequest) -> w.QuestionsListReply:
+        got = await self.db.read(lambda c: questions.list_questions(c, open_only=req.open_only, limit=req.limit))
+        return w.QuestionsListReply(questions=got)
+
+    async def op_questions_answer(self, ctx: Context, req: w.OperatorAnswerRequest) -> w.AnswerReply:
+        at = await self._write(
+            lambda c, e: questions.answer(c, e, OPERATOR, req.question_id, req.answer, time.time(), override=True)
+        )
+        return w.AnswerReply(question_id=req.question_id, answered_at=at)
+
+    async def op_messages_list(self, ctx: Context, req: w.MessagesListRequest) -> w.MessagesListReply:
+        return await self.db.read(lambda c: messages.list_messages(c, req))
+
+    async def op_messages_search(self, ctx: Context, req: w.MessagesSearchRequest) -> w.MessagesListReply:
+        return await self.db.read(lambda c: messages.search(c, req))
+
+    # --- registry (deployer) --------------------------------------------------------
+    async def registry_upsert(self, ctx: Context, req: w.RegistryRequest) -> w.RegistryReply:
+        changed = await self._write(lambda c, e: registry.upsert(c, e, req.name, time.time()))
+        return w.RegistryReply(agents=await self.db.read(registry.known_agents), changed=changed)
+
+    async def registry_remove(self, ctx: Context, req: w.RegistryRequest) -> w.RegistryReply:
+        changed = await self._write(lambda c, e: registry.remove(c, e, req.name, time.time()))
+        return w.RegistryReply(agents=await self.db.read(registry.known_agents), changed=changed)
+
+    async def registry_list(self, ctx: Context, req: Empty) -> w.RegistryReply:
+        return w.RegistryReply(agents=await self.db.read(registry.known_agents))
+
+    async def _on_presence(self, msg: Msg) -> None:
+        from hivewire import codec
+        from hivewire.wire.agent import Presence
+
+        try:
+            agent = validate_agent_name(subjects.token(msg.subject, 2), allow_reserved=True)
+            p = codec.decode(msg.data, Presence)
+            if self._instances.get(agent) == p.instance:
+                return  # steady heartbeat: nothing to write
+            n = await self._write(lambda c, e: registry.on_presence(c, e, agent, p, time.time()))
+            self._instances[agent] = p.instance
+            if n:
+                log.info("redelivering_after_restart", agent=agent, instance=p.instance, messages=n)
+        except HiveError as err:
+            metrics.BAD_EVENTS.labels("presence").inc()
+            log.warning("presence_ignored", subject=msg.subject, error=err.message)
+
+
+_COUNTERS = {
+    "sent": metrics.SENT,
+    "delivered": metrics.DELIVERED,
+    "acked": metrics.ACKED,
+    "duplicate": metrics.DUPLICATES,
+    "reminder_fired": metrics.REMINDERS_FIRED,
+    "expired": metrics.QUESTIONS_EXPIRED,
+}
 
 
 async def build(transport: Transport, settings: Settings, metrics_url: str) -> BrokerService:
     return BrokerService(transport, settings, metrics_url=metrics_url)
+

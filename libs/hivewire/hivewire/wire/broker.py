@@ -31,6 +31,9 @@ class SendReply(Wire, kw_only=True):
 class RecvRequest(Wire, kw_only=True):
     max: int = 1
     wait_s: float = 0.0
+    # The harness instance receiving (as in its presence): messages handed to an
+    # instance are put back when a different instance announces itself.
+    instance: str | None = None
 
 
 class Message(Wire, kw_only=True):
@@ -43,6 +46,8 @@ class Message(Wire, kw_only=True):
     redelivered: bool = False
     delivered_at: float | None = None
     acked_at: float | None = None
+    # message | answer | expired | reminder | approval (what put it in the inbox)
+    kind: str = "message"
 
 
 class RecvReply(Wire, kw_only=True):
@@ -125,7 +130,7 @@ class Question(Wire, kw_only=True):
     asked_at: float
     deadline_at: float | None = None
     answered_at: float | None = None
-    answer: str | None = None
+    answer: str | list[str] | None = None
     answered_by: str | None = None
 
 
@@ -152,6 +157,12 @@ class LooseEnds(Wire, kw_only=True):
 class CancelLooseEndRequest(Wire, kw_only=True):
     kind: LooseEndKind
     id: str
+
+
+class CancelLooseEndReply(Wire, kw_only=True):
+    kind: LooseEndKind
+    id: str
+    cancelled: bool = True
 
 
 class CountsReply(Wire, kw_only=True):
@@ -191,7 +202,8 @@ class OperatorAnswerRequest(Wire, kw_only=True):
 
 
 class MessagesListRequest(Wire, kw_only=True):
-    agent: str | None = None
+    agent: str | None = None  # sent or received by this agent
+    recipient: str | None = None  # only this inbox (e.g. "operator")
     since: float | None = None
     until: float | None = None
     unread: bool = False
@@ -207,6 +219,18 @@ class MessagesSearchRequest(Wire, kw_only=True):
 
 class MessagesListReply(Wire, kw_only=True):
     messages: list[Message]
+    # Pass as `before_id` to get the next (older) page; None on the last page.
+    next_before_id: str | None = None
+
+
+# --- registry (the deployer tells the broker which agents exist) ---------------
+class RegistryRequest(Wire, kw_only=True):
+    name: str
+
+
+class RegistryReply(Wire, kw_only=True):
+    agents: list[str]
+    changed: bool = False
 
 
 # --- published ----------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""The broker's background loops: scheduler, in-flight timeouts, retention, gauges.
+
+Each pass works in bounded batches (one transaction each) and yields between
+them, so a backlog (the broker was down for a day) never blocks requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from hive_broker import approvals, messages, metrics, questions, reminders, retention
+from hive_broker.effects import Effects
+
+if TYPE_CHECKING:
+    from hive_broker.service import BrokerService
+
+log = structlog.get_logger("hive_broker.background")
+
+
+class Background:
+    def __init__(self, svc: BrokerService) -> None:
+        self.svc = svc
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._seen_agents: set[str] = set()
+        self._last_stale_check = 0.0
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._loop("scheduler", self._scheduler_pass, self._scheduler_delay)),
+            asyncio.create_task(self._loop("retention", self.retention_pass, self._retention_delay)),
+            asyncio.create_task(self._loop("gauges", self.refresh_gauges, self._gauges_delay)),
+        ]
+
+    def kick(self) -> None:
+        """Something was scheduled: re-plan the scheduler now."""
+        self._kick.set()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _loop(self, name: str, work: Any, delay: Any) -> None:
+        while True:
+            self._kick.clear() if name == "scheduler" else None
+            try:
+                await work()
+                wait = await delay()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.LOOP_FAILURES.labels(name).inc()
+                log.exception("loop_failed", loop=name)
+                wait = 1.0
+            if name == "scheduler":
+                try:
+                    await asyncio.wait_for(self._kick.wait(), max(wait, 0.0))
+                except TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(wait)
+
+    # --- reminders, question deadlines, in-flight timeouts --------------------------
+    async def _scheduler_pass(self) -> None:
+        await self.scheduler_pass(time.time())
+
+    async def scheduler_pass(self, now: float) -> int:
+        """Fire what is due at `now`, batch by batch; returns reminders fired + questions expired."""
+        total = 0
+        while True:
+            eff = Effects()
+
+            def job(conn: Any, eff: Effects = eff) -> int:
+                return reminders.fire_due(conn, eff, now) + questions.expire_due(conn, eff, now)
+
+            n = await self.svc.db.write(job)
+            await self.svc.announce(eff)
+            total += n
+            if n == 0:
+                break
+            await asyncio.sleep(0)  # let requests in between batches
+        timeout = self.svc.config.inflight_timeout_s
+        if now - self._last_stale_check >= min(timeout / 4, 30.0):
+            self._last_stale_check = now
+            await self.redeliver_stale(now)
+        return total
+
+    async def redeliver_stale(self, now: float) -> int:
+        total = 0
+        while True:
+            eff = Effects()
+            cutoff = now - self.svc.config.inflight_timeout_s
+
+            def job(conn: Any, eff: Effects = eff, cutoff: float = cutoff) -> int:
+                return messages.redeliver_stale(conn, eff, cutoff)
+
+            n = await self.svc.db.write(job)
+            await self.svc.announce(eff)
+            total += n
+            if n < 500:
+                return total
+
+    async def _scheduler_delay(self) -> float:
+        def nxt(conn: Any) -> float | None:
+            due = [t for t in (reminders.next_due(conn), questions.next_deadline(conn)) if t is not None]
+            return min(due) if due else None
+
+        at = await self.svc.db.read(nxt)
+        cap = min(self.svc.config.tick_s, self.svc.config.inflight_timeout_s / 4)
+        return cap if at is None else min(max(at - time.time(), 0.0), cap)
+
+    # --- retention -----------------------------------------------------------------
+    async def retention_pass(self, now: float | None = None) -> int:
+        cutoff = (now or time.time()) - self.svc.config.retention_days * 86400
+        total = 0
+        while True:
+            n = await self.svc.db.write(lambda c: retention.delete_batch(c, cutoff))
+            total += n
+            if n < retention.BATCH:
+                break
+            await asyncio.sleep(0)
+        if total:
+            metrics.RETENTION_DELETED.inc(total)
+            log.info("retention_swept", deleted=total, cutoff=cutoff)
+        return total
+
+    async def _retention_delay(self) -> float:
+        return self.svc.config.retention_interval_s
+
+    # --- gauges --------------------------------------------------------------------
+    async def refresh_gauges(self) -> None:
+        def read(conn: Any) -> tuple[dict[str, int], int, int, int]:
+            return (
+                messages.inbox_depths(conn),
+                approvals.count_pending(conn),
+                questions.count_open(conn),
+                reminders.count_pending(conn),
+            )
+
+        depths, pending, open_q, rem = await self.svc.db.read(read)
+        for agent in self._seen_agents - depths.keys():
+            metrics.INBOX_DEPTH.labels(agent).set(0)
+        for agent, n in depths.items():
+            metrics.INBOX_DEPTH.labels(agent).set(n)
+        self._seen_agents |= depths.keys()
+        metrics.PENDING_APPROVALS.set(pending)
+        metrics.OPEN_QUESTIONS.set(open_q)
+        metrics.PENDING_REMINDERS.set(rem)
+
+    async def _gauges_delay(self) -> float:
+        return self.svc.config.gauges_s

@@ -1,0 +1,38 @@
+"""Broker knobs, from the environment (all optional)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _num(env: dict[str, str] | os._Environ[str], key: str, default: float) -> float:
+    try:
+        v = float(env.get(key) or default)
+    except ValueError:
+        return default
+    return v if v > 0 else default
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    # in flight this long without an ack: put back for redelivery
+    inflight_timeout_s: float = 3600.0
+    # retention: acked messages older than this many days go, checked every interval
+    retention_days: float = 30.0
+    retention_interval_s: float = 3600.0
+    # the scheduler never sleeps longer than this (reminders/questions are also kicked)
+    tick_s: float = 5.0
+    # how often gauges (inbox depth, pending approvals, ...) are refreshed
+    gauges_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> BrokerConfig:
+        e = os.environ if env is None else env
+        return cls(
+            inflight_timeout_s=_num(e, "HIVE_BROKER_INFLIGHT_TIMEOUT_S", 3600.0),
+            retention_days=_num(e, "HIVE_BROKER_RETENTION_DAYS", 30.0),
+            retention_interval_s=_num(e, "HIVE_BROKER_RETENTION_INTERVAL_S", 3600.0),
+            tick_s=_num(e, "HIVE_BROKER_TICK_S", 5.0),
+            gauges_s=_num(e, "HIVE_BROKER_GAUGES_S", 5.0),
+        )

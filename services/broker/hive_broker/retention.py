@@ -1,0 +1,44 @@
+"""Retention: delete acked messages older than N days, in bounded batches.
+
+Pending and in-flight messages are never deleted (the WHERE clause requires
+`acked_at`); approvals and questions are audit trails and are kept forever.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+BATCH = 2000
+
+WHERE = "acked_at IS NOT NULL AND acked_at < :cutoff AND sent_at < :cutoff"
+
+
+def count_expired(conn: sqlite3.Connection, cutoff: float) -> int:
+    return int(conn.execute(f"SELECT COUNT(*) FROM messages WHERE {WHERE}", {"cutoff": cutoff}).fetchone()[0])
+
+
+def delete_batch(conn: sqlite3.Connection, cutoff: float, limit: int = BATCH) -> int:
+    """Delete at most `limit` expired messages; returns how many went."""
+    cur = conn.execute(
+        f"DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE {WHERE} ORDER BY id LIMIT :limit)",
+        {"cutoff": cutoff, "limit": limit},
+    )
+    return cur.rowcount
+
+
+def sweep_sync(conn: sqlite3.Connection, cutoff: float, *, dry_run: bool = False) -> int:
+    """For tools with their own connection (`hive vacuum`): batch by batch, each committed."""
+    if dry_run:
+        return count_expired(conn, cutoff)
+    total = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = delete_batch(conn, cutoff)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        total += n
+        if n < BATCH:
+            return total

@@ -1,0 +1,172 @@
+"""broker.sqlite: schema, migrations and the batching writer.
+
+The first migration is the seed's original three-table layout (created only
+if absent), so a file written before versioning existed passes through it
+untouched; the second adds every newer column with `ensure_columns` (an old
+file keeps its rows) plus the newer tables, indexes and the FTS5 index.
+
+Every id that crosses the wire is the row's integer id as a string.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from hive_broker import metrics
+from hivewire.db import Database
+from hivewire.migrations import DatabaseSpec, Migration, Migrations, ensure_columns, statements
+from hivewire.settings import Settings
+
+V1_SEED_TABLES = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    commit_ref TEXT,
+    requested_at REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    resolved_at REAL,
+    note TEXT
+);
+CREATE TABLE IF NOT EXISTS operator_questions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    asker TEXT NOT NULL,
+    question TEXT NOT NULL,
+    options_json TEXT NOT NULL DEFAULT '[]',
+    multi INTEGER NOT NULL DEFAULT 0,
+    asked_at REAL NOT NULL,
+    deadline_at REAL,
+    answered_at REAL,
+    answer TEXT
+);
+"""
+
+V1_DOWN = "DROP TABLE operator_questions; DROP TABLE approvals; DROP TABLE messages;"
+
+NEW_TABLES = """
+CREATE TABLE IF NOT EXISTS reminders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent TEXT NOT NULL,
+    body TEXT NOT NULL,
+    file_path TEXT,
+    created_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    fired_at REAL,
+    cancelled_at REAL
+);
+CREATE TABLE IF NOT EXISTS known_agents (
+    name TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    removed_at REAL
+);
+CREATE TABLE IF NOT EXISTS agent_presence (
+    agent TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    state TEXT NOT NULL,
+    seen_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_inbox ON messages(recipient, acked_at, delivered_at, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages(sender, client_id, recipient)
+    WHERE client_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_acked ON messages(acked_at) WHERE acked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_inflight ON messages(delivered_at)
+    WHERE delivered_at IS NOT NULL AND acked_at IS NULL;
+CREATE INDEX IF NOT EXISTS reminders_due ON reminders(due_at) WHERE fired_at IS NULL AND cancelled_at IS NULL;
+CREATE INDEX IF NOT EXISTS reminders_agent ON reminders(agent);
+CREATE INDEX IF NOT EXISTS questions_open ON operator_questions(deadline_at) WHERE answered_at IS NULL;
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status);
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(body, content='messages', content_rowid='id');
+CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF body ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+    INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+END;
+"""
+
+
+def _v2_up(conn: sqlite3.Connection) -> None:
+    ensure_columns(
+        conn,
+        "messages",
+        {
+            "acked_at": "REAL",
+            "in_reply_to": "TEXT",
+            "client_id": "TEXT",
+            "redelivery_count": "INTEGER NOT NULL DEFAULT 0",
+            "kind": "TEXT NOT NULL DEFAULT 'message'",
+            "delivered_instance": "TEXT",
+        },
+    )
+    ensure_columns(conn, "approvals", {"requested_by": "TEXT"})
+    ensure_columns(
+        conn,
+        "operator_questions",
+        {"recipient": "TEXT NOT NULL DEFAULT 'operator'", "answered_by": "TEXT"},
+    )
+    for stmt in statements(NEW_TABLES):
+        conn.execute(stmt)
+    # Index rows an old file already had.
+    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+
+
+def _v2_down(conn: sqlite3.Connection) -> None:
+    for stmt in (
+        "DROP TRIGGER IF EXISTS messages_fts_ai",
+        "DROP TRIGGER IF EXISTS messages_fts_ad",
+        "DROP TRIGGER IF EXISTS messages_fts_au",
+        "DROP TABLE IF EXISTS messages_fts",
+        "DROP TABLE IF EXISTS reminders",
+        "DROP TABLE IF EXISTS known_agents",
+        "DROP TABLE IF EXISTS agent_presence",
+    ):
+        conn.execute(stmt)
+
+
+MIGRATIONS = Migrations(
+    "broker",
+    [
+        Migration(1, "seed_tables", V1_SEED_TABLES, V1_DOWN),
+        Migration(2, "delivery_reminders_registry_fts", _v2_up, _v2_down),
+    ],
+)
+
+
+class BrokerDatabase(Database):
+    """`Database` with FULL sync that also reports its batches as broker metrics."""
+
+    def __init__(self, path: Path | str, *, max_batch: int = 256) -> None:
+        super().__init__(path, MIGRATIONS, synchronous="FULL", label="broker", max_batch=max_batch)
+
+    def _run_batch(self, batch: list[Any]) -> None:
+        metrics.COMMIT_BATCH.observe(len(batch))
+        super()._run_batch(batch)
+
+
+def databases(settings: Settings) -> list[DatabaseSpec]:
+    """Entry point `hive.databases`: broker.sqlite for `hive migrate`."""
+    return [DatabaseSpec("broker", settings.broker_db, MIGRATIONS)]
+
+
+def open_sync(path: Path | str) -> sqlite3.Connection:
+    """A migrated connection for tools (CLI `hive vacuum`, tests)."""
+    from hivewire.db import connect
+
+    conn = connect(path, synchronous="FULL")
+    MIGRATIONS.up(conn)
+    return conn

@@ -1,0 +1,250 @@
+"""send / recv / ack over a real nats-server: durability rules, errors, wakes, redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hive_broker.service import BrokerService
+from hivewire.errors import HiveError
+from hivewire.wire import broker as w
+
+from .conftest import Bus, eventually
+
+
+async def test_send_recv_ack_roundtrip(bus: Bus) -> None:
+    sent = await bus.send("alice", "bob", "hello bob", in_reply_to="7")
+    assert sent.recipients == ["bob"]
+    got = await bus.recv("bob")
+    assert [(m.id, m.sender, m.to, m.body, m.in_reply_to, m.redelivered) for m in got] == [
+        (sent.id, "alice", "bob", "hello bob", "7", False)
+    ]
+    assert got[0].sent_at == sent.sent_at
+    # in flight: not handed out again
+    assert await bus.recv("bob") == []
+    assert await bus.ack("bob", [sent.id]) == 1
+    assert await bus.ack("bob", [sent.id]) == 0  # already acked
+    listed = await bus.op("messages", "list", w.MessagesListRequest(agent="bob"), w.MessagesListReply)
+    assert listed.messages[0].acked_at is not None
+
+
+async def test_wake_and_changed_are_published(bus: Bus) -> None:
+    sent = await bus.send("alice", "bob", "ping")
+    await eventually(lambda: _async(bus.wakes_for("bob")))
+    assert bus.wakes_for("bob")[0] == w.Wake(reason="message", ref=sent.id)
+    await eventually(lambda: _async([c for c in bus.changes if c.table == "messages" and c.id == sent.id]))
+
+
+async def _async(value: object) -> object:
+    return value
+
+
+async def test_ack_only_own_messages(bus: Bus) -> None:
+    sent = await bus.send("alice", "bob", "for bob")
+    assert await bus.ack("alice", [sent.id]) == 0
+    assert await bus.ack("bob", [sent.id, "999999"]) == 1
+    with pytest.raises(HiveError) as e:
+        await bus.ack("bob", ["not-an-id"])
+    assert e.value.code == "bad_request"
+
+
+async def test_idempotent_client_id(bus: Bus) -> None:
+    a = await bus.send("alice", "bob", "once", id="c-1")
+    b = await bus.send("alice", "bob", "once", id="c-1")
+    assert a.id == b.id and a.sent_at == b.sent_at
+    # another sender may use the same client id
+    c = await bus.send("bob", "alice", "once", id="c-1")
+    assert c.id != a.id
+    assert len(await bus.recv("bob", max=10)) == 1
+    with pytest.raises(HiveError) as e:
+        await bus.send("alice", "bob", "different body", id="c-1")
+    assert e.value.code == "conflict"
+
+
+@pytest.mark.parametrize(
+    ("sender", "to", "body", "kw", "code"),
+    [
+        ("alice", "nobody", "hi", {}, "unknown_recipient"),
+        ("alice", "bob", "", {}, "bad_request"),
+        ("alice", "bob", "  \n ", {}, "bad_request"),
+        ("alice", "bob", "x" * (64 * 1024 + 1), {}, "too_large"),
+        ("alice", "Bob", "hi", {}, "bad_name"),
+        ("alice", "../etc", "hi", {}, "bad_name"),
+        ("alice", "bob\n", "hi", {}, "bad_name"),
+        ("Alice", "bob", "hi", {}, "bad_name"),
+        ("alice", "bob", "hi", {"id": ""}, "bad_request"),
+        ("alice", "bob", "hi", {"id": "x" * 200}, "bad_request"),
+        ("alice", "bob", "hi", {"in_reply_to": ""}, "bad_request"),
+    ],
+)
+async def test_send_errors(bus: Bus, sender: str, to: str, body: str, kw: dict[str, str], code: str) -> None:
+    with pytest.raises(HiveError) as e:
+        if sender == "Alice":  # subjects.broker() would refuse to build this subject: go raw
+            msg = await bus.raw("hive.broker.Alice.send", b'{"to":"bob","body":"hi"}')
+            from hivewire import codec
+
+            codec.parse_reply(msg.data, msg.headers, w.SendReply)
+        await bus.send(sender, to, body, **kw)
+    assert e.value.code == code
+    assert (await bus.counts("bob")).unread == 0
+
+
+async def test_body_at_limit_is_fine(bus: Bus) -> None:
+    await bus.send("alice", "bob", "x" * (64 * 1024))
+    assert len((await bus.recv("bob"))[0].body) == 64 * 1024
+
+
+async def test_broadcast_reaches_every_known_agent_but_sender(bus: Bus) -> None:
+    await bus.register("carol")
+    sent = await bus.send("alice", "*", "all hands")
+    assert sent.recipients == ["bob", "carol", "manager"]
+    for agent in ("bob", "carol", "manager"):
+        got = await bus.recv(agent)
+        assert [m.body for m in got] == ["all hands"]
+    assert await bus.recv("alice") == []
+
+
+async def test_operator_inbox(bus: Bus) -> None:
+    await bus.send("alice", "operator", "need a hand")
+    inbox = await bus.op("messages", "list", w.MessagesListRequest(recipient="operator", unread=True),
+                         w.MessagesListReply)
+    assert [m.body for m in inbox.messages] == ["need a hand"]
+    # the operator speaks as `operator`
+    await bus.send("operator", "alice", "on it")
+    assert [m.sender for m in await bus.recv("alice")] == ["operator"]
+
+
+async def test_registry_and_presence_make_agents_known(bus: Bus) -> None:
+    with pytest.raises(HiveError) as e:
+        await bus.send("alice", "dave", "hi")
+    assert e.value.code == "unknown_recipient"
+    await bus.presence("dave", "inst-1")
+
+    async def known() -> bool:
+        try:
+            await bus.send("alice", "dave", "hi", id="k1")
+            return True
+        except HiveError:
+            return False
+
+    await eventually(known)
+    # the deployer removes an agent: unknown again, even with a later heartbeat
+    from hivewire import subjects
+
+    r = await bus.client.call(subjects.broker_registry("remove"), w.RegistryRequest(name="dave"), w.RegistryReply)
+    assert "dave" not in r.agents
+    await bus.presence("dave", "inst-2")
+    await asyncio.sleep(0.1)
+    with pytest.raises(HiveError):
+        await bus.send("alice", "dave", "hi again")
+    with pytest.raises(HiveError) as e:
+        await bus.client.call(subjects.broker_registry("remove"), w.RegistryRequest(name="manager"), w.RegistryReply)
+    assert e.value.code == "forbidden"
+    with pytest.raises(HiveError) as e:
+        await bus.client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name="operator"), w.RegistryReply)
+    assert e.value.code == "bad_name"
+
+
+async def test_recv_max_and_cap(bus: Bus) -> None:
+    for i in range(40):
+        await bus.send("alice", "bob", f"m{i}")
+    assert len(await bus.recv("bob")) == 1  # default max 1
+    got = await bus.recv("bob", max=1000)
+    assert len(got) == 32
+    assert [m.body for m in got] == [f"m{i}" for i in range(1, 33)]
+    with pytest.raises(HiveError) as e:
+        await bus.recv("bob", max=0)
+    assert e.value.code == "bad_request"
+    with pytest.raises(HiveError) as e:
+        await bus.recv("bob", wait_s=-1)
+    assert e.value.code == "bad_request"
+
+
+async def test_long_poll_is_woken_by_a_send(bus: Bus) -> None:
+    poll = asyncio.create_task(bus.recv("bob", wait_s=60))
+    await asyncio.sleep(0.2)
+    assert not poll.done()
+    await bus.send("alice", "bob", "wake up")
+    got = await asyncio.wait_for(poll, 10)
+    assert [m.body for m in got] == ["wake up"]
+
+
+async def test_long_poll_times_out_empty(bus: Bus) -> None:
+    assert await bus.recv("bob", wait_s=0.3) == []
+
+
+async def test_concurrent_polls_never_share_a_message(bus: Bus) -> None:
+    polls = [asyncio.create_task(bus.recv("bob", wait_s=5)) for _ in range(4)]
+    await asyncio.sleep(0.2)
+    for i in range(4):
+        await bus.send("alice", "bob", f"m{i}")
+    got = await asyncio.gather(*polls)
+    assert sorted(m.body for batch in got for m in batch) == ["m0", "m1", "m2", "m3"]
+
+
+async def test_redelivery_after_new_presence_instance(bus: Bus) -> None:
+    await bus.presence("bob", "i-1")
+    sent = await bus.send("alice", "bob", "do the thing")
+    first = await bus.recv("bob", instance="i-1")
+    assert [m.redelivered for m in first] == [False]
+    # same instance heartbeats again: nothing comes back
+    await bus.presence("bob", "i-1")
+    await asyncio.sleep(0.1)
+    assert await bus.recv("bob") == []
+    # harness crashed and restarted
+    await bus.presence("bob", "i-2")
+
+    async def back() -> list[w.Message]:
+        return await bus.recv("bob", instance="i-2")
+
+    again = await eventually(back)
+    assert [(m.id, m.redelivered) for m in again] == [(sent.id, True)]
+    assert await bus.ack("bob", [sent.id]) == 1
+    await bus.presence("bob", "i-3")
+    await asyncio.sleep(0.1)
+    assert await bus.recv("bob") == []
+
+
+async def test_redelivery_after_inflight_timeout(broker: BrokerService, bus: Bus) -> None:
+    import time
+
+    sent = await bus.send("alice", "bob", "slow turn")
+    await bus.recv("bob")
+    n = await broker.background.redeliver_stale(time.time() + broker.config.inflight_timeout_s + 1)
+    assert n == 1
+    got = await bus.recv("bob")
+    assert [(m.id, m.redelivered) for m in got] == [(sent.id, True)]
+
+
+async def test_counts(bus: Bus) -> None:
+    await bus.send("alice", "bob", "one")
+    await bus.send("alice", "bob", "two")
+    assert (await bus.counts("bob")).unread == 2
+    await bus.recv("bob")
+    c = await bus.counts("bob")
+    assert (c.unread, c.open_questions, c.pending_reminders) == (1, 0, 0)
+
+
+async def test_list_paging_and_search(bus: Bus) -> None:
+    for i in range(5):
+        await bus.send("alice", "bob", f"note number {i} about kangaroos" if i % 2 else f"note {i}")
+    page1 = await bus.op("messages", "list", w.MessagesListRequest(agent="bob", limit=2), w.MessagesListReply)
+    assert [m.body for m in page1.messages] == ["note 4", "note number 3 about kangaroos"]
+    page2 = await bus.op("messages", "list",
+                         w.MessagesListRequest(agent="bob", limit=2, before_id=page1.next_before_id),
+                         w.MessagesListReply)
+    assert [m.body for m in page2.messages] == ["note 2", "note number 1 about kangaroos"]
+    found = await bus.op("messages", "search", w.MessagesSearchRequest(query="kangaroos"), w.MessagesListReply)
+    assert sorted(m.body for m in found.messages) == ["note number 1 about kangaroos", "note number 3 about kangaroos"]
+    # FTS syntax in user input is taken literally, never an error
+    odd = await bus.op("messages", "search", w.MessagesSearchRequest(query='"AND OR ( NEAR*'), w.MessagesListReply)
+    assert odd.messages == []
+    with pytest.raises(HiveError) as e:
+        await bus.op("messages", "search", w.MessagesSearchRequest(query="  "), w.MessagesListReply)
+    assert e.value.code == "bad_request"
+    with pytest.raises(HiveError) as e:
+        await bus.op("messages", "list", w.MessagesListRequest(before_id="abc"), w.MessagesListReply)
+    assert e.value.code == "bad_request"
+    since = await bus.op("messages", "list", w.MessagesListRequest(since=9e18), w.MessagesListReply)
+    assert since.messages == []
