@@ -48,9 +48,13 @@ def write_secret(path: Path, text: str) -> None:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    """A HIVE_HOME with the layout of DESIGN.md, "Files on disk"."""
     h = tmp_path / "hive"
     h.mkdir()
+    return populate(h)
+
+
+def populate(h: Path) -> Path:
+    """A HIVE_HOME with the layout of DESIGN.md, "Files on disk"."""
     make_db(h / "broker.sqlite", 200)
     make_db(h / "agents/alpha/state/events.sqlite", 50)
     make_db(h / "agents/alpha/state/turn-stats.sqlite", 10)

@@ -118,6 +118,10 @@ DEPLOYER_VERBS = (
     "rebuild",
     "export",
     "import",
+    "init_config",
+    "propose",
+    "approve",
+    "deny",
 )
 SESSION_VERBS = ("create", "start", "status", "get", "list", "output_dir", "log", "cleanup")
 
@@ -135,15 +139,28 @@ def deployer_state(agent_name: str) -> str:
 DEPLOYER_STATE_ALL = "hive.deployer.state.*"
 
 
+def deployer_deploy(agent_name: str) -> str:
+    """Published when a deploy of `agent_name` ends (deployed | failed | denied)."""
+    return f"hive.deployer.deploy.{validate_agent_name(agent_name, allow_reserved=True)}"
+
+
+DEPLOYER_DEPLOY_ALL = "hive.deployer.deploy.*"
+
+
 def session(verb: str) -> str:
     if verb not in SESSION_VERBS:
         raise ValueError(f"unknown session verb {verb!r}")
     return f"hive.session.{verb}"
 
 
+# --- dashboard --------------------------------------------------------------
+DASHBOARD_INFO = "hive.dashboard.info"
+
+
 # --- backup -----------------------------------------------------------------
 BACKUP_VERBS = ("run", "list", "verify", "restore", "prune")
 BACKUP_DONE = "hive.backup.done"
+BACKUP_PROGRESS = "hive.backup.progress"
 
 
 def backup(verb: str) -> str:
