@@ -1,30 +1,302 @@
-"""The NATS micro layer of hive-deployer."""
+"""The NATS micro layer of hive-deployer: endpoints, presence watch, timers."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import os
+import time
+from pathlib import Path
 from typing import Any
 
-from hivewire import subjects
-from hivewire.service import Context, Endpoint, MicroService
+import structlog
+
+from hive_deployer import archive, metrics, migrate, retention
+from hive_deployer.bridge import BrokerBridge
+from hive_deployer.deploys import Deploys
+from hive_deployer.layout import Layout, check_name
+from hive_deployer.lifecycle import Options
+from hive_deployer.runtimes import Runtime, get_runtime
+from hive_deployer.sessions import Sessions
+from hive_deployer.store import AgentRow, Store
+from hive_deployer.verbs import Lifecycle
+from hivewire import codec, subjects
+from hivewire.errors import HiveError
+from hivewire.names import OPERATOR
+from hivewire.runner import resolve_nats_url
+from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
-from hivewire.transport import Transport
+from hivewire.transport import Msg, Subscription, Transport
+from hivewire.wire.agent import AgentState, Presence
+from hivewire.wire.broker import SendReply, SendRequest
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentList
+from hivewire.wire.deployer import (
+    AgentInfo,
+    AgentList,
+    ArchiveReply,
+    CleanupReply,
+    DeployReply,
+    DeployRequest,
+    DestroyRequest,
+    ExportRequest,
+    ImportRequest,
+    NameRequest,
+    PathReply,
+    SessionCleanup,
+    SessionCreate,
+    SessionInfo,
+    SessionList,
+    SessionRef,
+    SpawnRequest,
+    StatusReply,
+)
+
+log = structlog.get_logger("hive_deployer.service")
+SYSTEM_SENDER = OPERATOR
+
+
+def env_flag(name: str, default: bool = True) -> bool:
+    v = os.environ.get(name)
+    return default if v is None else v.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+class NatsNotifier:
+    """State publications + system messages through the broker (sent as `operator`, prefixed)."""
+
+    def __init__(self, svc: DeployerService) -> None:
+        self.svc = svc
+        self.client = HiveClient(svc.transport, timeout=2.0)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def state_changed(self, info: AgentInfo) -> None:
+        await self.svc.publish(subjects.deployer_state(info.name), info)
+
+    async def system_message(self, to: str, body: str) -> None:
+        async def send() -> None:
+            try:
+                await self.client.call(subjects.broker(SYSTEM_SENDER, "send"), SendRequest(to=to, body=body), SendReply)
+            except Exception as exc:  # the broker may be down or not know the agent yet
+                metrics.FAILURES.labels("system_message").inc()
+                log.info("system_message_failed", to=to, error=str(exc))
+
+        t = asyncio.create_task(send())
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
 
 
 class DeployerService(MicroService):
     name = "hive-deployer"
-    description = "Hive deployer"
+    description = "Hive deployer: agent lifecycle, deploys, runtimes, sessions"
 
-    def __init__(self, transport: Transport, settings: Settings, *, metrics_url: str = "") -> None:
+    def __init__(self, transport: Transport, settings: Settings, *, metrics_url: str = "",
+                 runtime: Runtime | None = None, options: Options | None = None,
+                 ensure_manager: bool | None = None) -> None:
         super().__init__(transport, metrics_url=metrics_url)
         self.settings = settings
+        self.layout = Layout(settings.home)
+        self.store = Store(self.layout)
+        self.runtime = runtime or get_runtime()
+        nats_url = resolve_nats_url(settings)
+        self.notifier = NatsNotifier(self)
+        self.agents = Lifecycle(self.layout, self.store, self.runtime, settings, self.notifier,
+                                options or Options.from_env(), nats_url)
+        self.agents.probe = self._probe
+        self.deploys = Deploys(self.agents)
+        self.sessions = Sessions(self.layout, self.store, self.runtime, settings, nats_url)
+        self.bridge = BrokerBridge(transport, self.deploys)
+        self.retention = retention.Policy.from_env()
+        self.ensure_manager = env_flag("HIVE_DEPLOYER_ENSURE_MANAGER") if ensure_manager is None else ensure_manager
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subs: list[Subscription] = []
+        self.client = HiveClient(transport, timeout=2.0)
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "runtime": self.runtime.kind, "home": str(self.settings.home)}
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        return [Endpoint("list", subjects.deployer("list"), Empty, self.list_agents)]
+        d, s = subjects.deployer, subjects.session
+        return [
+            Endpoint("list", d("list"), Empty, self.h_list),
+            Endpoint("spawn", d("spawn"), SpawnRequest, self.h_spawn),
+            Endpoint("destroy", d("destroy"), DestroyRequest, self.h_destroy),
+            Endpoint("revive", d("revive"), NameRequest, self.h_verb),
+            Endpoint("start", d("start"), NameRequest, self.h_verb),
+            Endpoint("stop", d("stop"), NameRequest, self.h_verb),
+            Endpoint("restart", d("restart"), NameRequest, self.h_verb),
+            Endpoint("kill", d("kill"), NameRequest, self.h_verb),
+            Endpoint("rebuild", d("rebuild"), NameRequest, self.h_verb),
+            Endpoint("init_config", d("init_config"), NameRequest, self.h_init_config),
+            Endpoint("propose", d("propose"), DeployRequest, self.h_propose),
+            Endpoint("approve", d("approve"), DeployRequest, self.h_approve),
+            Endpoint("deny", d("deny"), DeployRequest, self.h_deny),
+            Endpoint("export", d("export"), ExportRequest, self.h_export),
+            Endpoint("import", d("import"), ImportRequest, self.h_import),
+            Endpoint("session_create", s("create"), SessionCreate, self.h_s_create),
+            Endpoint("session_start", s("start"), SessionRef, self.h_s_start),
+            Endpoint("session_status", s("status"), SessionRef, self.h_s_status),
+            Endpoint("session_get", s("get"), SessionRef, self.h_s_get),
+            Endpoint("session_list", s("list"), Empty, self.h_s_list),
+            Endpoint("session_output_dir", s("output_dir"), SessionRef, self.h_s_output),
+            Endpoint("session_log", s("log"), SessionRef, self.h_s_log),
+            Endpoint("session_cleanup", s("cleanup"), SessionCleanup, self.h_s_cleanup),
+        ]
 
-    async def list_agents(self, ctx: Context, req: Empty) -> AgentList:
-        return AgentList(agents=[])
+    # --- lifecycle ------------------------------------------------------------
+    async def on_start(self) -> None:
+        await self.store.open()
+        if not migrate.done(self.layout):
+            await migrate.run(self.layout, self.store, self.runtime.kind)
+            await self.agents.write_meta("startup migration: re-render meta")
+            migrate.mark(self.layout)
+        await self.sessions.recover()
+        self._subs.append(await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence))
+        await self.agents.resume()
+        if self.ensure_manager:
+            try:
+                await self.agents.ensure_manager()
+            except HiveError as exc:
+                log.error("ensure_manager_failed", error=exc.message)
+        await self.agents.refresh_gauge()
+        await self.bridge.start()
+        self._tasks += [
+            asyncio.create_task(self._presence_loop(), name="presence-watch"),
+            asyncio.create_task(self._retention_loop(), name="events-retention"),
+        ]
+
+    async def on_stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.bridge.stop()
+        for sub in self._subs:
+            await sub.unsubscribe()
+        await self.agents.procs.stop_all(self.agents.opts.stop_timeout)
+        await self.sessions.stop()
+        await self.store.close()
+
+    async def _on_presence(self, msg: Msg) -> None:
+        name = subjects.token(msg.subject, 2)
+        try:
+            p = codec.decode(msg.data, Presence)
+        except Exception:
+            return
+        self.agents.saw_presence(name, p.instance, p.state)
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(2.0, self.agents.opts.presence_stale_s / 4))
+            self.agents.check_presence()
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(retention.sweep, self.layout, self.retention)
+            except Exception:
+                metrics.FAILURES.labels("retention").inc()
+                log.exception("retention_failed")
+            await asyncio.sleep(self.retention.interval_s)
+
+    async def _probe(self, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.agents.procs.pid(name) is None:
+                return False
+            try:
+                await self.client.call(subjects.ctl(name, "state"), Empty(), AgentState, timeout=1.0)
+                return True
+            except Exception:
+                await asyncio.sleep(0.2)
+        return False
+
+    # --- handlers ---------------------------------------------------------------
+    async def h_list(self, ctx: Context, req: Empty) -> AgentList:
+        return AgentList(agents=await self.agents.list())
+
+    async def h_spawn(self, ctx: Context, req: SpawnRequest) -> AgentInfo:
+        return await self.agents.spawn(req.name, req.runtime)
+
+    async def h_destroy(self, ctx: Context, req: DestroyRequest) -> AgentInfo:
+        return await self.agents.destroy(req.name, purge=req.purge)
+
+    async def h_verb(self, ctx: Context, req: NameRequest) -> AgentInfo:
+        verb = subjects.token(ctx.subject, 2)
+        fn = {"revive": self.agents.revive, "start": self.agents.start, "stop": self.agents.stop,
+              "restart": self.agents.restart, "kill": self.agents.kill, "rebuild": self.agents.rebuild}[verb]
+        return await fn(check_name(req.name))
+
+    async def h_init_config(self, ctx: Context, req: NameRequest) -> PathReply:
+        await self.deploys.init_config(req.name)
+        return PathReply(path=str(self.layout.config(req.name)))
+
+    async def h_propose(self, ctx: Context, req: DeployRequest) -> DeployReply:
+        if not req.commit_ref:
+            raise HiveError("bad_request", "commit_ref is required")
+        return await self.deploys.propose(req.name, req.id, req.commit_ref)
+
+    async def h_approve(self, ctx: Context, req: DeployRequest) -> DeployReply:
+        return await self.deploys.approve(req.name, req.id, req.commit_ref)
+
+    async def h_deny(self, ctx: Context, req: DeployRequest) -> DeployReply:
+        return await self.deploys.deny(req.name, req.id, req.note)
+
+    async def h_export(self, ctx: Context, req: ExportRequest) -> ArchiveReply:
+        row = await self.agents.row(req.name)
+        size = await asyncio.to_thread(archive.export_agent, self.layout, row.name, dataclasses.asdict(row),
+                                       Path(req.path), req.include_creds)
+        return ArchiveReply(name=row.name, path=req.path, bytes=size)
+
+    async def h_import(self, ctx: Context, req: ImportRequest) -> AgentInfo:
+        return await import_agent(self.agents, Path(req.path), req.name, force=req.force)
+
+    async def h_s_create(self, ctx: Context, req: SessionCreate) -> SessionInfo:
+        return await self.sessions.create(req.task, req.priority, req.metadata)
+
+    async def h_s_start(self, ctx: Context, req: SessionRef) -> StatusReply:
+        return await self.sessions.start(req.session_id, req.args)
+
+    async def h_s_status(self, ctx: Context, req: SessionRef) -> StatusReply:
+        return await self.sessions.status(req.session_id)
+
+    async def h_s_get(self, ctx: Context, req: SessionRef) -> SessionInfo:
+        return await self.sessions.get(req.session_id)
+
+    async def h_s_list(self, ctx: Context, req: Empty) -> SessionList:
+        return await self.sessions.list()
+
+    async def h_s_output(self, ctx: Context, req: SessionRef) -> PathReply:
+        return PathReply(path=(await self.sessions.get(req.session_id)).output_dir)
+
+    async def h_s_log(self, ctx: Context, req: SessionRef) -> PathReply:
+        return PathReply(path=(await self.sessions.get(req.session_id)).log_file)
+
+    async def h_s_cleanup(self, ctx: Context, req: SessionCleanup) -> CleanupReply:
+        return await self.sessions.cleanup(req.max_age_hours, req.remove_outputs)
+
+
+async def import_agent(agents: Lifecycle, path: Path, name: str | None, *, force: bool = False) -> AgentInfo:
+    if not path.is_absolute() or not await asyncio.to_thread(path.is_file):
+        raise HiveError("not_found", f"no archive at {path} (an absolute path on the deployer host)")
+    manifest = await asyncio.to_thread(archive.read_manifest, path)
+    name = check_name(name or manifest["name"], new=True)
+    layout = agents.layout
+    exists = await agents.store.agent(name) is not None or layout.agent_dir(name).exists() or \
+        layout.applied(name).exists()
+    if exists and not force:
+        raise HiveError("conflict", f"agent {name} already exists here (use force to replace it)")
+    async with agents.transition(name, "importing", "import"):
+        if exists:
+            await agents.procs.stop(name, timeout=agents.opts.stop_timeout)
+            await asyncio.to_thread(archive.remove_agent_files, layout, name)
+            await agents.store.delete_agent(name)
+        await asyncio.to_thread(archive.unpack, layout, path, name)
+        src = manifest.get("agent") or {}
+        now = time.time()
+        row = AgentRow(name=name, state="stopped", desired="stopped", runtime=agents.runtime.kind, created_at=now,
+                       since=now, deployed_tag=src.get("deployed_tag"), deployed_sha=src.get("deployed_sha"))
+        await agents.store.save(row)
+        await agents.write_meta(f"import {name} {row.deployed_tag} {(row.deployed_sha or '')[:12]}")
+        await agents._changed(row, f"[hive-deployer] imported as {name} from {manifest['name']}")
+    return await agents.info(await agents.row(name), sizes=True)
 
 
 async def build(transport: Transport, settings: Settings, metrics_url: str) -> DeployerService:

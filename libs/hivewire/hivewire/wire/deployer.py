@@ -7,7 +7,10 @@ from typing import Any, Literal
 from hivewire.wire.common import Wire
 
 AgentRunState = Literal["running", "stopped", "crashed", "destroyed"]
-Transient = Literal["starting", "stopping", "restarting", "rebuilding", "killing", "deploying"]
+Transient = Literal[
+    "spawning", "starting", "stopping", "restarting", "rebuilding", "killing", "deploying",
+    "destroying", "reviving", "purging", "importing",
+]
 Priority = Literal["high", "medium", "low"]
 SessionStatus = Literal["created", "starting", "running", "completed", "failed", "not_found"]
 
@@ -31,7 +34,67 @@ class AgentInfo(Wire, kw_only=True):
     state_bytes: int = 0
     has_credentials: bool = False
     restarts: int = 0
+    crashes: int = 0
     last_error: str | None = None
+    created_at: float = 0.0
+    destroyed_at: float | None = None
+    deployed: str | None = None
+    deployed_sha: str | None = None
+    purged: bool = False
+
+
+class SpawnRequest(Wire, kw_only=True):
+    name: str
+    runtime: str | None = None
+
+
+class DeployRequest(Wire, kw_only=True):
+    """Operator-direct or approval-driven steps of the deploy flow (`id` = approval id)."""
+
+    name: str
+    id: str
+    commit_ref: str | None = None
+    note: str | None = None
+
+
+class DeployReply(Wire, kw_only=True):
+    name: str
+    id: str
+    outcome: Literal["proposed", "deployed", "failed", "denied"]
+    sha: str | None = None
+    tags: list[str] = []
+    error: str | None = None
+    note: str | None = None
+
+
+class DeployEvent(Wire, kw_only=True):
+    """Published on `hive.deployer.deploy.<agent>` when a deploy ends (the broker resolves the approval)."""
+
+    agent: str
+    id: str
+    approval_id: str | None = None
+    outcome: Literal["deployed", "failed", "denied"]
+    sha: str | None = None
+    error: str | None = None
+    ts: float = 0.0
+
+
+class ExportRequest(Wire, kw_only=True):
+    name: str
+    path: str
+    include_creds: bool = False
+
+
+class ImportRequest(Wire, kw_only=True):
+    path: str
+    name: str | None = None
+    force: bool = False
+
+
+class ArchiveReply(Wire, kw_only=True):
+    name: str
+    path: str
+    bytes: int = 0
 
 
 class AgentList(Wire, kw_only=True):
@@ -61,6 +124,7 @@ class SessionInfo(Wire, kw_only=True):
     database: str
     log_file: str
     metadata: dict[str, Any] = {}
+    exit_code: int | None = None
 
 
 class SessionList(Wire, kw_only=True):
@@ -70,6 +134,11 @@ class SessionList(Wire, kw_only=True):
 class SessionCleanup(Wire, kw_only=True):
     max_age_hours: float = 24.0
     remove_outputs: bool = False
+
+
+class CleanupReply(Wire, kw_only=True):
+    removed: list[str] = []
+    kept_outputs: bool = True
 
 
 class PathReply(Wire, kw_only=True):

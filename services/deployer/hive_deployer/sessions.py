@@ -1,0 +1,186 @@
+"""Sessions for external systems (seed 004): isolated, ephemeral agents.
+
+A session has its own dir `sessions/<uuid>/` (session.json, its own
+events.sqlite and work files), an output dir `session-output/<uuid>/` that
+outlives cleanup unless asked, and a log `sessions/<uuid>/session.log`.
+States: created -> starting -> running -> completed | failed; unknown ids
+are `not_found`. Metadata is stored as real JSON (a CHECK(json_valid) column).
+
+`start` runs the agent CLI non-interactively on the task
+(`$HIVE_SESSION_CMD` or `$HIVE_AGENT_CMD -p <task>`, plus the caller's
+args) in the deployer's runtime, with only the session and output dirs
+writable; exit code 0 means completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import time
+import uuid
+from typing import Any
+
+import structlog
+
+from hive_deployer import metrics
+from hive_deployer.layout import Layout, check_session_id, wipe
+from hive_deployer.runtimes import Launch, Runtime
+from hive_deployer.store import Store
+from hivewire.errors import HiveError
+from hivewire.procs import die_with_parent
+from hivewire.settings import Settings
+from hivewire.wire.deployer import CleanupReply, SessionInfo, SessionList, StatusReply
+
+log = structlog.get_logger("hive_deployer.sessions")
+MAX_TASK = 20_000
+MAX_ARGS = 64
+
+
+class Sessions:
+    def __init__(self, layout: Layout, store: Store, runtime: Runtime, settings: Settings, nats_url: str = "") -> None:
+        self.layout, self.store, self.runtime, self.settings = layout, store, runtime, settings
+        self.nats_url = nats_url
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def _info(self, r: dict[str, Any]) -> SessionInfo:
+        sid = r["session_id"]
+        d = self.layout.session_dir(sid)
+        return SessionInfo(
+            session_id=sid, task=r["task"], priority=r["priority"], status=r["status"], created=r["created"],
+            updated=r["updated"], working_dir=str(d), output_dir=str(self.layout.session_output(sid)),
+            database=str(d / "events.sqlite"), log_file=str(self.layout.session_log(sid)),
+            metadata=json.loads(r["metadata_json"]), exit_code=r["exit_code"],
+        )
+
+    async def _row(self, sid: str) -> dict[str, Any] | None:
+        rows = await self.store.sessions(check_session_id(sid))
+        return rows[0] if rows else None
+
+    async def get(self, sid: str) -> SessionInfo:
+        r = await self._row(sid)
+        if r is None:
+            raise HiveError("not_found", f"no session {sid}")
+        return self._info(r)
+
+    async def status(self, sid: str) -> StatusReply:
+        try:
+            r = await self._row(sid)
+        except HiveError:
+            r = None
+        return StatusReply(session_id=sid, status=r["status"] if r else "not_found")
+
+    async def list(self) -> SessionList:
+        return SessionList(sessions=[self._info(r) for r in await self.store.sessions()])
+
+    async def _write_json(self, sid: str) -> None:
+        info = await self.get(sid)
+        from hivewire import codec
+
+        (self.layout.session_dir(sid) / "session.json").write_bytes(codec.encode(info) + b"\n")
+
+    async def create(self, task: str, priority: str, metadata: dict[str, Any]) -> SessionInfo:
+        if not task.strip():
+            raise HiveError("bad_request", "task is required")
+        if len(task) > MAX_TASK:
+            raise HiveError("too_large", f"task is longer than {MAX_TASK} characters")
+        if not isinstance(metadata, dict):
+            raise HiveError("bad_request", "metadata must be a JSON object")
+        sid = str(uuid.uuid4())
+        d = self.layout.session_dir(sid)
+        d.mkdir(parents=True)
+        self.layout.session_output(sid).mkdir(parents=True)
+        self.layout.session_log(sid).touch()
+        await self.store.add_session(sid, task, priority, metadata)
+        await self._write_json(sid)
+        metrics.SESSIONS.labels("created").inc()
+        return await self.get(sid)
+
+    def command(self, task: str, args: list[str]) -> list[str]:
+        raw = os.environ.get("HIVE_SESSION_CMD")
+        base = shlex.split(raw) if raw else [*shlex.split(self.settings.agent_cmd), "-p", task]
+        return [*base, *args]
+
+    async def start(self, sid: str, args: list[str]) -> StatusReply:
+        if len(args) > MAX_ARGS or any(not isinstance(a, str) or "\0" in a for a in args):
+            raise HiveError("bad_request", "bad session args")
+        info = await self.get(sid)
+        if not await self.store.set_session_status(sid, "starting", expect=("created",)):
+            raise HiveError("conflict", f"session {sid} is {info.status}, not created")
+        metrics.SESSIONS.labels("starting").inc()
+        await self._write_json(sid)
+        d, out = self.layout.session_dir(sid), self.layout.session_output(sid)
+        env = {
+            "HIVE_SESSION_ID": sid, "HIVE_SESSION_TASK": info.task, "HIVE_SESSION_PRIORITY": info.priority,
+            "HIVE_SESSION_DIR": str(d), "HIVE_SESSION_OUTPUT": str(out), "HIVE_EVENTS_DB": str(d / "events.sqlite"),
+            "HIVE_NATS_URL": self.nats_url, "HIVE_SESSION_METADATA": json.dumps(info.metadata),
+        }
+        launch = Launch(f"session-{sid[:8]}", self.command(info.task, args), env, d, writable=[d, out])
+        try:
+            with open(self.layout.session_log(sid), "ab") as logf:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.runtime.argv(launch), env=self.runtime.env(launch), cwd=str(d),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True, preexec_fn=die_with_parent,
+                )
+        except OSError as exc:
+            with open(self.layout.session_log(sid), "a") as f:
+                f.write(f"start failed: {exc}\n")
+            await self._finish(sid, None, "failed")
+            return await self.status(sid)
+        self.procs[sid] = proc
+        await self.store.set_session_status(sid, "running", expect=("starting",))
+        metrics.SESSIONS.labels("running").inc()
+        await self._write_json(sid)
+        t = asyncio.create_task(self._watch(sid, proc))
+        self._watchers.add(t)
+        t.add_done_callback(self._watchers.discard)
+        return await self.status(sid)
+
+    async def _watch(self, sid: str, proc: asyncio.subprocess.Process) -> None:
+        rc = await proc.wait()
+        self.procs.pop(sid, None)
+        await self._finish(sid, rc, "completed" if rc == 0 else "failed")
+
+    async def _finish(self, sid: str, rc: int | None, status: str) -> None:
+        await self.store.set_session_status(sid, status, exit_code=rc)
+        metrics.SESSIONS.labels(status).inc()
+        if status == "failed":
+            metrics.FAILURES.labels("session").inc()
+        log.info("session_finished", session=sid, status=status, rc=rc)
+        await self._write_json(sid)
+
+    async def cleanup(self, max_age_hours: float, remove_outputs: bool) -> CleanupReply:
+        if max_age_hours < 0:
+            raise HiveError("bad_request", "max_age_hours must be >= 0")
+        cutoff = time.time() - max_age_hours * 3600
+        removed = []
+        for r in await self.store.sessions():
+            if r["status"] in ("completed", "failed") and r["updated"] <= cutoff:
+                sid = r["session_id"]
+                await asyncio.to_thread(wipe, self.layout.session_dir(sid))
+                if remove_outputs:
+                    await asyncio.to_thread(wipe, self.layout.session_output(sid))
+                await self.store.delete_session(sid)
+                removed.append(sid)
+        return CleanupReply(removed=removed, kept_outputs=not remove_outputs)
+
+    async def recover(self) -> None:
+        """At start: a session that was starting/running when the deployer died has failed."""
+        for r in await self.store.sessions():
+            if r["status"] in ("starting", "running") and r["session_id"] not in self.procs:
+                with open(self.layout.session_log(r["session_id"]), "a") as f:
+                    f.write("deployer restarted while this session ran: marked failed\n")
+                await self._finish(r["session_id"], None, "failed")
+
+    async def stop(self) -> None:
+        for proc in list(self.procs.values()):
+            if proc.returncode is None:
+                try:
+                    os.killpg(proc.pid, 15)
+                except ProcessLookupError:
+                    pass
+        if self._watchers:
+            await asyncio.wait(set(self._watchers), timeout=5)
