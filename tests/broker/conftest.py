@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 import pytest
-from support.procs import wait_for
+from support.procs import ServiceProcess, wait_for
 
 from hive_broker.config import BrokerConfig
 from hive_broker.service import BrokerService
@@ -111,3 +113,22 @@ async def eventually(pred: Any, timeout: float = 5.0) -> Any:
 
 async def settle() -> None:
     await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def broker_proc(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcess]:
+    env = {"HIVE_HOME": str(settings.home), "HIVE_NATS_URL": os.environ["HIVE_NATS_URL"],
+           "HIVE_METRICS_ADDR": "127.0.0.1:0", "HIVE_LOG_LEVEL": "warning"}
+    proc = ServiceProcess("broker", env, tmp_path / "logs")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def ready(client: HiveClient) -> None:
+    async def up() -> bool:
+        await client.call(subjects.broker_registry("list"), Empty(), w.RegistryReply, timeout=0.5)
+        return True
+
+    await wait_for(up, timeout=20)

@@ -1,0 +1,68 @@
+"""broker.sqlite migrations: fresh files, old (pre-versioning) files, `hive migrate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hive_broker import store
+from hivewire.db import connect
+from hivewire.migrations import discover_databases
+from hivewire.settings import Settings
+
+
+def _columns(conn: object, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"SELECT * FROM pragma_table_info('{table}')")}  # type: ignore[attr-defined]
+
+
+def test_old_seed_file_gains_columns_and_keeps_rows(tmp_path: Path) -> None:
+    path = tmp_path / "broker.sqlite"
+    old = connect(path)
+    old.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, "
+                "recipient TEXT NOT NULL, body TEXT NOT NULL, sent_at REAL NOT NULL, delivered_at REAL)")
+    old.execute("CREATE TABLE approvals (id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, kind TEXT NOT NULL,"
+                " commit_ref TEXT, requested_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending', "
+                "resolved_at REAL, note TEXT)")
+    old.execute("INSERT INTO messages(sender, recipient, body, sent_at) VALUES ('alice', 'bob', 'legacy wombat', 1.0)")
+    old.execute("INSERT INTO approvals(agent, kind, commit_ref, requested_at) VALUES ('bob', 'spawn', NULL, 2.0)")
+    old.close()
+
+    conn = store.open_sync(path)
+    assert {"acked_at", "client_id", "redelivery_count", "kind", "in_reply_to"} <= _columns(conn, "messages")
+    assert "requested_by" in _columns(conn, "approvals")
+    assert {"recipient", "answered_by"} <= _columns(conn, "operator_questions")
+    row = conn.execute("SELECT body, redelivery_count, kind FROM messages").fetchone()
+    assert tuple(row) == ("legacy wombat", 0, "message")
+    assert conn.execute("SELECT COUNT(*) FROM approvals").fetchone()[0] == 1
+    # the old row is searchable: the FTS index was rebuilt
+    hit = conn.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'wombat'").fetchall()
+    assert len(hit) == 1
+    assert store.MIGRATIONS.current(conn) == store.MIGRATIONS.latest
+    conn.close()
+
+
+def test_down_and_up_again(tmp_path: Path) -> None:
+    conn = store.open_sync(tmp_path / "b.sqlite")
+    conn.execute("INSERT INTO messages(sender, recipient, body, sent_at) VALUES ('a', 'b', 'kept', 1.0)")
+    assert store.MIGRATIONS.down(conn) is not None
+    assert store.MIGRATIONS.current(conn) == 1
+    store.MIGRATIONS.up(conn)
+    assert conn.execute("SELECT body FROM messages").fetchone()[0] == "kept"
+    conn.close()
+
+
+def test_registered_for_hive_migrate(settings: Settings) -> None:
+    specs = [s for s in discover_databases(settings) if s.label == "broker"]
+    assert len(specs) == 1 and specs[0].path == settings.broker_db
+
+
+def test_metric_names_follow_the_rules() -> None:
+    from prometheus_client import REGISTRY
+
+    from hive_broker import metrics  # noqa: F401  (registers)
+    from hivewire.metrics import check_name
+
+    problems = []
+    for fam in REGISTRY.collect():
+        if fam.name.startswith("hive_broker"):
+            problems += check_name(fam.name + ("_total" if fam.type == "counter" else ""), fam.type)
+    assert problems == []
