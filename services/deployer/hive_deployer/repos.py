@@ -170,6 +170,11 @@ def first_deploy(layout: Layout, name: str, did: str = "0") -> str:
     return mark_deployed(layout, name, did)
 
 
+# What a config may not override: who the agent is, where it talks and where its state lives.
+PROTECTED_ENV = frozenset({"HIVE_AGENT", "HIVE_HOME", "HIVE_NATS_URL", "HIVE_EVENTS_DB", "HIVE_MODEL_FILE",
+                           "HIVE_DEPLOYED_REV", "CLAUDE_CONFIG_DIR"})
+
+
 def read_env(tree: Path) -> dict[str, str]:
     """`hive.env` of a config tree: KEY=VALUE lines, comments and junk ignored."""
     env: dict[str, str] = {}
@@ -181,7 +186,7 @@ def read_env(tree: Path) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         k, _, v = line.partition("=")
-        if re.fullmatch(r"[A-Z][A-Z0-9_]*", k.strip()) and not k.strip().startswith("HIVE_AGENT"):
+        if re.fullmatch(r"[A-Z][A-Z0-9_]*", k.strip()) and k.strip() not in PROTECTED_ENV:
             env[k.strip()] = v.strip()
     return env
 

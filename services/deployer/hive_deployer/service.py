@@ -28,7 +28,7 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire.agent import AgentState, Presence
-from hivewire.wire.broker import SendReply, SendRequest
+from hivewire.wire.broker import RegistryReply, RegistryRequest, SendReply, SendRequest
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import (
     AgentInfo,
@@ -61,27 +61,51 @@ def env_flag(name: str, default: bool = True) -> bool:
 
 
 class NatsNotifier:
-    """State publications + system messages through the broker (sent as `operator`, prefixed)."""
+    """State publications, the broker's agent registry and system messages (sent as `operator`, prefixed).
+
+    Registry updates and messages go through one ordered queue, so "spawned" reaches a
+    broker that already knows the agent; a broker that is down costs a log line, never an action.
+    """
 
     def __init__(self, svc: DeployerService) -> None:
         self.svc = svc
         self.client = HiveClient(svc.transport, timeout=2.0)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self._registered: dict[str, str] = {}
+        self._worker: asyncio.Task[None] | None = None
+
+    def _put(self, item: tuple[str, str, str]) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="deployer-notify")
+        self._queue.put_nowait(item)
 
     async def state_changed(self, info: AgentInfo) -> None:
         await self.svc.publish(subjects.deployer_state(info.name), info)
+        want = "remove" if info.state == "destroyed" else "upsert"
+        if self._registered.get(info.name) != want:
+            self._registered[info.name] = want
+            self._put(("registry", want, info.name))
 
     async def system_message(self, to: str, body: str) -> None:
-        async def send() -> None:
-            try:
-                await self.client.call(subjects.broker(SYSTEM_SENDER, "send"), SendRequest(to=to, body=body), SendReply)
-            except Exception as exc:  # the broker may be down or not know the agent yet
-                metrics.FAILURES.labels("system_message").inc()
-                log.info("system_message_failed", to=to, error=str(exc))
+        self._put(("send", to, body))
 
-        t = asyncio.create_task(send())
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+    async def _work(self) -> None:
+        while True:
+            kind, a, b = await self._queue.get()
+            try:
+                if kind == "registry":
+                    await self.client.call(subjects.broker_registry(a), RegistryRequest(name=b), RegistryReply)
+                else:
+                    await self.client.call(subjects.broker(SYSTEM_SENDER, "send"), SendRequest(to=a, body=b),
+                                           SendReply)
+            except Exception as exc:  # the broker may be down or not know the agent yet
+                metrics.FAILURES.labels(kind).inc()
+                log.info("broker_call_failed", kind=kind, target=a, error=str(exc))
+
+    async def close(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
 
 
 class DeployerService(MicroService):
@@ -172,6 +196,7 @@ class DeployerService(MicroService):
             await sub.unsubscribe()
         await self.agents.procs.stop_all(self.agents.opts.stop_timeout)
         await self.sessions.stop()
+        await self.notifier.close()
         await self.store.close()
 
     async def _on_presence(self, msg: Msg) -> None:

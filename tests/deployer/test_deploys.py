@@ -1,0 +1,139 @@
+"""The approval flow with real git: pure functions first, then through NATS with a real harness."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hive_deployer import git, repos
+from hive_deployer.layout import Layout
+from hivewire.errors import HiveError
+from hivewire.wire.common import Empty
+from hivewire.wire.deployer import (
+    AgentInfo,
+    AgentList,
+    DeployReply,
+    DeployRequest,
+    NameRequest,
+    PathReply,
+    SpawnRequest,
+)
+
+NIX = "/usr/bin/nix-instantiate"
+
+
+def commit(repo: Path, files: dict[str, str], msg: str) -> str:
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    return git.commit_all(repo, msg)
+
+
+def parses(path: Path) -> bool:
+    return subprocess.run([NIX, "--parse", str(path)], capture_output=True).returncode == 0
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(x.decode().split("=", 1) for x in raw if b"=" in x)
+
+
+def test_pure_approval_flow(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.make_agent_dirs("alice")
+    first = repos.first_deploy(layout, "alice")
+    assert git.tags(layout.applied("alice")) == [f"{k}/0" for k in ("approved", "building", "deployed", "proposal")]
+    cfg = layout.config("alice")
+    assert (cfg / "agent.nix").exists() and parses(cfg / "agent.nix") and parses(cfg / "flake.nix")
+
+    sha = commit(cfg, {"hive.env": "HIVE_X=2\n"}, "x=2")
+    assert repos.propose(layout, "alice", sha[:10], "7") == sha
+    # a later edit of the config repo cannot change what gets built
+    commit(cfg, {"hive.env": "HIVE_X=3\n"}, "x=3")
+    assert repos.approve(layout, "alice", "7") == sha
+    assert repos.mark_deployed(layout, "alice", "7") == sha
+    assert repos.stages(layout, "alice", "7") == ["proposal", "approved", "building", "deployed"]
+    assert repos.read_env(layout.applied("alice")) == {"HIVE_X": "2"}
+    entries = [repos.MetaEntry("alice", "deployed/7", sha, layout.applied("alice")),
+               repos.MetaEntry("manager", "deployed/0", first, layout.applied("alice"))]
+    repos.write_meta(layout, entries, f"deploy alice deployed/7 {sha[:12]}", "path:/x")
+    assert git.log_subjects(layout.meta, 1) == [f"deploy alice deployed/7 {sha[:12]}"]
+    flake = (layout.meta / "flake.nix").read_text()
+    assert parses(layout.meta / "flake.nix")
+    assert flake.count("nixpkgs.lib.nixosSystem") == 2 and '"agent-alice".url' in flake and sha in flake
+
+    sha2 = commit(cfg, {"agent.nix": "{ broken"}, "broken")
+    repos.propose(layout, "alice", sha2, "8")
+    repos.deny(layout, "alice", "8", "no thanks")
+    assert repos.stages(layout, "alice", "8") == ["proposal", "denied"]
+    assert "no thanks" in git.tag_message(layout.applied("alice"), "denied/8")
+
+    with pytest.raises(HiveError) as err:
+        repos.propose(layout, "alice", "not-a-sha", "9")
+    assert err.value.code == "bad_request"
+    with pytest.raises(HiveError) as err:
+        repos.propose(layout, "alice", "deadbeef", "9")
+    assert err.value.code == "not_found"
+    assert repos.check_tree(layout.config("alice"))  # the broken agent.nix is reported
+    assert repos.deploy_id("12/../x") == "12-..-x"
+
+
+async def test_approve_path_over_nats(deployer) -> None:
+    env = deployer
+    info = await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    cfg = env.home / "agents/alice/config"
+    sha = commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=v2\n"}, "profile v2")
+
+    prop = await env.call("propose", DeployRequest(name="alice", id="41", commit_ref=sha[:8]), DeployReply)
+    assert prop.outcome == "proposed" and prop.sha == sha
+    done = await env.call("approve", DeployRequest(name="alice", id="41"), DeployReply)
+    assert done.outcome == "deployed", done.error
+    assert done.tags == ["proposal/41", "approved/41", "building/41", "deployed/41"]
+    assert git.log_subjects(env.home / "meta", 1) == [f"deploy alice deployed/41 {sha[:12]}"]
+    assert parses(env.home / "meta/flake.nix")
+    assert git.head(env.home / "applied/alice") == sha
+
+    agents = await env.call("list", Empty(), AgentList)
+    a = agents.agents[0]
+    assert a.deployed == "deployed/41" and a.pid != info.pid and a.state == "running"
+    assert environ(a.pid)["HIVE_AGENT_PROFILE"] == "v2" and environ(a.pid)["HIVE_DEPLOYED_REV"] == sha
+    assert any("deployed/41" in b for b in env.broker.to("manager"))
+    assert any("deployed/41" in b for b in env.broker.to("alice"))
+
+    # a failing build: failed/<id> with the error, the previous deploy still running, untouched
+    bad = commit(cfg, {"agent.nix": "{ this is = not nix"}, "broken")
+    failed = await env.call("approve", DeployRequest(name="alice", id="42", commit_ref=bad), DeployReply)
+    assert failed.outcome == "failed" and "agent.nix" in (failed.error or "")
+    assert failed.tags == ["proposal/42", "approved/42", "building/42", "failed/42"]
+    assert "agent.nix" in git.tag_message(env.home / "applied/alice", "failed/42")
+    b = (await env.call("list", Empty(),
+                        AgentList)).agents[0]
+    assert b.pid == a.pid and b.deployed == "deployed/41" and b.state == "running" and b.transient is None
+    assert git.head(env.home / "applied/alice") == sha
+    assert git.log_subjects(env.home / "meta", 1) == [f"deploy alice deployed/41 {sha[:12]}"]
+
+    # a runtime failure (the new config does not come up) restores the previous deploy
+    env.svc.deploys.probe_timeout = 3
+    good_nix = repos.AGENT_NIX.format(name="alice")
+    worse = commit(cfg, {"agent.nix": good_nix, "hive.env": "HIVE_NATS_URL=nats://127.0.0.1:1\nPYTHONHOME=/nonexistent\n"},
+                   "no python")
+    rt = await env.call("approve", DeployRequest(name="alice", id="43", commit_ref=worse), DeployReply)
+    assert rt.outcome == "failed" and "runtime" in (rt.error or "")
+    c = (await env.call("list", Empty(),
+                        AgentList)).agents[0]
+    assert c.state == "running" and c.deployed == "deployed/41" and environ(c.pid)["HIVE_DEPLOYED_REV"] == sha
+    assert "PYTHONHOME" not in environ(c.pid) and environ(c.pid)["HIVE_NATS_URL"] != "nats://127.0.0.1:1"
+
+    # deny
+    other = commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=v3\n"}, "v3")
+    await env.call("propose", DeployRequest(name="alice", id="44", commit_ref=other), DeployReply)
+    denied = await env.call("deny", DeployRequest(name="alice", id="44", note="not now"), DeployReply)
+    assert denied.outcome == "denied" and denied.tags == ["proposal/44", "denied/44"]
+    with pytest.raises(HiveError) as err:
+        await env.call("approve", DeployRequest(name="alice", id="44"), DeployReply)
+    assert err.value.code == "conflict"
+
+    # init_config for a future agent: the template, committed
+    await env.call("init_config", NameRequest(name="zed"), PathReply)
+    assert git.head(env.home / "agents/zed/config") and parses(env.home / "agents/zed/config/agent.nix")
