@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from hive_dashboard.app import create_app
+from hive_dashboard.config import DashboardConfig
 from hivewire.logs import configure_logging
 from hivewire.settings import Settings
 
@@ -12,8 +13,10 @@ from hivewire.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level, service="hive-dashboard")
-    host, _, port = settings.dashboard_addr.rpartition(":")
-    uvicorn.run(create_app(settings), host=host or "127.0.0.1", port=int(port), log_config=None, access_log=False)
+    cfg = DashboardConfig.load(settings)
+    host, port = cfg.bind
+    uvicorn.run(create_app(config=cfg), host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=3)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Litestar controllers, one module per domain."""

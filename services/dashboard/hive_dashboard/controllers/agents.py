@@ -1,0 +1,121 @@
+"""`/api/agents`: one agent's state, history, stats and operator controls."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from hive_dashboard.auth import api_guard
+from hive_dashboard.charts import ctx_chart_svg, summarize
+from hive_dashboard.controllers.common import Json, act
+from hive_dashboard.deps import HubDep, OverviewDep, UpDep
+from hive_dashboard.schemas import (
+    ActionResult,
+    AgentView,
+    HistoryView,
+    LoginBody,
+    ModelBody,
+    PromptBody,
+    SpawnBody,
+    StatsView,
+)
+from hivewire import subjects
+from hivewire.errors import HiveError
+from hivewire.names import validate_agent_name
+from hivewire.wire.agent import HistoryReply, HistoryRequest, LoginRequest, ModelRequest, PromptRequest
+from hivewire.wire.common import Empty
+from hivewire.wire.deployer import AgentList, DestroyRequest, NameRequest
+
+Name = Annotated[str, PathParameter(max_length=31, description="agent name")]
+LIFECYCLE = ("revive", "start", "stop", "restart", "kill", "rebuild")
+
+
+class AgentsController(Controller):
+    path = "/api/agents"
+    guards = [api_guard]
+    tags = ["agents"]
+
+    @get("/", summary="Every agent with its badges")
+    async def list_agents(self, ob: OverviewDep, up: UpDep) -> list[AgentView]:
+        try:
+            infos = {a.name: a for a in (await up.call(subjects.deployer("list"), Empty(), AgentList)).agents}
+        except Exception:  # the deployer being down must not hide the agents we hear from
+            infos = {}
+        names = sorted({n for n, a in infos.items() if a.state != "destroyed"} | set(ob.hub.presence))
+        return [ob.agent_view(n, infos.get(n), await ob.agent_state(n)) for n in names]
+
+    @get("/{name:str}", summary="One agent's badges and state")
+    async def agent(self, name: Name, ob: OverviewDep) -> AgentView:
+        validate_agent_name(name, allow_reserved=True)
+        return ob.agent_view(name, None, await ob.agent_state(name))
+
+    @get("/{name:str}/history", summary="The agent's recent live events (ctl.history)")
+    async def history(
+        self, name: Name, up: UpDep,
+        limit: Annotated[int, QueryParameter(ge=1, le=2000)] = 500,
+        before_id: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
+    ) -> HistoryView:
+        subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "history")
+        reply = await up.agent_call(subject, HistoryRequest(limit=limit, before_id=before_id), HistoryReply)
+        return HistoryView(agent=name, events=sorted(reply.events, key=lambda e: e.id))
+
+    @get("/{name:str}/stats", summary="Turn stats and the ctx chart")
+    async def stats(self, name: Name, hub: HubDep) -> StatsView:
+        validate_agent_name(name, allow_reserved=True)
+        turns = list(hub.turns.get(name, []))
+        return StatsView(agent=name, summary=summarize(turns), turns=turns[-200:], chart_svg=ctx_chart_svg(turns))
+
+    @post("/{name:str}/prompt", summary="Send the operator's words to the agent (ctl.prompt)")
+    async def prompt(self, name: Name, data: JSONBody[PromptBody], up: UpDep) -> ActionResult:
+        subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "prompt")
+        return await act("prompt", up.agent_call(subject, PromptRequest(text=data.text), Json))
+
+    @post("/{name:str}/model", summary="Switch the agent's model")
+    async def model(self, name: Name, data: JSONBody[ModelBody], up: UpDep) -> ActionResult:
+        subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "model")
+        return await act("model", up.agent_call(subject, ModelRequest(model=data.model), Json))
+
+    @post("/{name:str}/compact", summary="Compact the agent's session")
+    async def compact(self, name: Name, up: UpDep) -> ActionResult:
+        subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "compact")
+        return await act("compact", up.agent_call(subject, Empty(), Json))
+
+    @post("/{name:str}/cancel", summary="Cancel the running turn")
+    async def cancel(self, name: Name, up: UpDep) -> ActionResult:
+        subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "cancel")
+        return await act("cancel", up.agent_call(subject, Empty(), Json))
+
+    @post("/{name:str}/new-session", summary="Start the next turn in a fresh session")
+    async def new_session(self, name: Name, up: UpDep) -> ActionResult:
+        subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "new_session")
+        return await act("new_session", up.agent_call(subject, Empty(), Json))
+
+    @post("/{name:str}/login", summary="The agent CLI's login flow: start, submit the code, cancel")
+    async def login(self, name: Name, data: JSONBody[LoginBody], up: UpDep) -> ActionResult:
+        subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "login")
+        req = LoginRequest(action=data.action, code=data.code)
+        return await act(f"login_{data.action}", up.agent_call(subject, req, Json, timeout=15.0))
+
+    @post("/", summary="Spawn a new agent (deployer)")
+    async def spawn(self, data: JSONBody[SpawnBody], up: UpDep) -> ActionResult:
+        name = validate_agent_name(data.name)
+        return await act("spawn", up.call(subjects.deployer("spawn"), NameRequest(name=name), Json, timeout=30.0))
+
+    @post("/{name:str}/lifecycle/{verb:str}", summary="revive, start, stop, restart, kill or rebuild")
+    async def lifecycle(
+        self, name: Name, verb: Annotated[str, PathParameter(pattern="^(revive|start|stop|restart|kill|rebuild)$")],
+        up: UpDep,
+    ) -> ActionResult:
+        name = validate_agent_name(name, allow_reserved=True)
+        if verb not in LIFECYCLE:
+            raise HiveError("bad_request", f"unknown lifecycle verb {verb!r}")
+        return await act(verb, up.call(subjects.deployer(verb), NameRequest(name=name), Json, timeout=30.0))
+
+    @post("/{name:str}/destroy", summary="Destroy the agent; purge also deletes its state")
+    async def destroy(self, name: Name, up: UpDep, purge: Annotated[bool, QueryParameter()] = False) -> ActionResult:
+        name = validate_agent_name(name, allow_reserved=True)
+        req = DestroyRequest(name=name, purge=purge)
+        call = up.call(subjects.deployer("destroy"), req, Json, timeout=30.0)
+        return await act("purge" if purge else "destroy", call)

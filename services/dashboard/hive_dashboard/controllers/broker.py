@@ -1,0 +1,76 @@
+"""`/api`: the overview, approvals, questions and messages (broker operator subjects)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from hive_dashboard.auth import api_guard
+from hive_dashboard.controllers.common import Json, act
+from hive_dashboard.deps import OverviewDep, UpDep
+from hive_dashboard.schemas import ActionResult, AnswerBody, Overview, ResolveBody, SendBody
+from hivewire import subjects
+from hivewire.names import OPERATOR, validate_agent_name
+from hivewire.wire.broker import (
+    ApprovalsListReply,
+    ApprovalsListRequest,
+    MessagesListReply,
+    MessagesListRequest,
+    MessagesSearchRequest,
+    OperatorAnswerRequest,
+    ResolveRequest,
+    SendReply,
+    SendRequest,
+)
+
+Id = Annotated[str, PathParameter(min_length=1, max_length=200, description="an id from the broker")]
+
+
+class BrokerController(Controller):
+    path = "/api"
+    guards = [api_guard]
+    tags = ["broker"]
+
+    @get("/overview", summary="Everything the home page shows")
+    async def overview(self, ob: OverviewDep) -> Overview:
+        return await ob.build()
+
+    @get("/approvals", summary="Approvals (pending by default)")
+    async def approvals(
+        self, up: UpDep,
+        status: Annotated[str, QueryParameter(pattern="^(pending|approved|denied|failed|deployed|all)$")] = "pending",
+    ) -> ApprovalsListReply:
+        req = ApprovalsListRequest(status=status, limit=200)  # type: ignore[arg-type]
+        return await up.call(subjects.operator("approvals", "list"), req, ApprovalsListReply)
+
+    @post("/approvals/{approval_id:str}/resolve", summary="Approve or deny, with an optional note")
+    async def resolve(self, approval_id: Id, data: JSONBody[ResolveBody], up: UpDep) -> ActionResult:
+        req = ResolveRequest(approval_id=approval_id, decision=data.decision, note=data.note or None)
+        return await act(data.decision, up.call(subjects.operator("approvals", "resolve"), req, Json))
+
+    @post("/questions/{question_id:str}/answer", summary="Answer an operator question (free text or options)")
+    async def answer(self, question_id: Id, data: JSONBody[AnswerBody], up: UpDep) -> ActionResult:
+        req = OperatorAnswerRequest(question_id=question_id, answer=data.answer)
+        return await act("answer", up.call(subjects.operator("questions", "answer"), req, Json))
+
+    @get("/messages", summary="Message flow, newest last; `q` searches")
+    async def messages(
+        self, up: UpDep,
+        agent: Annotated[str | None, QueryParameter(max_length=31)] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=500)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    ) -> MessagesListReply:
+        if agent is not None:
+            validate_agent_name(agent, allow_reserved=True)
+        if q:
+            req = MessagesSearchRequest(query=q, agent=agent, limit=limit)
+            return await up.call(subjects.operator("messages", "search"), req, MessagesListReply)
+        return await up.call(subjects.operator("messages", "list"),
+                             MessagesListRequest(agent=agent, limit=limit), MessagesListReply)
+
+    @post("/messages", summary="Send a message as the operator")
+    async def send(self, data: JSONBody[SendBody], up: UpDep) -> ActionResult:
+        req = SendRequest(to=data.to, body=data.body, in_reply_to=data.in_reply_to)
+        return await act("send", up.call(subjects.broker(OPERATOR, "send"), req, SendReply))

@@ -1,0 +1,192 @@
+"""The home page's data: every section fetched concurrently, each failing alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+import structlog
+
+from hive_dashboard.hub import Hub, PresenceView
+from hive_dashboard.schemas import AgentView, ApprovalView, BackupView, Overview, StorageView
+from hive_dashboard.upstream import Upstream
+from hivewire import subjects
+from hivewire.errors import HiveError
+from hivewire.names import OPERATOR, is_agent_name
+from hivewire.settings import Settings
+from hivewire.wire.agent import AgentState
+from hivewire.wire.backup import SnapshotList
+from hivewire.wire.broker import (
+    Approval,
+    ApprovalsListReply,
+    ApprovalsListRequest,
+    MessagesListReply,
+    MessagesListRequest,
+    QuestionsListReply,
+    QuestionsListRequest,
+)
+from hivewire.wire.common import Empty
+from hivewire.wire.deployer import AgentInfo, AgentList
+
+log = structlog.get_logger("hive_dashboard.overview")
+T = TypeVar("T")
+SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
+DIFF_MAX = 64 * 1024
+_diff_cache: dict[tuple[str, str], str | None] = {}
+_size_cache: dict[Path, tuple[float, int]] = {}
+
+
+def presence_label(p: PresenceView | None, status: str | None) -> str:
+    """The one badge word: idle, thinking, compacting, waiting(reason), needs_login, rate_limited, offline, dead."""
+    if p is None:
+        return "offline"
+    if not p.alive:
+        return "offline" if p.state == "offline" else "dead"
+    if status in ("needs_login", "rate_limited"):
+        return status
+    if p.state == "waiting":
+        return f"waiting({p.reason})" if p.reason else "waiting"
+    return p.state
+
+
+async def approval_diff(settings: Settings, a: Approval) -> str | None:
+    """`git show` of the proposed commit in the agent's config repo (read-only)."""
+    if not a.commit_ref or not SHA_RE.match(a.commit_ref) or not is_agent_name(a.agent):
+        return None
+    key = (a.agent, a.commit_ref)
+    if key in _diff_cache:
+        return _diff_cache[key]
+    repo = settings.agent_dir(a.agent) / "config"
+    if not (repo / ".git").exists():
+        return None
+    proc = await asyncio.create_subprocess_exec(
+        "git", "-C", str(repo), "show", "--stat", "--patch", "--no-color", "--format=%h %s%n", a.commit_ref, "--",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None
+    if proc.returncode != 0:
+        return None
+    text = out[:DIFF_MAX].decode(errors="replace") + ("\n… (diff truncated)" if len(out) > DIFF_MAX else "")
+    _diff_cache[key] = text
+    return text
+
+
+def dir_size(path: Path, ttl: float = 30.0) -> int:
+    """Bytes under `path` (cached for `ttl` s; missing means 0)."""
+    now = time.monotonic()
+    hit = _size_cache.get(path)
+    if hit and now - hit[0] < ttl:
+        return hit[1]
+    total = 0
+    if path.is_file():
+        total = path.stat().st_size
+    elif path.is_dir():
+        for root, _dirs, files in os.walk(path):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(root, f)).st_size
+                except OSError:
+                    pass
+    _size_cache[path] = (now, total)
+    return total
+
+
+class OverviewBuilder:
+    def __init__(self, up: Upstream, hub: Hub, settings: Settings) -> None:
+        self.up, self.hub, self.settings = up, hub, settings
+
+    async def _section(self, errors: dict[str, str], name: str, coro: Awaitable[T], default: T) -> T:
+        try:
+            return await coro
+        except HiveError as err:
+            errors[name] = f"{err.code}: {err.message}"
+            return default
+
+    async def agent_state(self, name: str) -> AgentState | None:
+        try:
+            return await self.up.call(subjects.ctl(name, "state"), Empty(), AgentState,
+                                      timeout=self.up.cfg.state_timeout_s)
+        except HiveError:
+            return None
+
+    def agent_view(self, name: str, info: AgentInfo | None, st: AgentState | None) -> AgentView:
+        p = self.hub.presence.get(name)
+        b = self.hub.badges.get(name, {})
+        turns = self.hub.turns.get(name)
+        status = b.get("status") or (st.status if st else None)
+        return AgentView(
+            name=name,
+            label=presence_label(p, status),
+            presence=p,
+            run_state=info.state if info else None,
+            transient=info.transient if info else None,
+            status=status,
+            turn_state=b.get("turn_state") or (st.turn_state if st else None),
+            model=b.get("model") or (st.model if st else None),
+            ctx=b.get("ctx", st.ctx_tokens if st else None),
+            cost=b.get("cost", st.cost_tokens if st else None),
+            context_window=st.context_window if st else None,
+            unread=st.unread if st else 0,
+            last_turn=turns[-1] if turns else None,
+            state_bytes=(info.state_bytes if info and info.state_bytes else 0),
+            login_url=st.login_url if st else None,
+        )
+
+    async def build(self) -> Overview:
+        errors: dict[str, str] = {}
+        s = self._section
+        deployed, approvals, questions, messages, snaps = await asyncio.gather(
+            s(errors, "agents", self.up.call(subjects.deployer("list"), Empty(), AgentList), None),
+            s(errors, "approvals", self.up.call(subjects.operator("approvals", "list"),
+                                                ApprovalsListRequest(status="pending"), ApprovalsListReply), None),
+            s(errors, "questions", self.up.call(subjects.operator("questions", "list"),
+                                                QuestionsListRequest(open_only=True), QuestionsListReply), None),
+            s(errors, "messages", self.up.call(subjects.operator("messages", "list"),
+                                               MessagesListRequest(limit=100), MessagesListReply), None),
+            s(errors, "backups", self.up.call(subjects.backup("list"), Empty(), SnapshotList), None),
+        )
+        infos = {a.name: a for a in (deployed.agents if deployed else [])}
+        live = [n for n, a in infos.items() if a.state != "destroyed"]
+        names = sorted(set(live) | {n for n in self.hub.presence if infos.get(n) is None or n in live})
+        states = await asyncio.gather(*(self.agent_state(n) for n in names))
+        agents = [self.agent_view(n, infos.get(n), st) for n, st in zip(names, states, strict=True)]
+        pending = approvals.approvals if approvals else []
+        diffs = await asyncio.gather(*(approval_diff(self.settings, a) for a in pending))
+        msgs = messages.messages if messages else []
+        storage = await asyncio.to_thread(self.storage, agents, list(infos.values()))
+        return Overview(
+            now=time.time(),
+            agents=agents,
+            tombstones=[a for a in infos.values() if a.state == "destroyed"],
+            approvals=[ApprovalView(approval=a, diff=d) for a, d in zip(approvals.approvals if approvals else [],
+                                                                        diffs, strict=True)],
+            questions=[q for q in (questions.questions if questions else []) if q.answered_at is None],
+            inbox=[m for m in msgs if m.to == OPERATOR],
+            messages=msgs,
+            backups=BackupView(snapshots=(snaps.snapshots if snaps else [])[-20:], last_done=self.hub.last_backup),
+            storage=storage,
+            errors=errors,
+        )
+
+    def storage(self, agents: list[AgentView], infos: list[AgentInfo]) -> StorageView:
+        per: dict[str, int] = {}
+        for info in infos:
+            per[info.name] = info.state_bytes or dir_size(self.settings.agent_dir(info.name))
+        for a in agents:
+            per.setdefault(a.name, dir_size(self.settings.agent_dir(a.name)))
+        broker = sum(dir_size(self.settings.home / f) for f in ("broker.sqlite", "broker.sqlite-wal"))
+        backups = dir_size(self.settings.home / "backups")
+        return StorageView(per_agent=per, broker_bytes=broker, backups_bytes=backups,
+                           total_bytes=sum(per.values()) + broker + backups)
+
+

@@ -1,0 +1,216 @@
+/* hive dashboard: the home page. State comes from /api/overview, then SSE keeps it live. */
+"use strict";
+(() => {
+  const { h, api, act, fmtTokens, fmtBytes, fmtDur, fmtAgo, fmtTime, label, labelClass, labelText } = hive;
+  let view = null;                 // the last /api/overview
+  const agents = new Map();        // name -> AgentView, patched by SSE
+  const $ = (id) => document.getElementById(id);
+  const empty = (text) => h("p", { class: "empty" }, text);
+  const setCount = (id, n) => { $(id).textContent = n ? String(n) : ""; };
+
+  function agentLabel(a) { return label(a.presence, a.status); }
+
+  function ctxBadge(a) {
+    if (a.ctx === null || a.ctx === undefined) return h("span", { class: "badge dim" }, "ctx · –");
+    const win = a.context_window || 200000, pct = Math.round(100 * a.ctx / win);
+    const cls = pct >= 75 ? "bad" : pct >= 50 ? "warnc" : "";
+    return h("span", { class: "badge " + cls, title: a.ctx + " / " + win + " tokens" }, "ctx · " + fmtTokens(a.ctx) + " (" + pct + "%)");
+  }
+
+  function agentRow(a) {
+    const l = agentLabel(a);
+    const t = a.last_turn;
+    return h("tr", { id: "agent-" + a.name, dataset: { agent: a.name, label: l } },
+      h("td", {}, h("a", { href: "/agents/" + a.name, class: "agent-link" }, a.name),
+        a.transient ? h("span", { class: "badge dim" }, a.transient + "…") : null),
+      h("td", {}, h("span", { class: "badge presence " + labelClass(l), title: a.presence ? "since " + fmtTime(a.presence.since) : "no heartbeat seen" }, labelText(l))),
+      h("td", {}, h("span", { class: "badge dim" }, "model · " + (a.model || "?"))),
+      h("td", {}, ctxBadge(a)),
+      h("td", {}, h("span", { class: "badge dim" }, "cost · " + fmtTokens(a.cost))),
+      h("td", {}, a.unread ? h("span", { class: "badge unread" }, a.unread + " unread") : h("span", { class: "muted" }, "–")),
+      h("td", { class: "muted" }, t ? [h("span", { class: "rk rk-" + t.result_kind }, t.result_kind), " ", fmtDur(t.duration_ms), " · ", fmtAgo(t.ended_at)] : "no turn yet"),
+      h("td", { class: "actions" },
+        h("button", { class: "small ghost", onclick: () => act("restart " + a.name, "POST", `/api/agents/${a.name}/lifecycle/restart`) }, "restart"),
+        h("button", { class: "small ghost danger", onclick: () => confirm(`Destroy ${a.name}? Its state is kept.`) && act("destroy " + a.name, "POST", `/api/agents/${a.name}/destroy`) }, "destroy")));
+  }
+
+  function renderAgents() {
+    const list = [...agents.values()].sort((x, y) => x.name.localeCompare(y.name));
+    setCount("agents-count", list.length);
+    const box = $("agents");
+    box.replaceChildren(list.length ? h("table", { class: "agents" },
+      h("thead", {}, h("tr", {}, ["agent", "presence", "model", "ctx", "cost", "unread", "last turn", ""].map((c) => h("th", {}, c)))),
+      h("tbody", {}, list.map(agentRow))) : empty("no agents yet"));
+    const sel = $("compose-to"), keep = sel.value;
+    sel.replaceChildren(h("option", { value: "*" }, "* (everyone)"), ...list.map((a) => h("option", { value: a.name }, a.name)));
+    if (keep) sel.value = keep;
+    if (!sel.value && list.length) sel.value = list[0].name;
+  }
+
+  function renderApprovals(items) {
+    setCount("approvals-count", items.length);
+    $("approvals").replaceChildren(...(items.length ? items.map(({ approval: a, diff }) => {
+      const note = h("input", { class: "note", placeholder: "note (optional)", "aria-label": "note" });
+      const resolve = (decision) => act(decision + " " + a.kind, "POST", `/api/approvals/${encodeURIComponent(a.approval_id)}/resolve`, { decision, note: note.value || null })
+        .then((r) => { if (r) load(); });
+      return h("div", { class: "item approval", dataset: { id: a.approval_id } },
+        h("div", { class: "item-head" }, h("strong", {}, a.kind.replace("_", " ")), " for ", h("a", { href: "/agents/" + a.agent }, a.agent),
+          a.commit_ref ? h("code", {}, a.commit_ref.slice(0, 12)) : null,
+          h("span", { class: "muted" }, " by " + a.requested_by + " · " + fmtAgo(a.requested_at))),
+        a.note ? h("p", { class: "muted" }, a.note) : null,
+        diff ? h("details", { class: "diff", open: true }, h("summary", {}, "proposed diff"), h("pre", {}, diffLines(diff))) : (a.commit_ref ? h("p", { class: "muted" }, "diff not available here") : null),
+        h("div", { class: "row" }, note,
+          h("button", { class: "ok approve", onclick: () => resolve("approve") }, "approve"),
+          h("button", { class: "danger deny", onclick: () => resolve("deny") }, "deny")));
+    }) : [empty("nothing waiting for approval")]));
+  }
+
+  function diffLines(diff) {
+    return diff.split("\n").map((line) => h("span", { class: line.startsWith("+") && !line.startsWith("+++") ? "add" : line.startsWith("-") && !line.startsWith("---") ? "del" : line.startsWith("@@") ? "hunk" : "" }, line + "\n"));
+  }
+
+  function renderQuestions(items) {
+    setCount("questions-count", items.length);
+    $("questions").replaceChildren(...(items.length ? items.map((q) => {
+      const name = "q-" + q.question_id;
+      const opts = q.options.map((o, i) => h("label", { class: "opt" },
+        h("input", { type: q.multi ? "checkbox" : "radio", name, value: o, id: name + "-" + i }), " ", o));
+      const free = h("input", { class: "free", placeholder: q.options.length ? "or your own answer" : "your answer", "aria-label": "free-text answer" });
+      const form = h("form", { class: "question", dataset: { id: q.question_id } },
+        h("div", { class: "item-head" }, h("a", { href: "/agents/" + q.asker }, q.asker), h("span", { class: "muted" }, " asks · " + fmtAgo(q.asked_at)),
+          q.multi ? h("span", { class: "badge dim" }, "choose any") : null,
+          q.deadline_at ? h("span", { class: "muted" }, " · expires " + fmtTime(q.deadline_at)) : null),
+        h("p", { class: "q" }, q.question), h("div", { class: "opts" }, opts),
+        h("div", { class: "row" }, free, h("button", { class: "primary" }, "answer")));
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const chosen = [...form.querySelectorAll("input[name='" + name + "']:checked")].map((i) => i.value);
+        if (free.value.trim()) chosen.push(free.value.trim());
+        if (!chosen.length) return hive.toast("pick an option or type an answer", "error");
+        const answer = q.multi ? chosen : chosen[chosen.length - 1];
+        if (await act("answer", "POST", `/api/questions/${encodeURIComponent(q.question_id)}/answer`, { answer })) load();
+      });
+      return h("div", { class: "item" }, form);
+    }) : [empty("no open questions")]));
+  }
+
+  function msgRow(m) {
+    return h("div", { class: "msg", dataset: { id: m.id } },
+      h("span", { class: "when muted" }, fmtTime(m.sent_at)),
+      h("span", { class: "who" }, m.from, h("span", { class: "arrow" }, " → "), m.to),
+      h("span", { class: "body" }, m.body));
+  }
+
+  function renderMessages(inbox, flow) {
+    setCount("inbox-count", inbox.length);
+    $("inbox").replaceChildren(...(inbox.length ? inbox.slice(-30).reverse().map((m) => {
+      const row = msgRow(m);
+      row.append(h("button", { class: "small ghost", onclick: () => { $("compose-to").value = m.from; $("compose-body").focus(); } }, "reply"));
+      return row;
+    }) : [empty("inbox is empty")]));
+    const box = $("messages");
+    box.replaceChildren(...(flow.length ? flow.slice(-60).map(msgRow) : [empty("no messages yet")]));
+    box.scrollTop = box.scrollHeight;
+  }
+
+  function renderTombstones(items) {
+    setCount("tombstones-count", items.length);
+    $("tombstones").replaceChildren(...(items.length ? items.map((t) => h("div", { class: "item row", dataset: { agent: t.name } },
+      h("span", { class: "tomb" }, "✝ " + t.name), h("span", { class: "muted" }, fmtBytes(t.state_bytes) + " kept"), h("span", { class: "spacer" }),
+      h("button", { class: "small ok", onclick: () => act("revive " + t.name, "POST", `/api/agents/${t.name}/lifecycle/revive`).then(load) }, "⊕ revive"),
+      h("button", { class: "small danger", onclick: () => confirm(`Purge ${t.name}? Config history, credentials, notes and events are deleted. No undo.`) && act("purge " + t.name, "POST", `/api/agents/${t.name}/destroy?purge=true`).then(load) }, "purge")))
+      : [empty("no destroyed agents with kept state")]));
+  }
+
+  function renderBackups(b) {
+    const last = b.last_done, snaps = b.snapshots || [], newest = snaps[snaps.length - 1];
+    $("backups").replaceChildren(
+      h("p", {}, last ? [h("span", { class: "badge " + (last.ok ? "good" : "bad") }, last.ok ? "last run ok" : "last run failed"), " ", fmtBytes(last.bytes), " in ", last.duration_s.toFixed(1), "s", last.error ? h("span", { class: "error" }, " " + last.error) : null]
+        : newest ? [h("span", { class: "badge good" }, "latest snapshot"), " ", fmtAgo(newest.created_at)] : h("span", { class: "muted" }, "no backup yet")),
+      h("p", { class: "muted" }, snaps.length + " snapshot(s)" + (newest ? " · newest " + newest.snapshot_id + (newest.verified ? " · verified" : "") : "")),
+      h("button", { class: "small", onclick: () => act("backup", "POST", "/api/backups/run", {}) }, "run backup now"));
+  }
+
+  function renderStorage(s) {
+    const per = Object.entries(s.per_agent || {}).sort((a, b) => b[1] - a[1]);
+    const max = Math.max(1, ...per.map(([, v]) => v), s.broker_bytes, s.backups_bytes);
+    const bar = (name, bytes) => h("div", { class: "bar-row" }, h("span", { class: "bar-name" }, name),
+      h("meter", { min: 0, max, value: bytes }), h("span", { class: "muted bar-val" }, fmtBytes(bytes)));
+    $("storage").replaceChildren(...per.map(([n, v]) => bar(n, v)), bar("broker db", s.broker_bytes), bar("backups", s.backups_bytes),
+      h("p", {}, h("strong", {}, "total " + fmtBytes(s.total_bytes))));
+    $("storage-total").textContent = "disk " + fmtBytes(s.total_bytes);
+  }
+
+  function renderErrors(errors) {
+    for (const [section, msg] of Object.entries(errors || {})) {
+      const box = $(section === "agents" ? "tombstones" : section === "messages" ? "messages" : section);
+      if (box) box.prepend(h("p", { class: "error" }, section + " unavailable: " + msg));
+    }
+  }
+
+  async function load() {
+    try {
+      view = await api("GET", "/api/overview");
+    } catch (e) {
+      hive.toast("overview failed: " + e.message, "error");
+      return;
+    }
+    agents.clear();
+    for (const a of view.agents) agents.set(a.name, a);
+    renderAgents();
+    renderApprovals(view.approvals);
+    renderQuestions(view.questions);
+    renderMessages(view.inbox, view.messages);
+    renderTombstones(view.tombstones);
+    renderBackups(view.backups);
+    renderStorage(view.storage);
+    renderErrors(view.errors);
+  }
+  const reload = hive.debounce(load, 250);
+
+  function patch(name, fn) {
+    const a = agents.get(name);
+    if (!a) { reload(); return; }
+    fn(a);
+    const old = document.getElementById("agent-" + name);
+    if (old) old.replaceWith(agentRow(a)); else renderAgents();
+  }
+
+  function shimmer() {
+    const b = $("banner");
+    b.classList.add("active");
+    clearTimeout(shimmer.t);
+    shimmer.t = setTimeout(() => b.classList.remove("active"), 4000);
+  }
+
+  hive.stream("", {
+    presence: (p) => patch(p.agent, (a) => { a.presence = p; }),
+    event: ({ agent, event: e }) => patch(agent, (a) => {
+      const p = e.payload || {};
+      if (e.kind === "status_changed") a.status = p.status;
+      else if (e.kind === "model_changed") a.model = p.model;
+      else if (e.kind === "token_usage_changed") { if ("ctx" in p) a.ctx = p.ctx; if ("cost" in p) a.cost = p.cost; }
+      else if (e.kind === "turn_state_changed") a.turn_state = p.state;
+      else if (e.kind === "turn_start" && "unread" in p) a.unread = p.unread;
+    }),
+    turn: ({ agent, turn }) => patch(agent, (a) => { a.last_turn = turn; }),
+    broker: () => { shimmer(); reload(); },
+    deployer: reload,
+    backup: reload,
+    reset: reload,
+  });
+
+  $("compose").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = $("compose-body").value.trim();
+    if (!body) return;
+    if (await act("send", "POST", "/api/messages", { to: $("compose-to").value, body })) { $("compose-body").value = ""; load(); }
+  });
+  $("spawn-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const name = ev.target.elements.name.value.trim();
+    if (await act("spawn " + name, "POST", "/api/agents", { name })) { ev.target.reset(); load(); }
+  });
+  setInterval(() => { for (const el of document.querySelectorAll("[data-ago]")) el.textContent = fmtAgo(+el.dataset.ago); }, 5000);
+  load();
+})();

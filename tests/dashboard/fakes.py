@@ -1,0 +1,338 @@
+"""FAKES of the broker, deployer, backup and harness for the dashboard tests.
+
+These are NOT the real services: small NATS micro services on the real
+nats-server that implement just the subjects the dashboard calls, with the
+real wire structs, and record what they were asked so tests can assert it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from hivewire import subjects
+from hivewire.errors import HiveError
+from hivewire.service import Context, Endpoint, MicroService
+from hivewire.transport import Transport
+from hivewire.wire.agent import (
+    AgentState,
+    HistoryReply,
+    HistoryRequest,
+    LiveEvent,
+    LoginRequest,
+    ModelRequest,
+    Presence,
+    PromptRequest,
+    TurnStats,
+)
+from hivewire.wire.backup import BackupDone, RunRequest, Snapshot, SnapshotList
+from hivewire.wire.broker import (
+    AnswerReply,
+    Approval,
+    ApprovalsListReply,
+    ApprovalsListRequest,
+    Changed,
+    Message,
+    MessagesListReply,
+    MessagesListRequest,
+    MessagesSearchRequest,
+    OperatorAnswerRequest,
+    Question,
+    QuestionsListReply,
+    QuestionsListRequest,
+    ResolveRequest,
+    SendReply,
+    SendRequest,
+)
+from hivewire.wire.common import Empty, Ok
+from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest
+
+
+class FakeBroker(MicroService):
+    name = "hive-broker"
+    description = "FAKE broker for dashboard tests"
+
+    def __init__(self, transport: Transport, agents: list[str]) -> None:
+        super().__init__(transport)
+        self.agents = set(agents)
+        now = time.time()
+        self.approvals: dict[str, Approval] = {}
+        self.questions: dict[str, Question] = {}
+        self.messages: list[Message] = []
+        self.resolved: list[ResolveRequest] = []
+        self.answers: list[OperatorAnswerRequest] = []
+        self.sent: list[tuple[str, SendRequest]] = []
+        self.add_approval("manager", "apply_commit", "abc1234", now)
+        self.add_question("alice", "Which test suites should I run?", ["unit", "integration", "e2e"], True, now)
+        self.messages.append(Message(id="m1", sender="alice", to="operator", body="hello operator", sent_at=now - 60))
+        self.messages.append(Message(id="m2", sender="alice", to="manager", body="status: tests green",
+                                     sent_at=now - 30))
+
+    def add_approval(self, agent: str, kind: str, ref: str | None, at: float) -> Approval:
+        a = Approval(approval_id=f"ap-{len(self.approvals) + 1}", agent=agent, kind=kind,  # type: ignore[arg-type]
+                     requested_by="manager", commit_ref=ref, requested_at=at, status="pending")
+        self.approvals[a.approval_id] = a
+        return a
+
+    def add_question(self, asker: str, q: str, options: list[str], multi: bool, at: float) -> Question:
+        qu = Question(question_id=f"q-{len(self.questions) + 1}", asker=asker, to="operator", question=q,
+                      options=options, multi=multi, asked_at=at)
+        self.questions[qu.question_id] = qu
+        return qu
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        op = subjects.operator
+        return [
+            Endpoint("approvals_list", op("approvals", "list"), ApprovalsListRequest, self.approvals_list),
+            Endpoint("approvals_resolve", op("approvals", "resolve"), ResolveRequest, self.resolve),
+            Endpoint("questions_list", op("questions", "list"), QuestionsListRequest, self.questions_list),
+            Endpoint("questions_answer", op("questions", "answer"), OperatorAnswerRequest, self.answer),
+            Endpoint("messages_list", op("messages", "list"), MessagesListRequest, self.messages_list),
+            Endpoint("messages_search", op("messages", "search"), MessagesSearchRequest, self.search),
+            Endpoint("send", subjects.broker_pattern("send"), SendRequest, self.send),
+        ]
+
+    async def changed(self, table: str, id_: str) -> None:
+        await self.publish(subjects.BROKER_CHANGED, Changed(table=table, id=id_, op="update"))
+
+    async def approvals_list(self, ctx: Context, req: ApprovalsListRequest) -> ApprovalsListReply:
+        return ApprovalsListReply(approvals=[a for a in self.approvals.values()
+                                             if req.status == "all" or a.status == req.status][: req.limit])
+
+    async def resolve(self, ctx: Context, req: ResolveRequest) -> Approval:
+        a = self.approvals.get(req.approval_id)
+        if a is None:
+            raise HiveError("not_found", f"no approval {req.approval_id}")
+        if a.status != "pending":
+            raise HiveError("conflict", "already resolved")
+        a.status = "approved" if req.decision == "approve" else "denied"
+        a.note, a.resolved_at = req.note, time.time()
+        self.resolved.append(req)
+        await self.changed("approvals", a.approval_id)
+        return a
+
+    async def questions_list(self, ctx: Context, req: QuestionsListRequest) -> QuestionsListReply:
+        qs = [q for q in self.questions.values() if not req.open_only or q.answered_at is None]
+        return QuestionsListReply(questions=qs[: req.limit])
+
+    async def answer(self, ctx: Context, req: OperatorAnswerRequest) -> AnswerReply:
+        q = self.questions.get(req.question_id)
+        if q is None:
+            raise HiveError("not_found", f"no question {req.question_id}")
+        if q.answered_at is not None:
+            raise HiveError("conflict", "already answered")
+        q.answered_at, q.answer, q.answered_by = time.time(), req.answer, "operator"
+        self.answers.append(req)
+        await self.changed("operator_questions", q.question_id)
+        return AnswerReply(question_id=q.question_id, answered_at=q.answered_at)
+
+    async def messages_list(self, ctx: Context, req: MessagesListRequest) -> MessagesListReply:
+        return MessagesListReply(messages=self.messages[-req.limit:])
+
+    async def search(self, ctx: Context, req: MessagesSearchRequest) -> MessagesListReply:
+        return MessagesListReply(messages=[m for m in self.messages if req.query in m.body][: req.limit])
+
+    async def send(self, ctx: Context, req: SendRequest) -> SendReply:
+        sender = ctx.token(2)
+        if req.to not in self.agents | {"operator", "*"}:
+            raise HiveError("unknown_recipient", f"no agent {req.to!r}")
+        self.sent.append((sender, req))
+        m = Message(id=uuid.uuid4().hex[:8], sender=sender, to=req.to, body=req.body, sent_at=time.time())
+        self.messages.append(m)
+        await self.publish(subjects.BROKER_CHANGED, Changed(table="messages", id=m.id, op="insert"))
+        return SendReply(id=m.id, sent_at=m.sent_at)
+
+
+class FakeDeployer(MicroService):
+    name = "hive-deployer"
+    description = "FAKE deployer for dashboard tests"
+
+    def __init__(self, transport: Transport, agents: list[str], tombstones: list[str]) -> None:
+        super().__init__(transport)
+        self.infos = {n: AgentInfo(name=n, state="running", state_bytes=12_345 * (i + 1)) for i, n in enumerate(agents)}
+        for t in tombstones:
+            self.infos[t] = AgentInfo(name=t, state="destroyed", state_bytes=54_321)
+        self.calls: list[tuple[str, str]] = []
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        eps: list[Endpoint[Any]] = [
+            Endpoint("list", subjects.deployer("list"), Empty, self.list),
+            Endpoint("destroy", subjects.deployer("destroy"), DestroyRequest, self.destroy),
+        ]
+        for verb in ("spawn", "revive", "start", "stop", "restart", "kill", "rebuild"):
+            eps.append(Endpoint(verb, subjects.deployer(verb), NameRequest, self._verb(verb)))
+        return eps
+
+    async def list(self, ctx: Context, req: Empty) -> AgentList:
+        return AgentList(agents=list(self.infos.values()))
+
+    async def destroy(self, ctx: Context, req: DestroyRequest) -> AgentInfo:
+        info = self.infos.get(req.name)
+        if info is None:
+            raise HiveError("not_found", f"no agent {req.name}")
+        self.calls.append(("purge" if req.purge else "destroy", req.name))
+        if req.purge:
+            del self.infos[req.name]
+        else:
+            info.state = "destroyed"
+        await self.publish(subjects.deployer_state(req.name), info)
+        return info
+
+    def _verb(self, verb: str) -> Any:
+        async def handler(ctx: Context, req: NameRequest) -> AgentInfo:
+            if verb != "spawn" and req.name not in self.infos:
+                raise HiveError("not_found", f"no agent {req.name}")
+            self.calls.append((verb, req.name))
+            info = self.infos.setdefault(req.name, AgentInfo(name=req.name, state="running"))
+            info.state = "stopped" if verb in ("stop", "kill") else "running"
+            await self.publish(subjects.deployer_state(req.name), info)
+            return info
+
+        return handler
+
+
+class FakeBackup(MicroService):
+    name = "hive-backup"
+    description = "FAKE backup for dashboard tests"
+
+    def __init__(self, transport: Transport) -> None:
+        super().__init__(transport)
+        self.snapshots = [Snapshot(snapshot_id="20240101T000000Z", created_at=time.time() - 3600,
+                                   classes=["databases"], verified=True)]
+        self.runs = 0
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        return [Endpoint("list", subjects.backup("list"), Empty, self.list),
+                Endpoint("run", subjects.backup("run"), RunRequest, self.run)]
+
+    async def list(self, ctx: Context, req: Empty) -> SnapshotList:
+        return SnapshotList(snapshots=self.snapshots)
+
+    async def run(self, ctx: Context, req: RunRequest) -> Snapshot:
+        self.runs += 1
+        snap = Snapshot(snapshot_id=f"snap-{self.runs}", created_at=time.time(), classes=req.classes or ["databases"])
+        self.snapshots.append(snap)
+        await self.publish(subjects.BACKUP_DONE, BackupDone(snapshot_id=snap.snapshot_id, ok=True, duration_s=0.2,
+                                                            bytes=4096))
+        return snap
+
+
+class FakeHarness(MicroService):
+    """One agent's harness: state, history, controls; a prompt plays a short scripted turn."""
+
+    name = "hive-harness"
+    description = "FAKE harness for dashboard tests"
+
+    def __init__(self, transport: Transport, agent: str, heartbeat_s: float = 0.5) -> None:
+        super().__init__(transport)
+        self.agent = agent
+        self.instance = uuid.uuid4().hex[:12]
+        self.heartbeat_s = heartbeat_s
+        self.state = "idle"
+        self.reason: str | None = None
+        self.since = time.time()
+        self.model = "haiku"
+        self.status = "online"
+        self.events: list[LiveEvent] = []
+        self.prompts: list[str] = []
+        self.controls: list[str] = []
+        self._beat: asyncio.Task[None] | None = None
+        self._turns = 0
+        self.add_event("note", {"text": "harness started"})
+        self.add_event("tool_use", {"name": "Read", "input": {"file_path": "/state/notes.md"}})
+        self.add_event("tool_result", {"content": "notes: nothing yet"})
+
+    def add_event(self, kind: str, payload: dict[str, Any]) -> LiveEvent:
+        ev = LiveEvent(id=len(self.events) + 1, ts=time.time(), kind=kind, payload=payload)  # type: ignore[arg-type]
+        self.events.append(ev)
+        return ev
+
+    async def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        await self.publish(subjects.events(self.agent), self.add_event(kind, payload))
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        c = subjects.ctl
+        return [
+            Endpoint("state", c(self.agent, "state"), Empty, self.get_state),
+            Endpoint("history", c(self.agent, "history"), HistoryRequest, self.history),
+            Endpoint("prompt", c(self.agent, "prompt"), PromptRequest, self.prompt),
+            Endpoint("model", c(self.agent, "model"), ModelRequest, self.set_model),
+            Endpoint("compact", c(self.agent, "compact"), Empty, self._control("compact")),
+            Endpoint("cancel", c(self.agent, "cancel"), Empty, self._control("cancel")),
+            Endpoint("new_session", c(self.agent, "new_session"), Empty, self._control("new_session")),
+            Endpoint("login", c(self.agent, "login"), LoginRequest, self.login),
+        ]
+
+    async def get_state(self, ctx: Context, req: Empty) -> AgentState:
+        return AgentState(status=self.status, turn_state="idle", turn_state_since=self.since,  # type: ignore[arg-type]
+                          model=self.model, ctx_tokens=42_000, cost_tokens=120_000, context_window=200_000, unread=2)
+
+    async def history(self, ctx: Context, req: HistoryRequest) -> HistoryReply:
+        evs = [e for e in self.events if req.before_id is None or e.id < req.before_id]
+        return HistoryReply(events=evs[-req.limit:])
+
+    async def set_model(self, ctx: Context, req: ModelRequest) -> Ok:
+        self.model = req.model
+        await self.emit("model_changed", {"model": req.model})
+        return Ok()
+
+    def _control(self, verb: str) -> Any:
+        async def handler(ctx: Context, req: Empty) -> Ok:
+            self.controls.append(verb)
+            await self.emit("note", {"text": f"operator: {verb}"})
+            return Ok()
+
+        return handler
+
+    async def login(self, ctx: Context, req: LoginRequest) -> dict[str, Any]:
+        self.controls.append(f"login_{req.action}")
+        return {"login_url": "https://claude.example/oauth?code=xyz"} if req.action == "start" else {"ok": True}
+
+    async def prompt(self, ctx: Context, req: PromptRequest) -> Ok:
+        self.prompts.append(req.text)
+        asyncio.create_task(self.play_turn(req.text))
+        return Ok()
+
+    async def play_turn(self, text: str) -> None:
+        started = time.time()
+        await self.set_presence("thinking")
+        await self.emit("turn_start", {"wake_from": "operator", "unread": 0})
+        await self.emit("thinking", {"text": "the operator asked something"})
+        await self.emit("tool_use", {"name": "Bash", "input": {"command": "ls -la /work"}})
+        await self.emit("tool_result", {"content": "total 0\n" + "drwxr-xr-x file\n" * 20})
+        await self.emit("assistant_text", {"text": f"Done: {text}"})
+        self._turns += 1
+        ctx = 40_000 + 30_000 * self._turns
+        await self.emit("token_usage_changed", {"ctx": ctx, "cost": 100_000 + ctx})
+        await self.emit("turn_end", {"result_kind": "ok", "duration_ms": 1234})
+        await self.publish(subjects.turns(self.agent), TurnStats(
+            agent=self.agent, model=self.model, wake_from="operator", result_kind="ok", started_at=started,
+            ended_at=time.time(), duration_ms=1234, input_tokens=1000, output_tokens=200, last_input_tokens=ctx,
+            context_window=200_000, tool_call_count=1, tool_calls_json='{"Bash": 1}'))
+        await self.set_presence("idle")
+
+    async def set_presence(self, state: str, reason: str | None = None) -> None:
+        self.state, self.reason, self.since = state, reason, time.time()
+        await self.beat()
+
+    async def beat(self) -> None:
+        await self.publish(subjects.presence(self.agent), Presence(
+            state=self.state, reason=self.reason, since=self.since, instance=self.instance, ts=time.time()))  # type: ignore[arg-type]
+
+    async def on_start(self) -> None:
+        self._beat = asyncio.create_task(self._heartbeat())
+
+    async def on_stop(self) -> None:
+        self.stop_heartbeat()
+
+    def stop_heartbeat(self) -> None:
+        if self._beat:
+            self._beat.cancel()
+            self._beat = None
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.beat()
+            await asyncio.sleep(self.heartbeat_s)
