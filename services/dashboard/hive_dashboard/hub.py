@@ -62,7 +62,7 @@ class PresenceView(msgspec.Struct, kw_only=True):
     alive: bool = True
 
 
-@dataclass
+@dataclass(eq=False)
 class Client:
     agent: str | None
     queue: asyncio.Queue[SseEvent | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
