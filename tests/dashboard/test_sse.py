@@ -50,8 +50,8 @@ async def test_sse_resume_without_gaps_or_duplicates(dashboard: Dashboard, nats_
         await t.flush()
 
     try:
-        unauth = await httpx.AsyncClient().get(dashboard.url + "/api/stream")
-        assert unauth.status_code == 401
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(dashboard.url + "/api/stream")).status_code == 401
         seen: list[int] = []
         async with open_stream(dashboard) as s:
             await wait_clients(dashboard, 1)
