@@ -20,6 +20,7 @@ import structlog
 from hive_harness.mcp_bridge import mcp_config, tool_names
 from hive_harness.streamjson import StreamParser, TurnSummary
 from hivewire.names import MANAGER
+from hivewire.procs import die_with_parent
 
 log = structlog.get_logger("hive_harness.agent_cli")
 
@@ -125,6 +126,7 @@ async def run_turn(cfg: CliConfig, model: str, prompt: str, cont: bool, run: Cli
     run.proc = await asyncio.create_subprocess_exec(
         *argv, cwd=str(cfg.state_dir), env=cfg.env(), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=16 * 1024 * 1024,
+        preexec_fn=die_with_parent,  # a kill -9 of the harness takes its turn down too
     )
     proc = run.proc
     assert proc.stdin and proc.stdout and proc.stderr
@@ -175,6 +177,7 @@ class LoginSession:
         self.proc = await asyncio.create_subprocess_exec(
             *agent_cmd(), "auth", "login", cwd=str(self.cfg.state_dir), env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self._reader = asyncio.create_task(self._read())
         with contextlib.suppress(TimeoutError):

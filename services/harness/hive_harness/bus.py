@@ -52,7 +52,7 @@ class Bus:
         self._seq = 0
 
     # --- events -------------------------------------------------------------------
-    async def emit(self, kind: str, **payload: Any) -> LiveEvent:
+    async def emit(self, kind: str, /, **payload: Any) -> LiveEvent:
         ts = time.time()
         event_id: int | None = None
         try:

@@ -205,6 +205,12 @@ class SimModel:
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
+            me = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not me]
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.sleep(0)
             loop.stop()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop)
@@ -243,6 +249,7 @@ class SimModel:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+                await writer.wait_closed()
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, body: dict[str, Any],
                     extra: dict[str, str] | None = None) -> None:
@@ -264,6 +271,14 @@ class SimModel:
         if method == "POST" and path == "/v1/messages/count_tokens":
             self.script.record(Recorded(method, path, headers, body, None, time.time()))
             await self._send(writer, 200, {"input_tokens": max(1, len(raw) // 40)})
+            return True
+        if method in ("HEAD", "GET") and path == "/":
+            self.script.record(Recorded(method, path, headers, body, None, time.time()))
+            if method == "HEAD":
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+            else:
+                await self._send(writer, 200, {"simulator": SIMULATOR})
             return True
         if method != "POST" or path != "/v1/messages" or body is None:
             self.script.record(Recorded(method, path, headers, body, None, time.time()))

@@ -133,7 +133,7 @@ class StreamParser:
         out, self._drafts = self._drafts, []
         return out
 
-    def _emit(self, kind: str, **payload: Any) -> None:
+    def _emit(self, kind: str, /, **payload: Any) -> None:
         self._drafts.append((kind, payload))
 
     def feed(self, line: str | bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -199,14 +199,14 @@ class StreamParser:
                 s.prompt_too_long = True
             self._emit("error", kind=str(err), text=one_line(text, 500))
             return
+        if ev.get("parent_tool_use_id"):
+            return  # a sub-agent's inner inference: billed in the result, not our ctx, not shown
         if msg.get("model") != "<synthetic>":
             usage = Usage.from_dict(msg.get("usage"))
             if not usage.is_zero():
                 s.last = usage
             if msg.get("model"):
                 s.model = msg["model"]
-        if ev.get("parent_tool_use_id"):
-            return  # a sub-agent's inner inference: counted in the result, not shown as ours
         for block in msg.get("content") or []:
             if not isinstance(block, dict):
                 continue
