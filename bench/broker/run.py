@@ -1,0 +1,187 @@
+"""Broker benchmark: N concurrent agents sending through the real broker process,
+against a bare nats.micro echo service measured in the same run.
+
+    python bench/broker/run.py [--agents 32] [--seconds 5] [--rate 1000]
+
+Prints sends/s, p50/p99 send latency for both, the broker/echo ratio, the p99
+send-to-wake latency at a fixed send rate, and checks that every acknowledged
+send is in broker.sqlite exactly once. Not a test: numbers depend on the box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import nats
+
+from hivewire import subjects
+from hivewire.natsd import NatsServer
+from hivewire.wire import broker as w
+
+ECHO_SUBJECT = "bench.echo.{agent}.send"
+
+
+# --- the baseline: a bare nats.micro echo service (own process, like the broker) ---
+async def echo_server(url: str) -> None:
+    from nats.micro import add_service
+
+    nc = await nats.connect(url)
+    svc = await add_service(nc, name="bench-echo", version="0.0.1")
+    reply = msgspec.json.encode(w.SendReply(id="1", sent_at=0.0))
+
+    async def handler(req: object) -> None:
+        await req.respond(reply)  # type: ignore[attr-defined]
+
+    await svc.add_endpoint(name="echo", subject="bench.echo.*.send", handler=handler)
+    await asyncio.Event().wait()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def flood(nc: nats.NATS, subject_of: object, agents: list[str], seconds: float,
+                acked: list[str] | None) -> tuple[int, list[float]]:
+    """Every agent sends back-to-back for `seconds`; returns (sends, latencies)."""
+    lat: list[float] = []
+    stop = time.perf_counter() + seconds
+    count = 0
+
+    async def agent(i: int) -> None:
+        nonlocal count
+        me, peer = agents[i], agents[(i + 1) % len(agents)]
+        subj = subject_of(me)  # type: ignore[operator]
+        n = 0
+        while time.perf_counter() < stop:
+            n += 1
+            body = msgspec.json.encode(w.SendRequest(to=peer, body=f"bench message {n} from {me}", id=f"{me}-{n}"))
+            t0 = time.perf_counter()
+            msg = await nc.request(subj, body, timeout=10)
+            lat.append(time.perf_counter() - t0)
+            if acked is not None:
+                acked.append(msgspec.json.decode(msg.data, type=w.SendReply).id)
+            count += 1
+
+    await asyncio.gather(*(agent(i) for i in range(len(agents))))
+    return count, lat
+
+
+async def wake_latency(nc: nats.NATS, agents: list[str], rate: float, seconds: float) -> list[float]:
+    """Send at a fixed rate; measure send start -> wake received for each message."""
+    started: dict[str, float] = {}
+    woke: dict[str, float] = {}
+
+    async def on_wake(msg: object) -> None:
+        ref = msgspec.json.decode(msg.data, type=w.Wake).ref  # type: ignore[attr-defined]
+        woke.setdefault(ref, time.perf_counter())
+
+    sub = await nc.subscribe(subjects.agent_pattern("wake"), cb=on_wake)
+    await nc.flush()
+    tasks = []
+
+    async def one(i: int) -> None:
+        me, peer = agents[i % len(agents)], agents[(i + 1) % len(agents)]
+        t0 = time.perf_counter()
+        msg = await nc.request(subjects.broker(me, "send"),
+                               msgspec.json.encode(w.SendRequest(to=peer, body=f"wake probe {i}")), timeout=10)
+        started[msgspec.json.decode(msg.data, type=w.SendReply).id] = t0
+
+    t_start = time.perf_counter()
+    i = 0
+    while time.perf_counter() - t_start < seconds:
+        due = t_start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+        i += 1
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(0.5)
+    await sub.unsubscribe()
+    return [woke[k] - t0 for k, t0 in started.items() if k in woke]
+
+
+async def main(args: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="hive-bench-"))
+    server = NatsServer(tmp / "nats").start()
+    home = tmp / "home"
+    home.mkdir()
+    env = {**os.environ, "HIVE_HOME": str(home), "HIVE_NATS_URL": server.url, "HIVE_METRICS_ADDR": "127.0.0.1:0",
+           "HIVE_LOG_LEVEL": "warning"}
+    prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+    broker = subprocess.Popen([sys.executable, *prof, "-m", "hive_broker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=(tmp / "broker.log").open("wb"))
+    echo = subprocess.Popen([sys.executable, __file__, "--echo-server", server.url], env=env)
+    try:
+        nc = await nats.connect(server.url)
+        agents = [f"bench-{i}" for i in range(args.agents)]
+        for _ in range(200):
+            try:
+                for a in agents:
+                    await nc.request(subjects.broker_registry("upsert"),
+                                     msgspec.json.encode(w.RegistryRequest(name=a)), timeout=1)
+                await nc.request("bench.echo.x.send", b"{}", timeout=1)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        # warm-up both
+        await flood(nc, lambda a: ECHO_SUBJECT.format(agent=a), agents, 0.5, None)
+        await flood(nc, lambda a: subjects.broker(a, "send"), agents, 0.5, [])
+
+        echo_n, echo_lat = await flood(nc, lambda a: ECHO_SUBJECT.format(agent=a), agents, args.seconds, None)
+        acked: list[str] = []
+        broker_n, broker_lat = await flood(nc, lambda a: subjects.broker(a, "send"), agents, args.seconds, acked)
+        wake = await wake_latency(nc, agents, args.rate, args.wake_seconds)
+        await nc.close()
+    finally:
+        echo.terminate()
+        broker.terminate()
+        echo.wait(10)
+        broker.wait(10)
+        server.stop()
+
+    # durability: every acknowledged send is in the file, exactly once
+    import sqlite3
+
+    conn = sqlite3.connect(home / "broker.sqlite")
+    ids = [str(r[0]) for r in conn.execute("SELECT id FROM messages")]
+    conn.close()
+    stored = set(ids)
+    missing = [i for i in acked if i not in stored]
+
+    echo_rate, broker_rate = echo_n / args.seconds, broker_n / args.seconds
+    print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} (sqlite synchronous=FULL)")
+    print(f"{'':8} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, rate, lat in (("echo", echo_rate, echo_lat), ("broker", broker_rate, broker_lat)):
+        print(f"{name:8} {rate:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f}")
+    print(f"ratio broker/echo (sends/s): {broker_rate / echo_rate:.2f}")
+    print(f"send-to-wake at {args.rate:.0f} msg/s: n={len(wake)} p50={pct(wake, .5) * 1e3:.2f} ms "
+          f"p99={pct(wake, .99) * 1e3:.2f} ms (mean {statistics.fmean(wake) * 1e3 if wake else 0:.2f} ms)")
+    print(f"durability: {len(acked)} acknowledged sends, {len(missing)} missing from broker.sqlite, "
+          f"{len(ids) - len(stored)} duplicates")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--echo-server":
+        asyncio.run(echo_server(sys.argv[2]))
+        sys.exit(0)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--agents", type=int, default=32)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rate", type=float, default=1000.0, help="send rate for the send-to-wake phase")
+    p.add_argument("--wake-seconds", type=float, default=5.0)
+    p.add_argument("--profile", help="write a cProfile of the broker process to this file")
+    sys.exit(asyncio.run(main(p.parse_args())))
