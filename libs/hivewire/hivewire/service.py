@@ -8,6 +8,8 @@ a service or change its state. Metrics per endpoint come for free.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,7 +74,10 @@ class MicroService:
         return []
 
     def metadata(self) -> dict[str, str]:
-        return {"metrics_url": self.metrics_url} if self.metrics_url else {}
+        meta = {"pid": str(os.getpid()), "host": socket.gethostname()}
+        if self.metrics_url:
+            meta["metrics_url"] = self.metrics_url
+        return meta
 
     async def on_start(self) -> None:
         """Hook for background tasks; runs after endpoints are registered."""

@@ -1,0 +1,5 @@
+"""`python -m hivewire.cli` is the `hive` command."""
+
+from hivewire.cli import main
+
+main()

@@ -1,0 +1,88 @@
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hivewire.db import Database, connect
+from hivewire.migrations import Migration, Migrations, ensure_columns, statements
+
+STEPS = Migrations(
+    "test",
+    [
+        Migration(1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL)", "DROP TABLE items"),
+        Migration(
+            2,
+            "items_log",
+            """CREATE TABLE log (id INTEGER PRIMARY KEY, item INTEGER);
+               CREATE TRIGGER items_ai AFTER INSERT ON items BEGIN INSERT INTO log(item) VALUES (new.id); END;""",
+            "DROP TRIGGER items_ai; DROP TABLE log",
+        ),
+    ],
+)
+
+
+def test_statements_keep_trigger_bodies_whole() -> None:
+    parts = list(statements("CREATE TABLE a(x); CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;"))
+    assert len(parts) == 2
+    assert parts[1].endswith("END;")
+
+
+def test_up_status_down(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "x.sqlite")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    assert [m.version for m in STEPS.up(conn)] == [1, 2]
+    assert STEPS.current(conn) == 2
+    assert STEPS.up(conn) == []
+    conn.execute("INSERT INTO items(v) VALUES ('a')")
+    assert conn.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 1
+    reverted = STEPS.down(conn)
+    assert reverted is not None and reverted.version == 2
+    assert STEPS.current(conn) == 1
+    assert [s.applied_at is None for s in STEPS.status(conn)] == [False, True]
+    assert conn.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 1  # down of step 2 kept step-1 data
+
+
+def test_failed_step_leaves_file_unchanged(tmp_path: Path) -> None:
+    bad = Migrations("bad", [STEPS.steps[0], Migration(2, "broken", "CREATE TABLE ok(x); CREATE TABLE items(y)")])
+    conn = connect(tmp_path / "x.sqlite")
+    with pytest.raises(sqlite3.OperationalError):
+        bad.up(conn)
+    assert bad.current(conn) == 1
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "ok" not in tables
+
+
+def test_ensure_columns_upgrades_an_old_file_without_losing_rows(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "old.sqlite")
+    conn.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO messages(body) VALUES ('kept')")
+    added = ensure_columns(conn, "messages", {"body": "TEXT", "acked_at": "REAL", "redeliveries": "INTEGER DEFAULT 0"})
+    assert added == ["acked_at", "redeliveries"]
+    assert ensure_columns(conn, "messages", {"acked_at": "REAL"}) == []
+    assert tuple(conn.execute("SELECT body, redeliveries FROM messages").fetchone()) == ("kept", 0)
+
+
+async def test_concurrent_writes_are_batched_and_isolated(tmp_path: Path) -> None:
+    db = await Database(tmp_path / "b.sqlite", STEPS).open()
+
+    def insert(v: str) -> int:
+        def job(conn: sqlite3.Connection) -> int:
+            if v == "bad":
+                conn.execute("INSERT INTO items(v) VALUES ('partial')")
+                raise ValueError("rejected")
+            return int(conn.execute("INSERT INTO items(v) VALUES (?)", (v,)).lastrowid or 0)
+
+        return job  # type: ignore[return-value]
+
+    results = await asyncio.gather(*(db.write(insert(str(i))) for i in range(50)), db.write(insert("bad")),
+                                   return_exceptions=True)
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) == 1 and str(errors[0]) == "rejected"
+    count = await db.read(lambda c: c.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+    assert count == 50  # the failing job's partial insert was rolled back alone
+    assert await db.read(lambda c: c.execute("SELECT COUNT(*) FROM items WHERE v='partial'").fetchone()[0]) == 0
+    await db.close()
+    # committed means on disk: a fresh connection sees every row
+    assert connect(tmp_path / "b.sqlite").execute("SELECT COUNT(*) FROM items").fetchone()[0] == 50

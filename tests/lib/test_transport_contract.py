@@ -1,0 +1,153 @@
+"""One contract, two transports: the in-memory fake and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hivewire import codec
+from hivewire.errors import HiveError
+from hivewire.service import Context, Endpoint, HiveClient, MicroService
+from hivewire.transport import Msg, subject_matches
+from hivewire.wire.broker import RecvRequest, SendReply, SendRequest
+from hivewire.wire.common import Empty
+
+
+class Echo(MicroService):
+    name = "hive-echo"
+
+    def __init__(self, transport: Any) -> None:
+        super().__init__(transport)
+        self.sent: list[SendRequest] = []
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        return [
+            Endpoint("send", "t.*.send", SendRequest, self.send),
+            Endpoint("slow", "t.*.slow", RecvRequest, self.slow),
+            Endpoint("boom", "t.*.boom", Empty, self.boom),
+        ]
+
+    async def send(self, ctx: Context, req: SendRequest) -> SendReply:
+        if not req.body:
+            raise HiveError("bad_request", "empty body")
+        self.sent.append(req)
+        return SendReply(id=ctx.token(1), sent_at=1.0)
+
+    async def slow(self, ctx: Context, req: RecvRequest) -> Empty:
+        await asyncio.sleep(req.wait_s)
+        return Empty()
+
+    async def boom(self, ctx: Context, req: Empty) -> Empty:
+        raise RuntimeError("bug")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "ok"),
+    [
+        ("a.*.c", "a.b.c", True),
+        ("a.>", "a.b.c", True),
+        ("a.>", "a", False),
+        ("a.*", "a.b.c", False),
+        ("a.b", "a.b", True),
+    ],
+)
+def test_subject_matching(pattern: str, subject: str, ok: bool) -> None:
+    assert subject_matches(pattern, subject) is ok
+
+
+async def test_request_reply_and_errors(any_transport: Any) -> None:
+    svc = Echo(any_transport)
+    await svc.start()
+    client = HiveClient(any_transport, timeout=2)
+    try:
+        reply = await client.call("t.alice.send", SendRequest(to="bob", body="hi"), SendReply)
+        assert reply.id == "alice"
+        with pytest.raises(HiveError) as err:
+            await client.call("t.alice.send", SendRequest(to="bob", body=""), SendReply)
+        assert err.value.code == "bad_request"
+        with pytest.raises(HiveError) as err:
+            await client.call("t.alice.boom", Empty(), Empty)
+        assert err.value.code == "internal"
+        assert len(svc.sent) == 1
+    finally:
+        await svc.stop()
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\xff garbage", b"{not json", b"[1,2]", b'{"to": 5}', b"\xc3\x28"])
+async def test_garbage_gets_structured_error_and_service_keeps_answering(any_transport: Any, garbage: bytes) -> None:
+    svc = Echo(any_transport)
+    await svc.start()
+    try:
+        msg = await any_transport.request("t.alice.send", garbage, timeout=2)
+        with pytest.raises(HiveError) as err:
+            codec.parse_reply(msg.data, msg.headers, SendReply)
+        assert err.value.code == "bad_request"
+        assert msg.headers.get(codec.ERROR_CODE_HEADER) == "400"
+        assert svc.sent == []  # nothing changed
+        ok = await HiveClient(any_transport).call("t.alice.send", SendRequest(to="b", body="x"), SendReply)
+        assert ok.id == "alice"
+    finally:
+        await svc.stop()
+
+
+async def test_a_slow_request_does_not_block_others(any_transport: Any) -> None:
+    svc = Echo(any_transport)
+    await svc.start()
+    client = HiveClient(any_transport, timeout=5)
+    try:
+        slow = asyncio.create_task(client.call("t.a.slow", RecvRequest(wait_s=1.5), Empty))
+        await asyncio.sleep(0.1)
+        fast = await client.call("t.b.send", SendRequest(to="x", body="y"), SendReply)
+        assert fast.id == "b"
+        assert not slow.done()  # the long poll is still waiting while we were answered
+        await slow
+    finally:
+        await svc.stop()
+
+
+async def test_no_responders_is_unavailable(any_transport: Any) -> None:
+    with pytest.raises(HiveError) as err:
+        await HiveClient(any_transport, timeout=1).call("t.nobody.send", SendRequest(to="a", body="b"), SendReply)
+    assert err.value.code in ("unavailable", "timeout")
+
+
+async def test_publish_subscribe_with_wildcards(any_transport: Any) -> None:
+    got: list[str] = []
+    done = asyncio.Event()
+
+    async def on(msg: Msg) -> None:
+        got.append(msg.subject)
+        if len(got) == 2:
+            done.set()
+
+    sub = await any_transport.subscribe("hive.agent.*.wake", on)
+    await any_transport.flush()
+    await any_transport.publish("hive.agent.alice.wake", b"{}")
+    await any_transport.publish("hive.agent.alice.events", b"{}")  # not matched
+    await any_transport.publish("hive.agent.bob.wake", b"{}")
+    await asyncio.wait_for(done.wait(), 3)
+    assert sorted(got) == ["hive.agent.alice.wake", "hive.agent.bob.wake"]
+    await sub.unsubscribe()
+
+
+async def test_queue_group_delivers_each_message_once(any_transport: Any) -> None:
+    counts = {"a": 0, "b": 0}
+
+    def make(k: str) -> Any:
+        async def on(msg: Msg) -> None:
+            counts[k] += 1
+
+        return on
+
+    s1 = await any_transport.subscribe("q.x", make("a"), queue="g")
+    s2 = await any_transport.subscribe("q.x", make("b"), queue="g")
+    await any_transport.flush()
+    for _ in range(20):
+        await any_transport.publish("q.x", b"")
+    await any_transport.flush()
+    await asyncio.sleep(0.2)
+    assert counts["a"] + counts["b"] == 20
+    await s1.unsubscribe()
+    await s2.unsubscribe()
