@@ -202,3 +202,26 @@ async def test_dir_target_gets_a_full_copy(home: Path, tmp_path: Path) -> None:
     assert [s.snapshot_id for s in await b.list(str(other))] == [snap.snapshot_id]
     assert (await b.verify(snap.snapshot_id, target=str(other))).ok
     assert os.listdir(other) == [snap.snapshot_id]
+
+
+async def test_metrics_follow_runs_and_failures(home: Path, cfg: Config) -> None:
+    from prometheus_client import REGISTRY
+
+    from hive_backup import metrics  # noqa: F401  (registers the families)
+    from hivewire.metrics import check_name
+
+    def val(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    fails = val("hive_backup_failures_total", stage="verify")
+    b = Backups(home, cfg)
+    snap = await b.run(["databases"])
+    assert val("hive_backup_last_success_timestamp_seconds", cls="databases") == snap.created_at
+    assert val("hive_backup_last_verify_ok") == 1.0
+    obj = home / "backups" / snap.snapshot_id / "db/broker.sqlite.gz"
+    obj.write_bytes(obj.read_bytes()[:-5])
+    assert not (await b.verify(snap.snapshot_id)).ok
+    assert val("hive_backup_failures_total", stage="verify") == fails + 1
+    for fam in REGISTRY.collect():
+        if fam.name.startswith("hive_backup"):
+            assert check_name(fam.name + ("_total" if fam.type == "counter" else ""), fam.type) == []

@@ -8,10 +8,14 @@ manifest does not exist.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import os
 import re
 import shutil
 import socket
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -171,8 +175,6 @@ class Engine:
             blob = keys.encrypt(gz, recipients)
             dst = work / "secrets.tar.gz.age"
             archive.write_bytes(dst, blob)
-            import hashlib
-
             return SnapshotFile(name=dst.name, source="secrets", sha256=hashlib.sha256(blob).hexdigest(),
                                 size=len(raw), stored_size=len(blob), encrypted=True, kind="secrets",
                                 cls=item.cls, content_sha256=hashlib.sha256(raw).hexdigest(),
@@ -235,11 +237,6 @@ class Engine:
                     return ["not an age file"]
             if ident is None:
                 return []
-            import gzip
-            import hashlib
-            import io
-            import tarfile
-
             raw = gzip.decompress(keys.decrypt(path.read_bytes(), ident))  # type: ignore[arg-type]
             if hashlib.sha256(raw).hexdigest() != f.content_sha256:
                 return ["decrypted content sha256 mismatch"]
@@ -249,8 +246,6 @@ class Engine:
         if f.kind == "tree":
             content = archive.gunzip_file(path, scratch)
             try:
-                import tarfile
-
                 with tarfile.open(scratch) as tar:
                     tar.getmembers()
                 return [] if content == f.content_sha256 else ["content sha256 mismatch"]

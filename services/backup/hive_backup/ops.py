@@ -138,6 +138,9 @@ class Backups:
         for t in self.cfg.targets:
             if t == "local":
                 continue
+            if t == "jetstream" and self.nc is None:
+                log.warning("backup_jetstream_skipped", snapshot_id=snapdir.name, reason="no NATS connection (offline)")
+                continue
             try:
                 if t == "jetstream":
                     await self._objstore().put(snapdir)
