@@ -34,6 +34,7 @@ class Background:
             asyncio.create_task(self._loop("scheduler", self._scheduler_pass, self._scheduler_delay)),
             asyncio.create_task(self._loop("retention", self.retention_pass, self._retention_delay)),
             asyncio.create_task(self._loop("gauges", self.refresh_gauges, self._gauges_delay)),
+            asyncio.create_task(self._loop("checkpoint", self.checkpoint, self._checkpoint_delay)),
         ]
 
     def kick(self) -> None:
@@ -132,6 +133,14 @@ class Background:
 
     async def _retention_delay(self) -> float:
         return self.svc.config.retention_interval_s
+
+    # --- WAL checkpoints, off the commit path ----------------------------------------
+    async def checkpoint(self) -> None:
+        """The writer's auto-checkpoint is off (see BrokerDatabase); a reader does it, passively."""
+        await self.svc.db.read(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+
+    async def _checkpoint_delay(self) -> float:
+        return 1.0
 
     # --- gauges --------------------------------------------------------------------
     async def refresh_gauges(self) -> None:

@@ -153,6 +153,13 @@ class BrokerDatabase(Database):
     def __init__(self, path: Path | str, *, max_batch: int = 256) -> None:
         super().__init__(path, MIGRATIONS, synchronous="FULL", label="broker", max_batch=max_batch)
 
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = super()._open_writer()
+        # Checkpoints (and their fsyncs) run from a reader in the background
+        # (background.Background.checkpoint), never inside a send's commit.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
+
     def _run_batch(self, batch: list[Any]) -> None:
         metrics.COMMIT_BATCH.observe(len(batch))
         super()._run_batch(batch)
