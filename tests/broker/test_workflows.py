@@ -270,3 +270,23 @@ async def test_retention_keeps_unacked(broker: BrokerService, bus: Bus) -> None:
     qs = await bus.op("questions", "list", w.QuestionsListRequest(open_only=False), w.QuestionsListReply)
     assert len(qs.questions) == 1
     assert await broker.background.retention_pass(time.time()) == 0
+
+
+async def test_deployer_outcome_updates_the_approval(bus: Bus) -> None:
+    from hivewire import codec, subjects
+    from hivewire.wire.deployer import DeployEvent
+
+    r = await bus.call("manager", "approve", w.ApproveRequest(kind="apply_commit", agent="alice",
+                                                              commit_ref="cafe123"), w.ApproveReply)
+    await bus.op("approvals", "resolve", w.ResolveRequest(approval_id=r.approval_id, decision="approve"), w.Approval)
+    await bus.transport.publish(subjects.deployer_deploy("alice"), b"{not json")  # ignored, no crash
+    await bus.transport.publish(subjects.deployer_deploy("alice"), codec.encode(
+        DeployEvent(agent="alice", id="d1", approval_id=r.approval_id, outcome="failed", error="build broke")))
+
+    async def status() -> str | None:
+        a = await bus.op("approvals", "list", w.ApprovalsListRequest(status="all"), w.ApprovalsListReply)
+        return a.approvals[0].status if a.approvals[0].status == "failed" else None
+
+    await eventually(status)
+    a = (await bus.op("approvals", "list", w.ApprovalsListRequest(status="failed"), w.ApprovalsListReply)).approvals
+    assert a[0].note is not None and "build broke" in a[0].note

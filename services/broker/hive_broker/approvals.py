@@ -133,3 +133,27 @@ def pending_for(conn: sqlite3.Connection, agent: str | None) -> list[Approval]:
 
 def count_pending(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM approvals WHERE status = 'pending'").fetchone()[0])
+
+
+def record_outcome(
+    conn: sqlite3.Connection, eff: Effects, aid: str, outcome: str, error: str | None, now: float
+) -> bool:
+    """The deployer finished an approval (`hive.deployer.deploy.<agent>`): deployed | failed | denied.
+
+    Final states are kept; returns True when the status changed. The deployer tells
+    the requester itself, so no inbox message here, only `hive.broker.changed`.
+    """
+    if outcome not in ("deployed", "failed", "denied"):
+        raise HiveError("bad_request", f"unknown deploy outcome {outcome!r}")
+    row = _get(conn, aid)
+    if row["status"] in ("deployed", "failed", "denied"):
+        return False
+    note = row["note"]
+    if error:
+        note = f"{note}; {error}" if note else error
+    conn.execute(
+        "UPDATE approvals SET status = ?, resolved_at = COALESCE(resolved_at, ?), note = ? WHERE id = ?",
+        (outcome, now, note[:4096] if note else None, row["id"]),
+    )
+    eff.change("approvals", aid, "update")
+    return True

@@ -49,6 +49,7 @@ class BrokerService(MicroService):
         self.waiters = Waiters()
         self.background = Background(self)
         self._presence_sub: Subscription | None = None
+        self._deploy_sub: Subscription | None = None
         self._instances: dict[str, str] = {}
         self.stopping = False
 
@@ -59,6 +60,7 @@ class BrokerService(MicroService):
 
     async def on_start(self) -> None:
         self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)
+        self._deploy_sub = await self.transport.subscribe(subjects.DEPLOYER_DEPLOY_ALL, self._on_deploy)
         # A wake lost to a crash between commit and publish is re-sent here.
         for agent in await self.db.read(messages.agents_with_pending):
             await self._publish_wake(agent, "message", "")
@@ -67,8 +69,9 @@ class BrokerService(MicroService):
     async def on_stop(self) -> None:
         self.stopping = True
         self.waiters.notify_all()
-        if self._presence_sub is not None:
-            await self._presence_sub.unsubscribe()
+        for sub in (self._presence_sub, self._deploy_sub):
+            if sub is not None:
+                await sub.unsubscribe()
         await self.background.stop()
 
     async def stop(self) -> None:
@@ -291,6 +294,22 @@ class BrokerService(MicroService):
         except HiveError as err:
             metrics.BAD_EVENTS.labels("presence").inc()
             log.warning("presence_ignored", subject=msg.subject, error=err.message)
+
+
+    async def _on_deploy(self, msg: Msg) -> None:
+        """The deployer finished an approved (or denied) approval: record deployed/failed."""
+        from hivewire import codec
+        from hivewire.wire.deployer import DeployEvent
+
+        try:
+            ev = codec.decode(msg.data, DeployEvent)
+            if ev.approval_id is None:
+                return
+            aid = ev.approval_id
+            await self._write(lambda c, e: approvals.record_outcome(c, e, aid, ev.outcome, ev.error, time.time()))
+        except HiveError as err:
+            metrics.BAD_EVENTS.labels("deploy").inc()
+            log.warning("deploy_event_ignored", subject=msg.subject, error=err.message)
 
 
 _COUNTERS = {
