@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
@@ -56,6 +57,26 @@ class Stack:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
 
+def config_commit(home: Path, agent: str) -> str:
+    """A real proposed-config git repo with one change, as the deployer would leave it; returns the sha."""
+    repo = home / "agents" / agent / "config"
+    repo.mkdir(parents=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "manager", "GIT_AUTHOR_EMAIL": "m@hive", "GIT_COMMITTER_NAME": "manager",
+           "GIT_COMMITTER_EMAIL": "m@hive"}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    (repo / "agent.nix").write_text('{ model = "haiku"; }\n')
+    git("add", ".")
+    git("commit", "-qm", "initial config")
+    (repo / "agent.nix").write_text('{ model = "sonnet"; tools = [ "git" ]; }\n')
+    git("commit", "-qam", "switch to sonnet, add git")
+    return git("rev-parse", "HEAD")
+
+
 @pytest.fixture
 def stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
     """FAKE broker/deployer/backup and one FAKE harness per agent, on the real nats-server."""
@@ -68,7 +89,8 @@ def stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
 
     async def build() -> Stack:
         t = await NatsTransport.connect(nats_url, name="dashboard-fakes", forever=False)
-        s = Stack(loop, t, FakeBroker(t, AGENTS), FakeDeployer(t, AGENTS, TOMBSTONES), FakeBackup(t),
+        broker = FakeBroker(t, AGENTS, config_commit(hive_home, "manager"))
+        s = Stack(loop, t, broker, FakeDeployer(t, AGENTS, TOMBSTONES), FakeBackup(t),
                   {a: FakeHarness(t, a) for a in AGENTS})
         for svc in s.services():
             await svc.start()

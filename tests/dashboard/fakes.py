@@ -54,7 +54,7 @@ class FakeBroker(MicroService):
     name = "hive-broker"
     description = "FAKE broker for dashboard tests"
 
-    def __init__(self, transport: Transport, agents: list[str]) -> None:
+    def __init__(self, transport: Transport, agents: list[str], commit_ref: str = "abc1234") -> None:
         super().__init__(transport)
         self.agents = set(agents)
         now = time.time()
@@ -64,7 +64,7 @@ class FakeBroker(MicroService):
         self.resolved: list[ResolveRequest] = []
         self.answers: list[OperatorAnswerRequest] = []
         self.sent: list[tuple[str, SendRequest]] = []
-        self.add_approval("manager", "apply_commit", "abc1234", now)
+        self.add_approval("manager", "apply_commit", commit_ref, now)
         self.add_question("alice", "Which test suites should I run?", ["unit", "integration", "e2e"], True, now)
         self.messages.append(Message(id="m1", sender="alice", to="operator", body="hello operator", sent_at=now - 60))
         self.messages.append(Message(id="m2", sender="alice", to="manager", body="status: tests green",

@@ -79,6 +79,7 @@ async def test_overview_has_every_section(authed: Client, stack: Stack) -> None:
     assert alice["unread"] == 2 and alice["context_window"] == 200_000
     assert [t["name"] for t in ov["tombstones"]] == ["bob"]
     assert ov["approvals"][0]["approval"]["kind"] == "apply_commit"
+    assert "+{ model = \"sonnet\"; tools = [ \"git\" ]; }" in ov["approvals"][0]["diff"]
     assert ov["questions"][0]["multi"] is True
     assert [m["id"] for m in ov["inbox"]] == ["m1"]
     assert len(ov["messages"]) == 2

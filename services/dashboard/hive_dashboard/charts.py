@@ -42,7 +42,7 @@ def _k(n: float) -> str:
     return f"{n / 1000:.0f}k" if n >= 1000 else f"{n:.0f}"
 
 
-def ctx_chart_svg(turns: Sequence[TurnStats], width: int = 640, height: int = 220) -> str:
+def ctx_chart_svg(turns: Sequence[TurnStats], width: int = 960, height: int = 240) -> str:
     """A line of ctx per turn, with dashed lines at 50% and 75% of the context window."""
     left, right, top, bottom = 48, 12, 12, 28
     pw, ph = width - left - right, height - top - bottom
@@ -76,8 +76,10 @@ def ctx_chart_svg(turns: Sequence[TurnStats], width: int = 640, height: int = 22
         for i, v in enumerate(points):
             out.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" class="ctxdot"><title>turn {i + 1}: '
                        f"ctx {v}</title></circle>")
-        out.append(f'<text x="{left}" y="{height - 8}" class="axis">turn 1</text>')
-        out.append(f'<text x="{left + pw}" y="{height - 8}" class="axis" text-anchor="end">turn {len(points)}</text>')
+        if len(points) > 1:
+            out.append(f'<text x="{left}" y="{height - 8}" class="axis">turn 1</text>')
+        out.append(f'<text x="{x(len(points) - 1):.1f}" y="{height - 8}" class="axis" text-anchor="end">'
+                   f"turn {len(points)}</text>")
     else:
         out.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" class="axis" text-anchor="middle">'
                    "no turns yet</text>")
