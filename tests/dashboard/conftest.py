@@ -44,7 +44,7 @@ class Stack:
 
     loop: asyncio.AbstractEventLoop
     transport: NatsTransport
-    broker: FakeBroker
+    broker: Any  # FakeBroker, or the real BrokerService in real_stack
     deployer: FakeDeployer
     backup: FakeBackup
     harnesses: dict[str, FakeHarness]
@@ -60,7 +60,10 @@ class Stack:
 def config_commit(home: Path, agent: str) -> str:
     """A real proposed-config git repo with one change, as the deployer would leave it; returns the sha."""
     repo = home / "agents" / agent / "config"
-    repo.mkdir(parents=True)
+    if (repo / ".git").exists():
+        return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    repo.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GIT_AUTHOR_NAME": "manager", "GIT_AUTHOR_EMAIL": "m@hive", "GIT_COMMITTER_NAME": "manager",
            "GIT_COMMITTER_EMAIL": "m@hive"}
 
@@ -80,6 +83,16 @@ def config_commit(home: Path, agent: str) -> str:
 @pytest.fixture
 def stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
     """FAKE broker/deployer/backup and one FAKE harness per agent, on the real nats-server."""
+    yield from _stack(nats_url, hive_home, real_broker=False)
+
+
+@pytest.fixture
+def real_stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
+    """The REAL hive-broker (in-process, its own broker.sqlite) with FAKE deployer/backup/harnesses."""
+    yield from _stack(nats_url, hive_home, real_broker=True)
+
+
+def _stack(nats_url: str, hive_home: Path, real_broker: bool) -> Iterator[Stack]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="fakes", daemon=True)
     thread.start()
@@ -89,7 +102,13 @@ def stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
 
     async def build() -> Stack:
         t = await NatsTransport.connect(nats_url, name="dashboard-fakes", forever=False)
-        broker = FakeBroker(t, AGENTS, config_commit(hive_home, "manager"))
+        broker: Any
+        if real_broker:
+            from hive_broker.service import build as build_broker
+
+            broker = await build_broker(t, Settings.from_env({"HIVE_HOME": str(hive_home)}), "")
+        else:
+            broker = FakeBroker(t, AGENTS, config_commit(hive_home, "manager"))
         s = Stack(loop, t, broker, FakeDeployer(t, AGENTS, TOMBSTONES), FakeBackup(t),
                   {a: FakeHarness(t, a) for a in AGENTS})
         for svc in s.services():
@@ -120,7 +139,7 @@ def dash_settings(hive_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 @pytest.fixture
-async def client(dash_settings: Settings, stack: Stack) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+async def client(dash_settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     """The app in-process (Litestar's test client), connected to NATS; not logged in."""
     app = create_app(dash_settings)
     async with AsyncTestClient(app=app, base_url="https://testserver.local") as c:

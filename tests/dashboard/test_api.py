@@ -130,7 +130,7 @@ async def test_agent_controls_reach_the_harness(authed: Client, stack: Stack) ->
     assert [e["kind"] for e in hist["events"]][:3] == ["note", "tool_use", "tool_result"]
 
 
-async def test_bad_input_is_400_and_offline_agent_409(authed: Client) -> None:
+async def test_bad_input_is_400_and_offline_agent_409(authed: Client, stack: Stack) -> None:
     assert (await authed.post("/api/agents/Bad..Name/prompt", json={"text": "x"})).status_code == 400
     assert (await authed.post("/api/agents/alice/prompt", json={"text": ""})).status_code == 400
     assert (await authed.post("/api/agents/alice/prompt", json={"text": "x", "evil": 1})).status_code == 400
@@ -161,7 +161,7 @@ async def test_stats_chart_from_turns(authed: Client, stack: Stack) -> None:
     assert s["chart_svg"].startswith("<svg") and "75% compact" in s["chart_svg"] and "50% fresh" in s["chart_svg"]
 
 
-async def test_schema_healthz_and_metrics(authed: Client) -> None:
+async def test_schema_healthz_and_metrics(authed: Client, stack: Stack) -> None:
     schema = (await authed.get("/schema/openapi.json")).json()
     assert "/api/agents/{name}/prompt" in schema["paths"]
     assert (await authed.get("/schema")).json()["openapi"].startswith("3.")
