@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -60,30 +61,73 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def sqlite_copy(src: Path, dst: Path) -> None:
+def sqlite_copy(src: Path, dst: Path, *, flush_every: int = 16 << 20) -> None:
     """A consistent online copy of a live (WAL) database, without blocking its writer.
 
     The backup API copies every page in ONE step (`pages=-1`) inside a single
     read transaction: WAL readers never block the writer, and a one-step copy
     is never restarted by the writer's commits (a page-stepped copy would be).
     Never a file copy: that races the WAL.
+
+    Two things keep the writer's commits fast while we copy: the copy is
+    flushed to disk as it grows (every `flush_every` bytes, from a helper
+    thread) so one huge final fsync never queues in front of the writer's
+    fsyncs; and once the copy is done we run a PASSIVE checkpoint ourselves,
+    so the writer's next auto-checkpoint does not have to catch up alone on
+    the WAL that grew while our read transaction pinned it.
     """
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.unlink(missing_ok=True)
+    stop = threading.Event()
+
+    def flusher() -> None:
+        flushed = 0
+        while not stop.wait(0.02):
+            try:
+                size = os.path.getsize(tmp)
+                if size - flushed >= flush_every:
+                    fd = os.open(tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    flushed = size
+            except OSError:
+                continue
+
     source = open_readonly(src)
     try:
         target = sqlite3.connect(tmp, isolation_level=None)
+        helper = threading.Thread(target=flusher, name="backup-flush", daemon=True)
+        helper.start()
         try:
             source.backup(target, pages=-1)
+        finally:
+            stop.set()
+            helper.join()
+        try:
             # The copy is a standalone file: rollback journal, not WAL.
             target.execute("PRAGMA journal_mode=DELETE")
         finally:
             target.close()
     finally:
         source.close()
+    checkpoint(src)
     for side in SIDE_FILES:
         Path(str(tmp) + side).unlink(missing_ok=True)
     publish(tmp, dst)
+
+
+def checkpoint(path: Path) -> None:
+    """A PASSIVE checkpoint (never waits for, never blocks, the writer); best effort."""
+    try:
+        conn = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
 
 
 def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
