@@ -62,7 +62,8 @@ async def connect_nats(
                 servers=servers,
                 name=name,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # nats-py also applies this to the first connect: a CLI must fail fast.
+                max_reconnect_attempts=-1 if forever else 1,
                 reconnect_time_wait=0.5,
                 connect_timeout=timeout,
                 error_cb=on_error,

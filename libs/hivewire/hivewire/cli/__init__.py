@@ -8,12 +8,14 @@ service.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import entry_points
 
 import structlog
 
 from hivewire.cli import inspect, migrate, up  # noqa: F401  (registers commands)
 from hivewire.cli.app import app
+from hivewire.logs import configure_logging
 
 log = structlog.get_logger("hive.cli")
 
@@ -27,6 +29,8 @@ def load_plugins() -> None:
 
 
 def main() -> None:
+    # CLI output is for people: quiet, readable logs on stderr (`hive up` reconfigures).
+    configure_logging(os.environ.get("HIVE_LOG_LEVEL", "warning"), json=False)
     load_plugins()
     app()
 
