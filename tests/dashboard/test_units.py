@@ -86,7 +86,7 @@ async def test_presence_changes_only_and_stale_heartbeat_is_dead(tmp_path: Path)
 async def test_badges_follow_live_events(tmp_path: Path) -> None:
     hub = Hub(None, cfg(tmp_path))
     for kind, payload in [("model_changed", {"model": "opus"}), ("token_usage_changed", {"ctx": 9, "cost": 99}),
-                          ("status_changed", {"status": "needs_login"})]:
+                          ("status_changed", {"status": "needs_login_started", "url": "https://x"})]:
         ev = LiveEvent(id=1, ts=1.0, kind=kind, payload=payload)  # type: ignore[arg-type]
         await hub._on_event(Msg(subjects.events("alice"), msgspec.json.encode(ev)))
     assert hub.badges["alice"] == {"model": "opus", "ctx": 9, "cost": 99, "status": "needs_login"}

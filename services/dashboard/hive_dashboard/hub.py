@@ -205,8 +205,8 @@ class Hub:
     def _update_badges(self, agent: str, ev: LiveEvent) -> None:
         b = self.badges.setdefault(agent, {})
         p = ev.payload
-        if ev.kind == "status_changed" and "status" in p:
-            b["status"] = p["status"]
+        if ev.kind == "status_changed" and isinstance(p.get("status"), str):
+            b["status"] = normalize_status(p["status"])
         elif ev.kind == "model_changed" and "model" in p:
             b["model"] = p["model"]
         elif ev.kind == "token_usage_changed":
@@ -256,6 +256,11 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             self.sweep()
+
+
+def normalize_status(status: str) -> str:
+    """The harness reports login steps as needs_login_started / _cancelled: all mean needs_login."""
+    return "needs_login" if status.startswith("needs_login") else status
 
 
 def _offer(client: Client, ev: SseEvent | None) -> None:

@@ -81,9 +81,10 @@
       case "tool_use": return toolLine(p);
       case "tool_result": return resultLine(p);
       case "note": return line("note", "· " + (p.text || p.note || JSON.stringify(p)));
-      case "error": return line("error", "✗ " + (p.message || p.error || JSON.stringify(p)));
+      case "error": return line("error", "✗ " + (p.kind ? p.kind + ": " : "") + (p.text || p.message || p.error || JSON.stringify(p)));
       case "status_changed":
-        st.status = p.status; if (p.login_url) st.loginUrl = p.login_url;
+        st.status = String(p.status || "").startsWith("needs_login") ? "needs_login" : p.status;
+        if (p.login_url || p.url) st.loginUrl = p.login_url || p.url;
         return line("note", "· status → " + p.status);
       case "model_changed": st.model = p.model; return line("note", "· model → " + p.model);
       case "token_usage_changed":
