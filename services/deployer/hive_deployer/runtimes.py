@@ -19,9 +19,11 @@ purpose) and the agent's presence heartbeat.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,10 +80,36 @@ class BwrapRuntime(Runtime):
             "--hostname", f"hive-{launch.name}",
             "--die-with-parent",
         ]
+        # The private /tmp would hide a Python or a checkout that lives under
+        # /tmp (a CI clone, a test venv): bring those back, read-only.
+        for d in _host_paths_under_tmp(launch):
+            args += ["--ro-bind", str(d), str(d)]
         for d in launch.writable:
             args += ["--bind", str(d), str(d)]
         args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(launch.cwd), "--", *launch.argv]
         return args
+
+
+def _host_paths_under_tmp(launch: Launch) -> list[Path]:
+    """Interpreter, installed code and the agent binary's dirs that sit under /tmp."""
+    import hivewire
+
+    cands = {Path(sys.prefix), Path(sys.base_prefix), Path(hivewire.__file__).resolve().parents[3]}
+    for mod in ("hive_harness", "hive_deployer"):
+        spec = importlib.util.find_spec(mod)
+        if spec is not None and spec.origin:
+            cands.add(Path(spec.origin).resolve().parents[2])
+    if launch.argv:
+        exe = shutil.which(launch.argv[0]) or launch.argv[0]
+        cands.add(Path(exe).resolve().parent)
+    for key in ("HIVE_AGENT_CMD",):
+        cmd = launch.env.get(key) or os.environ.get(key)
+        if cmd:
+            cands.add(Path(shutil.which(cmd) or cmd).resolve().parent)
+    tmp = Path("/tmp")
+    under = sorted({c.resolve() for c in cands if c.resolve().is_relative_to(tmp) and c.resolve() != tmp})
+    # keep only outermost dirs so binds do not shadow each other
+    return [p for p in under if not any(p != q and p.is_relative_to(q) for q in under)]
 
 
 class PodmanRuntime(Runtime):

@@ -20,19 +20,16 @@ from hivewire.supervisor import ChildSpec, Supervisor
 
 log = structlog.get_logger("hive.up")
 
-# Services `hive up` runs. The manager's harness runs here until the deployer
-# owns agent processes (it then spawns every harness, the manager's first).
-SERVICES = ("broker", "deployer", "dashboard", "backup", "harness")
+# Services `hive up` runs. Harnesses are not among them: the deployer owns
+# agent processes and spawns the `manager` agent at its start if it is absent.
+SERVICES = ("broker", "deployer", "dashboard", "backup")
 
 
 def service_specs(s: Settings, nats_url: str, only: tuple[str, ...] = SERVICES) -> list[ChildSpec]:
     base = {"HIVE_HOME": str(s.home), "HIVE_NATS_URL": nats_url}
     specs = []
     for short in only:
-        env = dict(base)
-        if short == "harness":
-            env["HIVE_AGENT"] = "manager"
-        specs.append(ChildSpec(short, [sys.executable, "-m", f"hive_{short}"], env))
+        specs.append(ChildSpec(short, [sys.executable, "-m", f"hive_{short}"], dict(base)))
     return specs
 
 
