@@ -120,7 +120,7 @@ async def test_429_rate_limited_sentinel_park_and_retry_once(broker: Any, sim: S
                                                              client: HiveClient, hive_home: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIVE_CLAUDE_MAX_RETRIES", "1")
-    monkeypatch.setenv("HIVE_RATE_LIMIT_PARK_S", "3")
+    monkeypatch.setenv("HIVE_RATE_LIMIT_PARK_S", "4")
     sim.script.add(Step(kind="error", status=429, match="limited work"),
                    Step(kind="error", status=429, match="limited work"))
     alice = await harness_factory("alice")
@@ -128,11 +128,11 @@ async def test_429_rate_limited_sentinel_park_and_retry_once(broker: Any, sim: S
     sentinel = _state_dir(hive_home, "alice") / "rate-limited"
 
     async def limited() -> bool:
-        st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
-        return st.rate_limited and st.status == "rate_limited" and sentinel.exists()
+        return sentinel.exists() and alice.bus.rate_limited
 
-    await wait_for(limited, timeout=60)
-    assert alice.presence().state == "waiting" and alice.presence().reason == "rate_limit"
+    await wait_for(limited, timeout=60, interval=0.01)
+    presence = alice.presence()
+    assert presence.state == "waiting" and presence.reason == "rate_limit"
     assert mid not in broker.acked  # parked, not acked
     await wait_for(lambda: _acked(broker, mid), timeout=60)
     assert broker.acked.count(mid) == 1
@@ -141,6 +141,9 @@ async def test_429_rate_limited_sentinel_park_and_retry_once(broker: Any, sim: S
     assert [r.result_kind for r in rows] == ["rate_limited", "ok"]
     st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
     assert st.status == "online" and not st.rate_limited
+    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
+    statuses = [e.payload.get("status") for e in reversed(hist.events) if e.kind == "status_changed"]
+    assert statuses[:2] == ["rate_limited", "online"]
 
 
 async def test_no_credentials_needs_login(broker: Any, sim: SimModel, harness_factory: Any, client: HiveClient,
