@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
-from support.procs import ServiceProcess, wait_for
 
 from hive_broker.config import BrokerConfig
 from hive_broker.service import BrokerService
@@ -21,6 +20,8 @@ from hivewire.settings import Settings
 from hivewire.transport import Msg
 from hivewire.wire import broker as w
 from hivewire.wire.common import Empty
+
+from support.procs import ServiceProcess, wait_for
 
 T = TypeVar("T")
 FAST = BrokerConfig(tick_s=0.1, gauges_s=0.1)

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import typer
-from support.procs import ServiceProcess
 from typer.testing import CliRunner
 
 from hive_broker.cli import register
@@ -17,6 +16,7 @@ from hivewire.settings import Settings
 from hivewire.wire import broker as w
 
 from .conftest import ready
+from support.procs import ServiceProcess
 
 
 def _app() -> typer.Typer:

@@ -6,7 +6,6 @@ import asyncio
 import random
 
 import pytest
-from support.procs import ServiceProcess, wait_for
 
 from hive_broker import store
 from hivewire import subjects
@@ -18,6 +17,7 @@ from hivewire.wire import broker as w
 
 from .conftest import Bus
 from .conftest import ready as _ready
+from support.procs import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.chaos
 

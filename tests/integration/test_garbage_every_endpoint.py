@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from hivewire import codec
+
 from support.procs import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.slow
