@@ -7,9 +7,11 @@ States: created -> starting -> running -> completed | failed; unknown ids
 are `not_found`. Metadata is stored as real JSON (a CHECK(json_valid) column).
 
 `start` runs the agent CLI non-interactively on the task
-(`$HIVE_SESSION_CMD` or `$HIVE_AGENT_CMD -p <task>`, plus the caller's
-args) in the deployer's runtime, with only the session and output dirs
-writable; exit code 0 means completed.
+(`$HIVE_SESSION_CMD`, or `$HIVE_AGENT_CMD -p <task>` with `--add-dir
+<output dir>`, `--permission-mode acceptEdits` and a system-prompt line
+naming the output dir, so the headless CLI may and knows to write its
+results there; plus the caller's args) in the deployer's runtime, with only
+the session and output dirs writable; exit code 0 means completed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from hivewire.wire.deployer import CleanupReply, SessionInfo, SessionList, Statu
 log = structlog.get_logger("hive_deployer.sessions")
 MAX_TASK = 20_000
 MAX_ARGS = 64
+# Told to the agent CLI of a session: a headless run cannot ask where its results go.
+OUTPUT_NOTE = ("You run as an isolated hive session. Write every result file into the output directory {out} "
+               "(the caller collects it from there); your working directory is scratch space.")
 
 
 class Sessions:
@@ -98,9 +103,15 @@ class Sessions:
         metrics.SESSIONS.labels("created").inc()
         return await self.get(sid)
 
-    def command(self, task: str, args: list[str]) -> list[str]:
+    def command(self, sid: str, task: str, args: list[str]) -> list[str]:
+        """`$HIVE_SESSION_CMD`, or the agent CLI headless on the task, allowed to write its output dir."""
         raw = os.environ.get("HIVE_SESSION_CMD")
-        base = shlex.split(raw) if raw else [*shlex.split(self.settings.agent_cmd), "-p", task]
+        if raw:
+            base = shlex.split(raw)
+        else:
+            out = str(self.layout.session_output(sid))
+            base = [*shlex.split(self.settings.agent_cmd), "-p", task, "--add-dir", out,
+                    "--permission-mode", "acceptEdits", "--append-system-prompt", OUTPUT_NOTE.format(out=out)]
         return [*base, *args]
 
     async def start(self, sid: str, args: list[str]) -> StatusReply:
@@ -117,7 +128,7 @@ class Sessions:
             "HIVE_SESSION_DIR": str(d), "HIVE_SESSION_OUTPUT": str(out), "HIVE_EVENTS_DB": str(d / "events.sqlite"),
             "HIVE_NATS_URL": self.nats_url, "HIVE_SESSION_METADATA": json.dumps(info.metadata),
         }
-        launch = Launch(f"session-{sid[:8]}", self.command(info.task, args), env, d, writable=[d, out])
+        launch = Launch(f"session-{sid[:8]}", self.command(sid, info.task, args), env, d, writable=[d, out])
         try:
             with open(self.layout.session_log(sid), "ab") as logf:
                 proc = await asyncio.create_subprocess_exec(
