@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 CHUNK = 1 << 20
+# Written data is flushed to disk in bounded chunks as it goes: one big fsync at
+# the end would queue hundreds of MB in front of a live writer's commit fsyncs.
+FLUSH_BYTES = 8 << 20
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
@@ -166,12 +169,78 @@ def describe_db(path: Path) -> tuple[dict[str, int], int | None]:
 
 
 # --- compression --------------------------------------------------------------------
+class SyncingFile(io.RawIOBase):
+    """A write-only file whose data goes to disk in bounded chunks as it is written.
+
+    Every `flush_every` bytes a helper thread runs `fdatasync` (the writing
+    thread never waits for it, unless a whole further chunk piles up before
+    the last sync finished). The final fsync (in `publish`) then has at most
+    about one chunk left, so a live database's writer never waits behind our
+    whole output in the disk queue.
+    """
+
+    def __init__(self, path: Path, flush_every: int = FLUSH_BYTES) -> None:
+        self._f = open(path, "wb", buffering=0)  # closed in close()
+        self._every = flush_every
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._want = False
+        self._stop = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._sync_loop, name="backup-flush", daemon=True)
+        self._thread.start()
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._want or self._stop)
+                if self._stop:
+                    return
+            try:
+                os.fdatasync(self._f.fileno())
+            except OSError as exc:
+                self._error = exc
+            with self._cv:
+                self._want = False
+                self._cv.notify_all()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._error is not None:
+            raise self._error
+        n = self._f.write(b) or 0
+        self._pending += n
+        if self._pending >= self._every:
+            with self._cv:
+                if self._pending >= 2 * self._every:  # bounded: wait for the previous sync
+                    self._cv.wait_for(lambda: not self._want)
+                if not self._want:
+                    self._want = True
+                    self._pending = 0
+                    self._cv.notify_all()
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            with self._cv:
+                self._cv.wait_for(lambda: not self._want)
+                self._stop = True
+                self._cv.notify_all()
+            self._thread.join()
+            self._f.close()
+        super().close()
+        if self._error is not None:
+            raise self._error
+
+
 def gzip_file(src: Path, dst: Path, level: int) -> tuple[str, int]:
     """Compress `src` to `dst` (temp + fsync + rename); returns (content sha256, content size)."""
     h = hashlib.sha256()
     size = 0
     tmp = dst.with_name(dst.name + ".tmp")
-    with open(src, "rb") as fin, open(tmp, "wb") as raw, gzip.GzipFile(
+    with open(src, "rb") as fin, io.BufferedWriter(SyncingFile(tmp), CHUNK) as raw, gzip.GzipFile(
         fileobj=raw, mode="wb", compresslevel=level, mtime=0
     ) as gz:
         while chunk := fin.read(CHUNK):
@@ -183,10 +252,10 @@ def gzip_file(src: Path, dst: Path, level: int) -> tuple[str, int]:
 
 
 def gunzip_file(src: Path, dst: Path) -> str:
-    """Decompress `src` to `dst`; returns the content sha256 (raises on a bad stream)."""
+    """Decompress `src` to `dst`, flushed as it goes; returns the content sha256 (raises on a bad stream)."""
     h = hashlib.sha256()
     tmp = dst.with_name(dst.name + ".tmp")
-    with gzip.open(src, "rb") as gz, open(tmp, "wb") as out:
+    with gzip.open(src, "rb") as gz, io.BufferedWriter(SyncingFile(tmp), CHUNK) as out:
         while chunk := gz.read(CHUNK):
             h.update(chunk)
             out.write(chunk)
