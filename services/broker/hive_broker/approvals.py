@@ -135,6 +135,30 @@ def count_pending(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM approvals WHERE status = 'pending'").fetchone()[0])
 
 
+def fail_pending_for(conn: sqlite3.Connection, eff: Effects, agent: str, reason: str, now: float) -> list[str]:
+    """The agent is gone (destroyed): every approval still pending for it fails (seed 000).
+
+    The requester (when it is not the agent itself) gets a `kind: "approval"` message and a wake,
+    as for a resolution. Returns the failed approval ids.
+    """
+    rows = conn.execute("SELECT * FROM approvals WHERE status = 'pending' AND agent = ? ORDER BY id",
+                        (agent,)).fetchall()
+    for row in rows:
+        aid = str(row["id"])
+        note = f"{row['note']}; {reason}" if row["note"] else reason
+        conn.execute("UPDATE approvals SET status = 'failed', resolved_at = ?, note = ? WHERE id = ?",
+                     (now, note[:4096], row["id"]))
+        eff.change("approvals", aid, "update")
+        requester = row["requested_by"] or row["agent"]
+        if requester != agent:
+            what = f"{row['kind']} for {agent}" + (f" @ {row['commit_ref']}" if row["commit_ref"] else "")
+            messages.insert(
+                conn, eff, sender=OPERATOR, recipient=requester, body=f"[approval {aid}] {what}: failed ({reason})",
+                now=now, in_reply_to=aid, kind="approval", wake_reason="approval", wake_ref=aid,
+            )
+    return [str(r["id"]) for r in rows]
+
+
 def record_outcome(
     conn: sqlite3.Connection, eff: Effects, aid: str, outcome: str, error: str | None, now: float
 ) -> bool:

@@ -2,15 +2,16 @@
 
 An agent is known when the deployer registered it (`hive.broker._registry.upsert`)
 or once it ever announced a harness presence; `manager` and `operator` are always
-known. A deployer `remove` forgets an agent, and only a new deployer `upsert`
-brings it back (a stale presence heartbeat does not resurrect it).
+known. A deployer `remove` forgets an agent (and fails its pending approvals),
+and only a new deployer `upsert` brings it back (a stale presence heartbeat
+does not resurrect it).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from hive_broker import messages
+from hive_broker import approvals, messages
 from hive_broker.effects import Effects
 from hivewire.names import MANAGER, OPERATOR, validate_agent_name
 from hivewire.wire.agent import Presence
@@ -57,6 +58,9 @@ def remove(conn: sqlite3.Connection, eff: Effects, name: str, now: float) -> boo
     )
     if cur.rowcount:
         eff.change("known_agents", name, "delete")
+        # destroy "fails any pending approvals" (seed 000), in the same transaction; a repeated
+        # remove changes nothing, so a revive (spawn) requested after the destroy stays pending
+        approvals.fail_pending_for(conn, eff, name, f"agent {name} was destroyed", now)
     return cur.rowcount > 0
 
 
