@@ -25,13 +25,13 @@ from hive_deployer.service import DeployerService
 from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
-from hivewire.service import HiveClient
+from hivewire.service import HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
 from hivewire.wire.agent import AgentState
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest, SpawnRequest
-from tests.support.procs import running, wait_for
+from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,19 @@ class Stack:
     home: Path
     client: HiveClient
     deployer: DeployerService
+    settings: Settings
+    broker_transport: NatsTransport
+    broker: MicroService | None = None
     wakes: dict[str, list[wb.Wake]] = field(default_factory=dict)
+
+    async def start_broker(self) -> None:
+        self.broker = await build_broker(self.broker_transport, self.settings, "")
+        await self.broker.start()
+
+    async def stop_broker(self) -> None:
+        if self.broker is not None:
+            await self.broker.stop()
+            self.broker = None
 
     # --- as the manager (its MCP tools call these subjects under its own token) ---
     async def request(self, kind: str, agent: str, commit_ref: str | None = None) -> str:
@@ -98,24 +110,26 @@ async def stack(hive_home: Path, nats_url: str, nats_transport: NatsTransport,
     # Harnesses need no agent CLI here: a turn fails fast and the message stays in the broker.
     monkeypatch.setenv("HIVE_AGENT_CMD", "false")
     monkeypatch.setenv("HIVE_DEPLOYER_ENSURE_MANAGER", "0")
+    monkeypatch.setenv("HIVE_DEPLOYER_REGISTRY_SYNC_S", "0.5")
     settings = Settings.from_env()
     bt = await NatsTransport.connect(nats_url, name="hive-broker-test", forever=False)
     dt = await NatsTransport.connect(nats_url, name="hive-deployer-test", forever=False)
     opts = Options(stop_timeout=5.0, presence_stale_s=15.0, backoff_base_s=0.2, backoff_max_s=2.0)
     deployer = DeployerService(dt, settings, runtime=ProcessRuntime(), options=opts, ensure_manager=False)
-    stack = Stack(hive_home, HiveClient(nats_transport, timeout=20.0), deployer)
+    stack = Stack(hive_home, HiveClient(nats_transport, timeout=20.0), deployer, settings, bt)
 
     async def on_wake(msg: Any) -> None:
         stack.wakes.setdefault(subjects.token(msg.subject, 2), []).append(codec.decode(msg.data, wb.Wake))
 
     sub = await nats_transport.nc.subscribe(subjects.agent_pattern("wake"), cb=on_wake)
     try:
-        async with running(build_broker, bt, settings):
-            await deployer.start()
-            try:
-                yield stack
-            finally:
-                await deployer.stop()
+        await stack.start_broker()  # what tests.support.procs.running does, restartable
+        await deployer.start()
+        try:
+            yield stack
+        finally:
+            await deployer.stop()
+            await stack.stop_broker()
     finally:
         await sub.unsubscribe()
         await dt.close()
@@ -232,6 +246,15 @@ async def test_spawn_and_init_config_approvals(stack: Stack) -> None:
     note = [m for m in await s.inbox("manager") if m.kind == "approval" and m.in_reply_to == sid]
     assert note and "approved" in note[0].body
 
+    # a spawn whose harness cannot start: the broker's approval ends `failed` with the reason
+    s.deployer.agents.opts.harness_cmd = "/nonexistent/hive-harness"
+    fid = await s.request("spawn", "fred")
+    await s.resolve(fid, "approve")
+    bad = await s.wait_status(fid, "failed", timeout=30)
+    assert "could not start fred" in (bad.note or "")
+    fred = await s.agent("fred")
+    assert fred is not None and fred.state != "running" and fred.transient is None
+
 
 async def test_destroy_forgets_and_fails_pending_then_revive(stack: Stack) -> None:
     s = stack
@@ -292,6 +315,26 @@ async def test_deployer_system_messages_reach_real_inboxes(stack: Stack) -> None
     got = await wait_for(lambda: s.system_messages("manager", "agent dave crashed"), timeout=20)
     assert got[0].sender == "operator"
     assert any(w.reason == "message" for w in s.wakes.get("dave", []))
+
+
+async def test_registry_updates_lost_while_the_broker_was_down_are_reconciled(stack: Stack) -> None:
+    s = stack
+    for name in ("gina", "hank"):
+        await s.client.call(subjects.deployer("spawn"), SpawnRequest(name=name), AgentInfo, timeout=30)
+    await wait_for(lambda: _contains(s.known(), "hank"))
+    await s.stop_broker()
+    # while the broker is down: gina is destroyed (its `remove` is lost) and ivan spawned (its `upsert` too)
+    await s.client.call(subjects.deployer("destroy"), DestroyRequest(name="gina"), AgentInfo, timeout=30)
+    await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="ivan"), AgentInfo, timeout=30)
+    await s.client.call(subjects.deployer("stop"), NameRequest(name="ivan"), AgentInfo, timeout=30)  # no presence
+    await s.start_broker()
+    await wait_for(lambda: _lacks(s.known(), "gina"), timeout=20)
+    await wait_for(lambda: _contains(s.known(), "ivan"), timeout=20)
+    with pytest.raises(HiveError) as err:
+        await s.send("gina")
+    assert err.value.code == "unknown_recipient"
+    assert (await s.send("ivan", "you exist")).recipients == ["ivan"]  # stopped, but created: known
+    assert "hank" in await s.known()
 
 
 async def _contains(coro: Any, name: str) -> bool:

@@ -89,16 +89,34 @@ class NatsNotifier:
     async def system_message(self, to: str, body: str) -> None:
         self._put(("send", to, body))
 
+    def reconcile(self) -> None:
+        """Queue a full registry sync (ordered after every update already queued)."""
+        self._put(("reconcile", "", ""))
+
+    async def _reconcile(self) -> None:
+        """Make the broker's known agents match the deployer's (updates lost while it was down)."""
+        known = set((await self.client.call(subjects.broker_registry("list"), Empty(), RegistryReply)).agents)
+        for row in await self.svc.store.agents():
+            want = "remove" if row.state == "destroyed" else "upsert"
+            if (want == "upsert") != (row.name in known):
+                await self.client.call(subjects.broker_registry(want), RegistryRequest(name=row.name), RegistryReply)
+                log.info("registry_reconciled", agent=row.name, action=want)
+            self._registered[row.name] = want
+
     async def _work(self) -> None:
         while True:
             kind, a, b = await self._queue.get()
             try:
-                if kind == "registry":
+                if kind == "reconcile":
+                    await self._reconcile()
+                elif kind == "registry":
                     await self.client.call(subjects.broker_registry(a), RegistryRequest(name=b), RegistryReply)
                 else:
                     await self.client.call(subjects.broker(SYSTEM_SENDER, "send"), SendRequest(to=a, body=b),
                                            SendReply)
             except Exception as exc:  # the broker may be down or not know the agent yet
+                if kind == "registry":
+                    self._registered.pop(b, None)  # retried by the next change or reconcile
                 metrics.FAILURES.labels(kind).inc()
                 log.info("broker_call_failed", kind=kind, target=a, error=str(exc))
 
@@ -130,6 +148,7 @@ class DeployerService(MicroService):
         self.bridge = BrokerBridge(transport, self.deploys)
         self.retention = retention.Policy.from_env()
         self.ensure_manager = env_flag("HIVE_DEPLOYER_ENSURE_MANAGER") if ensure_manager is None else ensure_manager
+        self.registry_sync_s = float(os.environ.get("HIVE_DEPLOYER_REGISTRY_SYNC_S", "30"))
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Subscription] = []
         self.client = HiveClient(transport, timeout=2.0)
@@ -185,6 +204,7 @@ class DeployerService(MicroService):
         self._tasks += [
             asyncio.create_task(self._presence_loop(), name="presence-watch"),
             asyncio.create_task(self._retention_loop(), name="events-retention"),
+            asyncio.create_task(self._registry_loop(), name="registry-sync"),
         ]
 
     async def on_stop(self) -> None:
@@ -211,6 +231,12 @@ class DeployerService(MicroService):
         while True:
             await asyncio.sleep(min(2.0, self.agents.opts.presence_stale_s / 4))
             self.agents.check_presence()
+
+    async def _registry_loop(self) -> None:
+        """Re-sync the broker's agent registry now and then (a broker that was down missed updates)."""
+        while True:
+            self.notifier.reconcile()
+            await asyncio.sleep(self.registry_sync_s)
 
     async def _retention_loop(self) -> None:
         while True:
