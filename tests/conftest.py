@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,18 @@ def pytest_configure(config: pytest.Config) -> None:
     # Children must never pick up a developer's real hive.
     os.environ.pop("HIVE_NATS_URL", None)
     os.environ.pop("HIVE_HOME", None)
+
+
+@pytest.fixture
+def sim_model() -> Iterator[Any]:
+    """The Messages-API *simulator* (hive_harness.simmodel; scripted, not a model).
+
+    Point a claude CLI at it with `ANTHROPIC_BASE_URL=sim_model.url`; script
+    answers with `sim_model.script.add(Step(...))`; `script.requests` records
+    every request.
+    """
+    from hive_harness.simmodel import Script, SimModel
+
+    s = SimModel(Script()).start()
+    yield s
+    s.stop()

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hive_harness.service import HarnessService
-from hive_harness.simmodel import Script, SimModel
+from hive_harness.simmodel import SimModel
 from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
@@ -26,6 +26,7 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
 from hivewire.wire.common import Empty
+from tests.support.procs import running
 
 ROOT = Path(__file__).resolve().parents[2]
 CLAUDE = ROOT / ".tools/node_modules/.bin/claude"
@@ -105,11 +106,22 @@ class FakeBroker(MicroService):
 
 
 @pytest.fixture
-def sim() -> Iterator[SimModel]:
-    """The Messages-API simulator (scripted; not a model)."""
-    s = SimModel(Script()).start()
-    yield s
-    s.stop()
+def sim(sim_model: SimModel) -> SimModel:
+    """The Messages-API simulator (scripted; not a model): the suite-wide `sim_model`."""
+    return sim_model
+
+
+@pytest.fixture
+async def real_broker(nats_transport: NatsTransport, settings: Settings, client: HiveClient,
+                      monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MicroService]:
+    """The REAL hive-broker in-process (fast scheduler), with alice, bob and manager known."""
+    from hive_broker import build as build_broker
+
+    monkeypatch.setenv("HIVE_BROKER_TICK_S", "0.5")
+    async with running(build_broker, nats_transport, settings) as svc:
+        for name in ("alice", "bob", "manager"):
+            await client.call(subjects.broker_registry("upsert"), wb.RegistryRequest(name=name), wb.RegistryReply)
+        yield svc
 
 
 @pytest.fixture

@@ -55,6 +55,7 @@ class CliConfig:
     creds_dir: Path
     nats_url: str
     max_retries: int = 2
+    instance: str = ""  # the harness instance (as in its presence); the MCP bridge's recv names it too
 
     def write_mcp_config(self) -> Path:
         path = self.state_dir / "mcp-config.json"
@@ -68,7 +69,14 @@ class CliConfig:
         env["HIVE_AGENT"] = self.agent
         env["HIVE_NATS_URL"] = self.nats_url
         env["HIVE_STATE_DIR"] = str(self.state_dir)
+        if self.instance:
+            env["HIVE_INSTANCE"] = self.instance
         env.pop("HIVE_METRICS_ADDR", None)
+        # The CLI waits only 5 s for MCP servers before the first request, then answers
+        # "No such tool available: mcp__hive__… (still connecting)"; the Python bridge can
+        # take longer on a busy host. Wait for it (operators may still override both).
+        env.setdefault("MCP_CONNECTION_NONBLOCKING", "0")
+        env.setdefault("MCP_CONNECT_TIMEOUT_MS", "60000")
         return env
 
     def has_credentials(self) -> bool:

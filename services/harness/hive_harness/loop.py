@@ -51,13 +51,30 @@ class WakeItem:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+# What put a message in the inbox (broker `Message.kind`) → the turn's wake_from.
+KIND_WAKE = {"reminder": "reminder", "answer": "answer", "expired": "answer", "approval": "approval"}
+
+
+def wake_from(msg: wb.Message) -> str:
+    """`reminder` / `answer` / `approval` for the broker's own deliveries, else the sender."""
+    return KIND_WAKE.get(msg.kind, msg.sender)
+
+
 def wake_prompt(msg: wb.Message, unread_more: int) -> str:
-    head = f"[wake: message from {msg.sender} · id {msg.id}"
+    kind = KIND_WAKE.get(msg.kind)
+    if kind == "reminder":
+        head = f"[wake: reminder {msg.in_reply_to or ''} is due · id {msg.id}"
+    elif kind is not None:
+        about = f" to question {msg.in_reply_to}" if kind == "answer" and msg.in_reply_to else ""
+        head = f"[wake: {msg.kind}{about} from {msg.sender} · id {msg.id}"
+    else:
+        head = f"[wake: message from {msg.sender} · id {msg.id}"
     head += f" · {unread_more} more unread]" if unread_more else "]"
     if msg.redelivered:
         head += " [redelivered after restart — may already be handled]"
     reply = f'\n\n(Reply with mcp__hive__send(to="{msg.sender}", in_reply_to="{msg.id}") if a reply is needed.)'
-    return f"{head}\n\n{msg.body}{reply if msg.sender != 'operator' else ''}"
+    needs_hint = kind is None and msg.sender != "operator"
+    return f"{head}\n\n{msg.body}{reply if needs_hint else ''}"
 
 
 class TurnLoop:
@@ -98,8 +115,10 @@ class TurnLoop:
         self.wake.clear()
         reasons, self.wake_reasons = self.wake_reasons, []
         try:
-            reply = await self.client.call(subjects.broker(self.agent, "recv"), wb.RecvRequest(max=1, wait_s=0),
-                                           wb.RecvReply)
+            # the instance goes with recv: the broker then never puts what this instance
+            # holds back for "a new instance" when our first heartbeat lands after it
+            req = wb.RecvRequest(max=1, wait_s=0, instance=self.cli.instance or None)
+            reply = await self.client.call(subjects.broker(self.agent, "recv"), req, wb.RecvReply)
         except Exception as exc:  # broker away: retry later
             metrics.FAILURES.labels("recv").inc()
             log.warning("recv_failed", error=str(exc))
@@ -107,7 +126,7 @@ class TurnLoop:
         if reply and reply.messages:
             msg = reply.messages[0]
             counts = await self._counts()
-            return WakeItem(msg.sender, wake_prompt(msg, counts.unread if counts else 0), msg)
+            return WakeItem(wake_from(msg), wake_prompt(msg, counts.unread if counts else 0), msg)
         other = [w for w in reasons if w.reason not in ("message",)]
         if other:
             w = other[0]
@@ -169,8 +188,15 @@ class TurnLoop:
         summary, kind = await self._turn(item)
         if kind == "prompt_too_long":
             metrics.COMPACTIONS.labels("reactive").inc()
-            await self.compact("reactive")
+            if not await self.compact("reactive"):
+                # the session cannot be shrunk: retrying it with --continue would only fail again
+                self.bus.new_session = True
+                await self.bus.emit("note", text="compaction failed: the retry starts a fresh session")
             summary, kind = await self._turn(item)
+            if kind == "prompt_too_long":
+                metrics.FAILURES.labels("prompt_too_long").inc()
+                await self.bus.emit("error", kind="prompt_too_long",
+                                    text="prompt still too long after compaction: message dropped")
         if kind == "rate_limited":
             metrics.RATE_LIMIT_HITS.inc()
             await self.bus.set_rate_limited(True)
@@ -292,8 +318,8 @@ class TurnLoop:
         for kind, payload in drafts:
             await self.bus.emit(kind, **payload)
 
-    async def compact(self, trigger: str) -> None:
-        """Run `/compact` on the current session (always with --continue)."""
+    async def compact(self, trigger: str) -> bool:
+        """Run `/compact` on the current session (always with --continue); True if it compacted."""
         await self.bus.emit("note", text=f"compacting ({trigger})")
         await self.bus.set_turn_state("compacting")
         run = self.current = CliRun()
@@ -308,9 +334,10 @@ class TurnLoop:
         if summary.compacted:
             await self.bus.record_usage(summary.post_compact_tokens, None, summary.api_context_window)
             await self.bus.emit("note", text=f"compaction done ({trigger})")
-        else:
-            metrics.FAILURES.labels("compact").inc()
-            await self.bus.emit("error", kind="compact_failed", text=summary.result_text[:500])
+            return True
+        metrics.FAILURES.labels("compact").inc()
+        await self.bus.emit("error", kind="compact_failed", text=summary.result_text[:500])
+        return False
 
     async def cancel(self) -> bool:
         run = self.current

@@ -97,7 +97,8 @@ def build_server(bridge: Bridge) -> MCPServer:
     async def recv(wait_s: float = 0.0, max: int = 10) -> str:
         max_wait = 60.0
         wait = min(max_wait, wait_s) if wait_s else 0.0
-        out = await bridge.broker("recv", wb.RecvRequest(max=max, wait_s=wait), wb.RecvReply, timeout=max_wait + 5)
+        req = wb.RecvRequest(max=max, wait_s=wait, instance=os.environ.get("HIVE_INSTANCE") or None)
+        out = await bridge.broker("recv", req, wb.RecvReply, timeout=max_wait + 5)
         note_received(out)
         return out
 

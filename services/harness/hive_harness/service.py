@@ -57,7 +57,8 @@ class HarnessService(MicroService):
         model_file = Path(settings.model_file) if settings.model_file else None
         self.bus = Bus(self.agent, self.state_dir, self.events, self.publish, settings.context_window, model_file)
         self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", resolve_nats_url(settings),
-                             max_retries=int(os.environ.get("HIVE_CLAUDE_MAX_RETRIES", "2") or 2))
+                             max_retries=int(os.environ.get("HIVE_CLAUDE_MAX_RETRIES", "2") or 2),
+                             instance=self.instance)
         self.client = HiveClient(transport, timeout=5.0)
         self.loop = TurnLoop(self.bus, self.cli, self.client, self.stats)
         self.login: LoginSession | None = None
