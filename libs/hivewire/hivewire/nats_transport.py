@@ -14,6 +14,7 @@ from nats.micro import add_service
 from prometheus_client import Counter
 
 from hivewire.errors import HiveError
+from hivewire.natsauth import Credentials, resolve_credentials
 from hivewire.transport import Handler, Msg, RequestHandler, ServiceSpec, Subscription, _TaskSet
 
 log = structlog.get_logger("hivewire.nats")
@@ -30,14 +31,20 @@ async def connect_nats(
     forever: bool = True,
     user_credentials: str | None = None,
     timeout: float = 2.0,
+    credentials: Credentials | None = None,
 ) -> Client:
     """Connect, retrying with backoff; once connected, reconnect forever.
 
     With `forever=False` (CLI commands) a first failure raises `unavailable`
     instead, so a person at a terminal gets an answer, not a hang.
+    `servers` may list several URLs (comma-separated). The NATS identity is
+    `credentials`, else what the environment names (`HIVE_NATS_CREDS`,
+    `HIVE_NATS_USER`/`HIVE_NATS_PASSWORD`, `HIVE_NATS_INBOX_PREFIX`; see
+    `hivewire.natsauth.resolve_credentials`); none of them: no auth.
     """
     if isinstance(servers, str):
         servers = [s.strip() for s in servers.split(",") if s.strip()]
+    creds = credentials if credentials is not None else (None if user_credentials else resolve_credentials())
 
     async def on_error(exc: Exception) -> None:
         NATS_EVENTS.labels("error").inc()
@@ -72,6 +79,8 @@ async def connect_nats(
             )
             if user_credentials:
                 opts["user_credentials"] = user_credentials
+            if creds is not None:
+                opts.update(creds.connect_options())
             nc = await nats.connect(**opts)
             holder.append(nc)
             return nc

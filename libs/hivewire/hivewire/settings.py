@@ -22,6 +22,11 @@ class Settings(msgspec.Struct, kw_only=True):
     context_window: int | None = None
     metrics_addr: str | None = None
     log_level: str = "info"
+    # NATS identity (hivewire.natsauth): a creds file, or user (+ HIVE_NATS_PASSWORD,
+    # read only at connect time so it is never kept in a struct), and inbox prefix.
+    nats_creds: str | None = None
+    nats_user: str | None = None
+    nats_inbox_prefix: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -38,6 +43,9 @@ class Settings(msgspec.Struct, kw_only=True):
             context_window=int(cw) if cw and cw.isdigit() else None,
             metrics_addr=e.get("HIVE_METRICS_ADDR") or None,
             log_level=(e.get("HIVE_LOG_LEVEL") or "info").lower(),
+            nats_creds=e.get("HIVE_NATS_CREDS") or None,
+            nats_user=e.get("HIVE_NATS_USER") or None,
+            nats_inbox_prefix=e.get("HIVE_NATS_INBOX_PREFIX") or None,
         )
 
     # --- the file layout of DESIGN.md ---------------------------------------
@@ -53,6 +61,11 @@ class Settings(msgspec.Struct, kw_only=True):
         from hivewire.names import validate_agent_name
 
         return self.home / "agents" / validate_agent_name(name, allow_reserved=True)
+
+    @property
+    def nats_dir(self) -> Path:
+        """NATS auth config and per-user credentials (hivewire.natsauth)."""
+        return self.home / "nats"
 
     @property
     def nats_servers(self) -> str:

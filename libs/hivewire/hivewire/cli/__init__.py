@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 import structlog
 
-from hivewire.cli import inspect, migrate, up  # noqa: F401  (registers commands)
+from hivewire.cli import inspect, migrate, natsconfig, up  # noqa: F401  (registers commands)
 from hivewire.cli.app import app
 from hivewire.logs import configure_logging
 
