@@ -29,9 +29,9 @@ class Usage:
     cache_creation_input_tokens: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> Usage:
-        d = d or {}
-        return cls(**{k: int(d.get(k) or 0) for k in USAGE_FIELDS})
+    def from_dict(cls, d: Any) -> Usage:
+        d = d if isinstance(d, dict) else {}
+        return cls(**{k: _count(d.get(k)) for k in USAGE_FIELDS})
 
     @property
     def prompt_tokens(self) -> int:
@@ -76,6 +76,13 @@ class TurnSummary:
     @property
     def tool_call_count(self) -> int:
         return sum(self.tool_calls.values())
+
+
+def _count(v: Any) -> int:
+    """A token count from untrusted JSON: non-negative ints (and finite floats) only, else 0."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+        return 0
+    return max(0, int(v))
 
 
 def effective_context_window(api_window: int | None, env_window: int | None) -> int:
@@ -148,7 +155,12 @@ class StreamParser:
             self._emit("note", text=one_line(line, 500), source="cli")
             return self.take()
         if isinstance(ev, dict):
-            self._event(ev)
+            try:
+                self._event(ev)
+            except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
+                # A CLI event of an unexpected shape never ends the turn: it becomes a note.
+                self._emit("note", text=one_line(f"unexpected CLI event ({type(exc).__name__}): {line}", 500),
+                           source="cli")
         return self.take()
 
     def _event(self, ev: dict[str, Any]) -> None:
