@@ -337,6 +337,39 @@ async def test_registry_updates_lost_while_the_broker_was_down_are_reconciled(st
     assert "hank" in await s.known()
 
 
+async def test_a_deploy_outcome_the_broker_missed_is_told_again(stack: Stack) -> None:
+    s = stack
+    await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="jill"), AgentInfo, timeout=30)
+    sha = commit(s.home / "agents/jill/config", {"hive.env": "HIVE_AGENT_PROFILE=j2\n"}, "j2")
+    aid = await s.request("apply_commit", "jill", sha)
+    await wait_for(lambda: has_tag(s.home / "applied/jill", f"proposal/{aid}"), timeout=20)
+    events: list[bytes] = []
+
+    async def on_event(msg: Any) -> None:
+        events.append(msg.data)
+
+    sub = await s.broker_transport.nc.subscribe(subjects.deployer_deploy("jill"), cb=on_event)
+    lock = s.deployer.deploys.lock
+    async with lock:  # hold the deploy lock so the broker can be stopped while the bridge waits on it
+        await s.resolve(aid, "approve")
+        await wait_for(lambda: _waiting(lock), timeout=20, interval=0.01)
+        await s.stop_broker()  # the DeployEvent of this deploy goes nowhere
+    await wait_for(lambda: _truthy(events), timeout=30)  # published while no broker listened
+    await sub.unsubscribe()
+    assert await has_tag(s.home / "applied/jill", f"deployed/{aid}")
+    await s.start_broker()
+    assert (await s.approval(aid)).status == "approved"  # the broker missed it ...
+    await s.wait_status(aid, "deployed", timeout=20)  # ... and is told again
+
+
+async def _truthy(x: Any) -> bool:
+    return bool(x)
+
+
+async def _waiting(lock: Any) -> bool:
+    return bool(lock._lock._waiters)  # the bridge's deploy is queued behind the test's hold
+
+
 async def _contains(coro: Any, name: str) -> bool:
     return name in await coro
 

@@ -56,6 +56,10 @@ class BrokerBridge:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def kick(self) -> None:
+        """Sync now (also done periodically: a broker that restarted announces nothing)."""
+        self._wake.set()
+
     async def _on_changed(self, msg: Msg) -> None:
         try:
             ch = codec.decode(msg.data, Changed)
@@ -105,7 +109,10 @@ class BrokerBridge:
     async def execute(self, a: Approval) -> None:
         store = self.deploys.agents.store
         did = repos.deploy_id(a.approval_id)
-        if await store.deploy_status(a.agent, did) in ("deployed", "failed", "denied"):
+        ended = await store.deploy_status(a.agent, did)
+        if ended in ("deployed", "failed", "denied"):
+            # still `approved` in the broker: it missed the outcome (it was down); tell it again
+            await self._publish(a, ended, None, None)
             return
         sha, error = None, None
         try:

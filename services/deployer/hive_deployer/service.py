@@ -236,6 +236,7 @@ class DeployerService(MicroService):
         """Re-sync the broker's agent registry now and then (a broker that was down missed updates)."""
         while True:
             self.notifier.reconcile()
+            self.bridge.kick()
             await asyncio.sleep(self.registry_sync_s)
 
     async def _retention_loop(self) -> None:
