@@ -122,3 +122,26 @@ async def test_idle_below_half_window_keeps_the_session(broker: Any, sim: SimMod
     await wait_for(lambda: _acked(broker, m2), timeout=60)
     second = _main_with(sim, "small talk two")
     assert second and all("small talk one" in b for b in second)  # --continue kept
+
+
+async def test_prompt_too_long_and_failed_compaction_retries_in_a_fresh_session(
+    broker: Any, sim: SimModel, harness_factory: Any, client: HiveClient
+) -> None:
+    """/compact itself is refused (too long to summarise): the retry drops --continue instead."""
+    sim.script.add(Step(kind="prompt_too_long", match="oversized opener"),
+                   Step(kind="prompt_too_long", match="Please provide your summary based on the conversation"))
+    alice = await harness_factory("alice")
+    mid = await send_op(client, "alice", "oversized opener")
+    await wait_for(lambda: _acked(broker, mid), timeout=90)
+    assert [r.result_kind for r in await turn_rows(alice)] == ["prompt_too_long", "ok"]
+    assert broker.acked.count(mid) == 1
+    events = await _history(client, "alice")
+    errors = [e.payload.get("kind") for e in events if e.kind == "error"]
+    notes = [e.payload.get("text") for e in events if e.kind == "note"]
+    assert "compact_failed" in errors
+    assert "compaction failed: the retry starts a fresh session" in notes
+    refused = [r for r in sim.script.requests if r.step is not None and r.step.kind == "prompt_too_long"]
+    assert len(refused) == 2  # the turn, then the /compact
+    # the retry carries the wake once: a fresh session, not the failed one continued
+    retry = sim.script.main_requests()[-1].body or {}
+    assert len(retry["messages"]) == 1 and json.dumps(retry).count("oversized opener") == 1
