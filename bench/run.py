@@ -75,8 +75,8 @@ def broker_rows(out: str) -> list[dict[str, Any]]:
 def backup_rows(out: str) -> list[dict[str, Any]]:
     ratio = num(r"throughput ratio \(hive copy under writer / [^)]*\): ([\d.]+)", out)
     stall = num(r"writer longest stall during hive-backup copy: ([\d.]+) ms", out)
-    mbs = num(r"hive-backup copy, writer running:\s+[\d.]+s = (\d+) MB/s", out)
-    size = num(r"database: (\d+) MB", out)
+    mbs = num(r"hive-backup copy, writer running[^:]*:\s+[\d.]+s = ([\d.]+) MB/s", out)
+    size = num(r"database: ([\d.]+) MB", out)
     return [{"name": "backup online snapshot throughput", "ratio": ratio, "baseline": "sqlite3 .backup, same file",
              "better": "higher", "figures": {"db_mb": size, "mb_s": mbs, "writer_max_stall_ms": stall}}]
 

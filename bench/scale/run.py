@@ -171,9 +171,11 @@ async def main(args: argparse.Namespace) -> int:
         n = await drive(nc, agents, args.rate, args.seconds, tr, "run")
         send_elapsed = time.perf_counter() - t0
         drain_deadline = time.monotonic() + args.drain
-        while time.monotonic() < drain_deadline and len([k for k in tr.sent if k in tr.turns]) < len(tr.sent):
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(3)  # let the last acks land
+        db = sqlite3.connect(f"file:{home / 'broker.sqlite'}?mode=ro", uri=True)
+        while time.monotonic() < drain_deadline and db.execute(
+                "SELECT COUNT(*) FROM messages WHERE client_id LIKE 'run-%' AND acked_at IS NULL").fetchone()[0]:
+            await asyncio.sleep(0.5)  # every message handled (its turn ended and acked it)
+        db.close()
         elapsed = time.perf_counter() - t0
         broker_cpu = (cpu_seconds(broker.pid) - cpu0) / elapsed
         rss += [rss_kb(h.pid) for h in harnesses.values()]  # type: ignore[attr-defined]
