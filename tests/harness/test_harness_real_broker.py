@@ -238,3 +238,28 @@ async def test_kill9_mid_turn_real_broker_redelivers_once_and_metrics(
         assert check.returncode == 0, (check.stdout + check.stderr).decode()
     finally:
         second.stop()
+
+
+async def test_first_recv_names_the_instance_so_the_first_heartbeat_keeps_it(
+    real_broker: MicroService, client: HiveClient, settings: Any, nats_transport: Any
+) -> None:
+    """No CLI: the loop takes a message before the broker has seen this instance's
+    heartbeat; when the heartbeat lands, the message stays with it (no double handling)."""
+    from hive_harness.service import HarnessService
+    from hivewire import codec
+
+    mid = await op_send(client, "alice", "first come")
+    svc = HarnessService(nats_transport, settings, "alice")  # not started: no heartbeat yet
+    item = await svc.loop._next()
+    assert item is not None and item.message is not None and item.message.id == mid
+    await nats_transport.publish(subjects.presence("alice"), codec.encode(svc.presence()))
+
+    async def instance_seen() -> bool:
+        return getattr(real_broker, "_instances", {}).get("alice") == svc.instance
+
+    await wait_for(instance_seen, timeout=10)
+    msg = next(m for m in await inbox(client, "alice") if m.id == mid)
+    assert msg.delivered_at is not None and not msg.redelivered  # still held by this instance
+    again = await client.call(subjects.broker("alice", "recv"), wb.RecvRequest(max=5, instance=svc.instance),
+                              wb.RecvReply)
+    assert again.messages == []
