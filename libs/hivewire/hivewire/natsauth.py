@@ -277,6 +277,7 @@ def generate(home: Path, *, agents: tuple[str, ...] = (MANAGER,), rotate: bool =
             if rotate or u not in users:
                 users[u] = {"password": _new_password()}
         _render_all(home, users)
+    pid_path(home).parent.mkdir(parents=True, exist_ok=True)  # nats-server writes its pid file there
     return config_path(home)
 
 

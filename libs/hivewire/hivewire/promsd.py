@@ -96,9 +96,17 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def set_agent(home: Path, agent: str, metrics_url: str | None) -> dict[str, str]:
-    """Add/update (`metrics_url`) or remove (`None`) one agent; returns the new map."""
+    """Add/update (`metrics_url`) or remove (`None`) one agent; returns the new map.
+
+    `HIVE_PROMSD_HOST` replaces the URL's host (a harness bound on 0.0.0.0 in a
+    container is scraped through the container's name, e.g. `deployer`).
+    """
     path = sd_path(home)
     agent = validate_agent_name(agent, allow_reserved=True)
+    host = os.environ.get("HIVE_PROMSD_HOST", "").strip()
+    if metrics_url and host:
+        u = urlsplit(metrics_url)
+        metrics_url = u._replace(netloc=f"{host}:{u.port}").geturl()
     with _locked(path):
         targets = read_targets(path)
         if metrics_url:
