@@ -135,6 +135,10 @@ async def test_manager_request_spawn_is_an_approval_and_alice_has_no_manager_too
         Step(kind="tool_use", tool_name="mcp__hive__request_spawn", tool_input={"name": "carol"},
              match="please spawn carol"),
         Step(kind="tool_use", tool_name="mcp__hive__kill", tool_input={"name": "manager"}, match="approval_id"),
+        Step(kind="tool_use", tool_name="mcp__hive__request_init_config", tool_input={"name": "carol"},
+             match="approval_id"),
+        Step(kind="tool_use", tool_name="mcp__hive__request_apply",
+             tool_input={"agent": "alice", "commit_ref": "abc1234"}, match="approval_id"),
         Step(kind="tool_use", tool_name="mcp__hive__request_spawn", tool_input={"name": "dave"},
              match="alice wants dave"),
     )
@@ -157,6 +161,10 @@ async def test_manager_request_spawn_is_an_approval_and_alice_has_no_manager_too
     assert any("approval_id" in p["text"] for p in results)
     assert any("error (forbidden)" in p["text"] for p in results)  # kill on itself: refused, no approval
     assert {f"mcp__hive__{t}" for t in MANAGER_TOOLS} <= tools_offered(sim, "please spawn carol")
+    r = await client.call(subjects.operator("approvals", "list"), wb.ApprovalsListRequest(), wb.ApprovalsListReply)
+    assert sorted((a.kind, a.agent, a.commit_ref, a.requested_by) for a in r.approvals) == [
+        ("apply_commit", "alice", "abc1234", "manager"), ("init_config", "carol", None, "manager"),
+        ("spawn", "carol", None, "manager")]
 
     alice = await harness_factory("alice")
     m2 = await op_send(client, "alice", "alice wants dave")
