@@ -172,4 +172,8 @@ async def _drive(real: RealStack, page: Page, artifacts_dir: Path) -> None:
                    for m in rep.messages)
 
     await wait_for(stored, timeout=10)
+    # hive-backup is not running here: the card says so once and claims no snapshot count it cannot know
+    await expect(page.locator("#backups .error")).to_have_text(
+        "backups: unavailable: no service answers on hive.backup.list")
+    await expect(page.locator("#backups")).not_to_contain_text("snapshot(s)")
     await page.screenshot(path=str(artifacts_dir / "dashboard-real-home-after.png"), full_page=True)

@@ -122,8 +122,11 @@
       : [empty("no destroyed agents with kept state")]));
   }
 
-  function renderBackups(b) {
+  function renderBackups(b, failed) {
     const last = b.last_done, snaps = b.snapshots || [], newest = snaps[snaps.length - 1];
+    const run = h("button", { class: "small", onclick: () => act("backup", "POST", "/api/backups/run", {}) }, "run backup now");
+    // hive-backup did not answer: say nothing about snapshots we could not list (the error is shown above)
+    if (failed && !last) { $("backups").replaceChildren(run); return; }
     $("backups").replaceChildren(
       h("p", {}, last ? [h("span", { class: "badge " + (last.ok ? "good" : "bad") }, last.ok ? "last run ok" : "last run failed"), " ", fmtBytes(last.bytes), " in ", last.duration_s.toFixed(1), "s", last.error ? h("span", { class: "error" }, " " + last.error) : null]
         : newest ? [h("span", { class: "badge good" }, "latest snapshot"), " ", fmtAgo(newest.created_at)] : h("span", { class: "muted" }, "no backup yet")),
@@ -148,7 +151,7 @@
   function renderErrors(errors) {
     for (const [section, msg] of Object.entries(errors || {})) {
       const box = $(section === "agents" ? "tombstones" : section === "messages" ? "messages" : section);
-      if (box) box.prepend(h("p", { class: "error" }, section + " unavailable: " + msg));
+      if (box) box.prepend(h("p", { class: "error" }, section + ": " + msg));
     }
   }
 
@@ -166,7 +169,7 @@
     renderQuestions(view.questions);
     renderMessages(view.inbox, view.messages);
     renderTombstones(view.tombstones);
-    renderBackups(view.backups);
+    renderBackups(view.backups, !!(view.errors && view.errors.backups));
     renderStorage(view.storage);
     renderErrors(view.errors);
   }
