@@ -16,6 +16,15 @@ from hivewire.wire.common import Empty
 from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest, SpawnRequest
 from tests.support.procs import wait_for
 
+
+async def told(env: object, who: str, words: str) -> None:
+    """System messages go through an ordered, asynchronous queue: wait for one to land."""
+
+    async def landed() -> bool:
+        return any(words in b for b in env.broker.to(who))  # type: ignore[attr-defined]
+
+    await wait_for(landed, timeout=10)
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,7 +48,7 @@ async def test_spawn_and_every_verb(deployer) -> None:
     assert info.state == "running" and info.pid and info.transient is None
     assert info.deployed == "deployed/0"
     assert (await answers(env, "alice")).status == "online"
-    assert any("spawned" in b for b in env.broker.to("alice"))
+    await told(env, "alice", "spawned")
     assert any(s.name == "alice" and s.state == "running" for s in env.states)
     assert any(s.name == "alice" and s.transient == "spawning" for s in env.states)
     for d in ("config", "state", "creds"):
@@ -65,11 +74,11 @@ async def test_spawn_and_every_verb(deployer) -> None:
 
     rebuilt = await env.call("rebuild", NameRequest(name="alice"), AgentInfo)
     assert rebuilt.state == "running" and rebuilt.pid != restarted.pid
-    assert any("rebuilt" in b for b in env.broker.to("alice"))
+    await told(env, "alice", "rebuilt")
 
     killed = await env.call("kill", NameRequest(name="alice"), AgentInfo)
     assert killed.state == "stopped" and not alive(rebuilt.pid)
-    assert any("killed" in b for b in env.broker.to("alice"))
+    await told(env, "alice", "killed")
 
     # a kill is on purpose: the crash watch must not bring it back
     lst = await env.call("list", Empty(), AgentList)
@@ -170,7 +179,7 @@ async def test_kill9_is_noticed_and_restarted_by_the_crash_watch(deployer) -> No
     again = await wait_for(restarted, timeout=20)
     assert again.crashes == 1 and again.restarts == 1
     assert any(s.state == "crashed" and s.name == "dave" for s in env.states)
-    assert any("dave crashed" in b for b in env.broker.to("manager"))
+    await told(env, "manager", "dave crashed")
     await answers(env, "dave")
 
 

@@ -10,16 +10,12 @@ Every id that crosses the wire is the row's integer id as a string.
 
 from __future__ import annotations
 
-import asyncio
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hive_broker import metrics
-from hivewire.db import BATCH_SIZE, COMMIT_FAILURES, Database, _Job, log
+from hivewire.db import Database
 from hivewire.migrations import DatabaseSpec, Migration, Migrations, ensure_columns, statements
 from hivewire.settings import Settings
 
@@ -154,97 +150,14 @@ MIGRATIONS = Migrations(
 
 
 class BrokerDatabase(Database):
-    """`Database` with FULL sync, fed by a dedicated writer thread.
-
-    hivewire's `Database` hops asyncio.Queue -> writer task -> run_in_executor
-    -> concurrent future -> event loop for every batch. Profiling the broker
-    under load (py-spy, bench/broker) showed the event loop and the writer
-    thread queueing behind each other for the GIL at each of those hops, so
-    here `write()` hands its job straight to a thread-safe queue that the
-    writer thread drains: one wake-up of the writer per batch and one
-    `call_soon_threadsafe` back per batch. Batching, savepoints per job and
-    commit-before-resolve are unchanged (`Database._run_batch`).
-    """
+    """broker.sqlite: FULL sync (an acknowledged send survives power loss too),
+    and no automatic checkpoints on the writer: a reader checkpoints passively
+    in the background (background.Background.checkpoint), never inside a
+    send's commit."""
 
     def __init__(self, path: Path | str, *, max_batch: int = 256) -> None:
-        super().__init__(path, MIGRATIONS, synchronous="FULL", label="broker", max_batch=max_batch)
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._aloop: asyncio.AbstractEventLoop | None = None
-
-    def _open_writer(self) -> sqlite3.Connection:
-        conn = super()._open_writer()
-        # Checkpoints (and their fsyncs) run from a reader in the background
-        # (background.Background.checkpoint), never inside a send's commit.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        return conn
-
-    async def open(self) -> BrokerDatabase:
-        self._aloop = asyncio.get_running_loop()
-        self._wconn = await self._aloop.run_in_executor(self._writer_pool, self._open_writer)
-        self._thread = threading.Thread(target=self._writer_main, name="db-w-broker", daemon=True)
-        self._thread.start()
-        return self
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._thread is None or self._aloop is None:
-            raise RuntimeError("broker database is not open")
-        fut: asyncio.Future[T] = self._aloop.create_future()
-        self._jobs.put(_Job(fn, fut))
-        return await fut
-
-    def _writer_main(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            batch, stop = [first], False
-            while len(batch) < self.max_batch:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            try:
-                self._run_batch(batch)
-            except BaseException as exc:  # commit failed: every job in it is unchanged
-                COMMIT_FAILURES.labels(self.label).inc()
-                log.error("commit_failed", db=self.label, jobs=len(batch), error=str(exc))
-                for job in batch:
-                    job.error, job.result = exc, None
-            BATCH_SIZE.labels(self.label).observe(len(batch))
-            assert self._aloop is not None
-            try:
-                self._aloop.call_soon_threadsafe(_resolve, batch)
-            except RuntimeError:  # the loop is gone (shutdown): nobody is waiting
-                return
-            if stop:
-                return
-
-    def _run_batch(self, batch: list[Any]) -> None:
-        metrics.COMMIT_BATCH.observe(len(batch))
-        super()._run_batch(batch)
-
-    async def close(self) -> None:
-        if self._thread is not None:
-            self._jobs.put(None)  # after every job already queued
-            thread, self._thread = self._thread, None
-            await asyncio.get_running_loop().run_in_executor(None, thread.join)
-            await asyncio.sleep(0)  # let the last batch's results land
-        await super().close()
-
-
-def _resolve(batch: list[_Job]) -> None:
-    for job in batch:
-        if job.future.done():  # the caller was cancelled; its job still ran
-            continue
-        if job.error is not None:
-            job.future.set_exception(job.error)
-        else:
-            job.future.set_result(job.result)
+        super().__init__(path, MIGRATIONS, synchronous="FULL", label="broker", max_batch=max_batch,
+                         autocheckpoint=False, on_batch=metrics.COMMIT_BATCH.observe)
 
 
 def databases(settings: Settings) -> list[DatabaseSpec]:
