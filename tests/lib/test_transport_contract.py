@@ -151,3 +151,42 @@ async def test_queue_group_delivers_each_message_once(any_transport: Any) -> Non
     assert counts["a"] + counts["b"] == 20
     await s1.unsubscribe()
     await s2.unsubscribe()
+
+
+class SlowToOpen(MicroService):
+    name = "hive-slow-open"
+
+    def __init__(self, transport: Any) -> None:
+        super().__init__(transport)
+        self.ready = False
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        return [Endpoint("get", "t.slow-open.get", Empty, self.get)]
+
+    async def on_prepare(self) -> None:
+        await asyncio.sleep(0.5)  # e.g. opening and migrating a database
+        self.ready = True
+
+    async def get(self, ctx: Context, req: Empty) -> Empty:
+        if not self.ready:
+            raise RuntimeError("store used before it was opened")
+        return Empty()
+
+
+async def test_no_request_reaches_a_service_before_it_is_prepared(any_transport: Any) -> None:
+    svc = SlowToOpen(any_transport)
+    starting = asyncio.create_task(svc.start())
+    client = HiveClient(any_transport, timeout=0.3)
+    outcomes: set[str] = set()
+    while not starting.done():
+        try:
+            await client.call("t.slow-open.get", Empty(), Empty)
+            outcomes.add("ok")
+        except HiveError as err:
+            outcomes.add(err.code)
+        await asyncio.sleep(0.05)
+    await starting
+    await client.call("t.slow-open.get", Empty(), Empty)
+    await svc.stop()
+    assert "internal" not in outcomes
+    assert outcomes <= {"unavailable", "timeout", "ok"}

@@ -79,6 +79,9 @@ class MicroService:
             meta["metrics_url"] = self.metrics_url
         return meta
 
+    async def on_prepare(self) -> None:
+        """Hook to open stores; runs before any endpoint can receive a request."""
+
     async def on_start(self) -> None:
         """Hook for background tasks; runs after endpoints are registered."""
 
@@ -86,6 +89,7 @@ class MicroService:
         """Hook to stop background tasks; runs before endpoints go away."""
 
     async def start(self) -> None:
+        await self.on_prepare()
         spec = ServiceSpec(
             name=self.name,
             version=self.version,

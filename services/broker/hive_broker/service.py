@@ -54,9 +54,8 @@ class BrokerService(MicroService):
         self.stopping = False
 
     # --- lifecycle ------------------------------------------------------------------
-    async def start(self) -> None:
+    async def on_prepare(self) -> None:
         await self.db.open()
-        await super().start()
 
     async def on_start(self) -> None:
         self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)

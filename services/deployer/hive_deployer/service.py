@@ -185,13 +185,15 @@ class DeployerService(MicroService):
         ]
 
     # --- lifecycle ------------------------------------------------------------
-    async def on_start(self) -> None:
+    async def on_prepare(self) -> None:
         await self.store.open()
         if not migrate.done(self.layout):
             await migrate.run(self.layout, self.store, self.runtime.kind)
             await self.agents.write_meta("startup migration: re-render meta")
             migrate.mark(self.layout)
         await self.sessions.recover()
+
+    async def on_start(self) -> None:
         self._subs.append(await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence))
         await self.agents.resume()
         if self.ensure_manager:

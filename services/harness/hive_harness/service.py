@@ -144,10 +144,12 @@ class HarnessService(MicroService):
         return self.bus.snapshot()
 
     # --- lifecycle ------------------------------------------------------------------
-    async def on_start(self) -> None:
+    async def on_prepare(self) -> None:
         await self.events.open()
         await self.stats.open()
         await self.bus.init_seq()
+
+    async def on_start(self) -> None:
         self._wake_sub = await self.transport.subscribe(subjects.wake(self.agent), self._on_wake)
         self._tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self.loop.run())]
         await self.bus.emit("note", text=f"harness started (instance {self.instance}, model {self.bus.model})")
