@@ -119,7 +119,7 @@ async def main(args: argparse.Namespace) -> int:
     home = tmp / "home"
     home.mkdir()
     env = {**os.environ, "HIVE_HOME": str(home), "HIVE_NATS_URL": server.url, "HIVE_METRICS_ADDR": "127.0.0.1:0",
-           "HIVE_LOG_LEVEL": "warning"}
+           "HIVE_LOG_LEVEL": "warning", "HIVE_BROKER_SYNC": args.sync}
     prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     broker = subprocess.Popen([sys.executable, *prof, "-m", "hive_broker"], env=env, stdout=subprocess.DEVNULL,
                               stderr=(tmp / "broker.log").open("wb"))
@@ -162,7 +162,7 @@ async def main(args: argparse.Namespace) -> int:
     missing = [i for i in acked if i not in stored]
 
     echo_rate, broker_rate = echo_n / args.seconds, broker_n / args.seconds
-    print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} (sqlite synchronous=FULL)")
+    print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} (sqlite synchronous={args.sync.upper()})")
     print(f"{'':8} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for name, rate, lat in (("echo", echo_rate, echo_lat), ("broker", broker_rate, broker_lat)):
         print(f"{name:8} {rate:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f}")
@@ -184,4 +184,6 @@ if __name__ == "__main__":
     p.add_argument("--rate", type=float, default=1000.0, help="send rate for the send-to-wake phase")
     p.add_argument("--wake-seconds", type=float, default=5.0)
     p.add_argument("--profile", help="write a cProfile of the broker process to this file")
+    p.add_argument("--sync", choices=["full", "normal"], default="full",
+                   help="broker.sqlite synchronous mode (HIVE_BROKER_SYNC); full is the default")
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 
 def _num(env: dict[str, str] | os._Environ[str], key: str, default: float) -> float:
@@ -25,6 +26,9 @@ class BrokerConfig:
     tick_s: float = 5.0
     # how often gauges (inbox depth, pending approvals, ...) are refreshed
     gauges_s: float = 5.0
+    # FULL: an acked send survives power loss (fsync per commit batch). NORMAL: it
+    # survives kill -9 of the broker (WAL in the OS cache), not an OS crash.
+    sync: Literal["FULL", "NORMAL"] = "FULL"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> BrokerConfig:
@@ -35,4 +39,5 @@ class BrokerConfig:
             retention_interval_s=_num(e, "HIVE_BROKER_RETENTION_INTERVAL_S", 3600.0),
             tick_s=_num(e, "HIVE_BROKER_TICK_S", 5.0),
             gauges_s=_num(e, "HIVE_BROKER_GAUGES_S", 5.0),
+            sync="NORMAL" if (e.get("HIVE_BROKER_SYNC") or "").upper() == "NORMAL" else "FULL",
         )

@@ -45,7 +45,7 @@ class BrokerService(MicroService):
         super().__init__(transport, metrics_url=metrics_url)
         self.settings = settings
         self.config = config or BrokerConfig.from_env()
-        self.db = BrokerDatabase(settings.broker_db)
+        self.db = BrokerDatabase(settings.broker_db, synchronous=self.config.sync)
         self.waiters = Waiters()
         self.background = Background(self)
         self._presence_sub: Subscription | None = None

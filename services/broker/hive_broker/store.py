@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from hive_broker import metrics
 from hivewire.db import Database
@@ -150,13 +150,15 @@ MIGRATIONS = Migrations(
 
 
 class BrokerDatabase(Database):
-    """broker.sqlite: FULL sync (an acknowledged send survives power loss too),
-    and no automatic checkpoints on the writer: a reader checkpoints passively
-    in the background (background.Background.checkpoint), never inside a
-    send's commit."""
+    """broker.sqlite: FULL sync by default (an acknowledged send survives power
+    loss too; HIVE_BROKER_SYNC=normal trades that for speed and still survives
+    kill -9), and no automatic checkpoints on the writer: a reader checkpoints
+    passively in the background (background.Background.checkpoint), never
+    inside a send's commit."""
 
-    def __init__(self, path: Path | str, *, max_batch: int = 256) -> None:
-        super().__init__(path, MIGRATIONS, synchronous="FULL", label="broker", max_batch=max_batch,
+    def __init__(self, path: Path | str, *, max_batch: int = 256, synchronous: Literal["FULL", "NORMAL"] = "FULL"
+                 ) -> None:
+        super().__init__(path, MIGRATIONS, synchronous=synchronous, label="broker", max_batch=max_batch,
                          autocheckpoint=False, on_batch=metrics.COMMIT_BATCH.observe)
 
 
