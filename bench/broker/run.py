@@ -162,7 +162,8 @@ async def main(args: argparse.Namespace) -> int:
     missing = [i for i in acked if i not in stored]
 
     echo_rate, broker_rate = echo_n / args.seconds, broker_n / args.seconds
-    print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} (sqlite synchronous={args.sync.upper()})")
+    print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} "
+          f"(sqlite synchronous={args.sync.upper()})")
     print(f"{'':8} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for name, rate, lat in (("echo", echo_rate, echo_lat), ("broker", broker_rate, broker_lat)):
         print(f"{name:8} {rate:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f}")
