@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
 from hive_harness import metrics
-from hive_harness.agent_cli import CliConfig, CliRun, run_turn
+from hive_harness.agent_cli import CliConfig, CliRun, agent_cmd, run_turn
 from hive_harness.bus import Bus
 from hive_harness.mcp_bridge import RECV_IDS_FILE
 from hive_harness.store import TurnStatsStore
@@ -33,6 +34,15 @@ log = structlog.get_logger("hive_harness.loop")
 COMPACT_AT = 0.75
 RESET_AT = 0.50
 MAX_FAILED_ATTEMPTS = 3
+CLI_RECHECK_S = 5.0  # how often a harness without its agent binary looks again
+
+
+def missing_binary(argv: list[str]) -> str | None:
+    """The agent command's binary if it cannot be run, else None."""
+    cmd = argv[0] if argv else ""
+    if os.sep in cmd:
+        return None if os.access(cmd, os.X_OK) and os.path.isfile(cmd) else cmd
+    return None if cmd and shutil.which(cmd) else (cmd or "<empty HIVE_AGENT_CMD>")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -94,6 +104,7 @@ class TurnLoop:
         self.idle_reset_s = _env_float("HIVE_IDLE_RESET_S", 300.0)
         self.poll_s = _env_float("HIVE_WAKE_POLL_S", 30.0)
         self.parked_until = 0.0
+        self.cli_missing: str | None = None
         self.wake_reasons: list[wb.Wake] = []
         self.turns_done = 0
 
@@ -157,6 +168,8 @@ class TurnLoop:
                 await asyncio.sleep(1.0)
 
     async def _step(self) -> None:
+        if await self._agent_cli_missing():
+            return
         if self.bus.status == "needs_login":
             if not self.cli.has_credentials():
                 self.wake.clear()
@@ -179,6 +192,26 @@ class TurnLoop:
         item = await self._next()
         if item is not None:
             await self.handle(item)
+
+    async def _agent_cli_missing(self) -> bool:
+        """No agent binary: take no message (they wait unread), say why, look again soon."""
+        missing = missing_binary(agent_cmd())
+        if missing is None:
+            if self.cli_missing is not None:
+                self.cli_missing = None
+                await self.bus.emit("note", text="agent CLI found: resuming")
+            return False
+        if self.cli_missing != missing:
+            self.cli_missing = missing
+            metrics.FAILURES.labels("cli_missing").inc()
+            log.error("agent_cli_missing", cmd=missing)
+            await self.bus.emit("error", kind="agent_cli_missing",
+                                text=f"agent CLI {missing!r} not found (install it or set HIVE_AGENT_CMD); "
+                                     "messages wait unread")
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), CLI_RECHECK_S)
+        return True
 
     async def handle(self, item: WakeItem) -> None:
         if (self.bus.ctx is not None and time.time() - self.last_turn_end > self.idle_reset_s

@@ -177,7 +177,9 @@ class HarnessService(MicroService):
 
     def presence(self) -> Presence:
         b = self.bus
-        if b.status in ("needs_login", "rate_limited") or self.loop.parked_until:
+        if self.loop.cli_missing is not None:
+            state, reason = "waiting", "agent_cli_missing"
+        elif b.status in ("needs_login", "rate_limited") or self.loop.parked_until:
             state, reason = "waiting", b.presence_reason or ("rate_limit" if b.rate_limited else b.status)
         else:
             state, reason = b.turn_state, None

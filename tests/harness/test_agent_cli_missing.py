@@ -1,0 +1,67 @@
+"""A harness whose agent binary is missing takes no message, says why, and resumes once it appears."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hive_harness import loop as turn_loop
+from hivewire import codec, subjects
+from hivewire.service import HiveClient, MicroService
+from hivewire.transport import Msg
+from hivewire.wire import broker as wb
+from hivewire.wire.agent import Presence
+from tests.support.procs import wait_for
+
+
+def test_missing_binary_detection(tmp_path: Path) -> None:
+    assert turn_loop.missing_binary(["sh", "-c", "true"]) is None
+    assert turn_loop.missing_binary(["definitely-not-a-hive-binary"]) == "definitely-not-a-hive-binary"
+    script = tmp_path / "agent"
+    assert turn_loop.missing_binary([str(script)]) == str(script)
+    script.write_text("#!/bin/sh\n")
+    assert turn_loop.missing_binary([str(script)]) == str(script)  # not executable
+    script.chmod(0o755)
+    assert turn_loop.missing_binary([str(script)]) is None
+
+
+async def test_messages_wait_unread_until_the_agent_cli_appears(
+    real_broker: MicroService, harness_factory: Any, client: HiveClient, nats_transport: Any,
+    cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_cli = cli_env["HIVE_AGENT_CMD"]
+    later = tmp_path / "bin" / "claude"
+    monkeypatch.setenv("HIVE_AGENT_CMD", str(later))
+    monkeypatch.setattr(turn_loop, "CLI_RECHECK_S", 0.3)
+    presences: list[Presence] = []
+
+    async def on_presence(msg: Msg) -> None:
+        presences.append(codec.decode(msg.data, Presence))
+
+    sub = await nats_transport.subscribe(subjects.presence("alice"), on_presence)
+    svc = await harness_factory("alice")
+    sent = await client.call(subjects.broker("bob", "send"), wb.SendRequest(to="alice", body="hello"), wb.SendReply)
+
+    async def says_why() -> bool:
+        return any(p.state == "waiting" and p.reason == "agent_cli_missing" for p in presences)
+
+    await wait_for(says_why, timeout=10)
+    await asyncio.sleep(1.0)  # several loop passes without the binary
+    counts = await client.call(subjects.broker("alice", "counts"), None, wb.CountsReply)
+    assert counts.unread == 1  # the message was not taken, so nothing can be lost
+    assert svc.loop.turns_done == 0
+
+    later.parent.mkdir()
+    later.symlink_to(real_cli)  # the operator installs the CLI
+
+    async def handled() -> bool:
+        r = await client.call(subjects.operator("messages", "list"), wb.MessagesListRequest(agent="alice"),
+                              wb.MessagesListReply)
+        return any(m.id == sent.id and m.acked_at is not None for m in r.messages)
+
+    await wait_for(handled, timeout=60)
+    assert svc.loop.cli_missing is None
+    await sub.unsubscribe()
