@@ -299,6 +299,11 @@ class FakeHarness(MicroService):
         started = time.time()
         await self.set_presence("thinking")
         await self.emit("turn_start", {"wake_from": "operator", "unread": 0})
+        if text.startswith("fail"):
+            await self.emit("turn_end", {"result_kind": "failed", "duration_ms": 10,
+                                         "note": "API Error: 500 simulated upstream failure"})
+            await self.set_presence("idle")
+            return
         await self.emit("thinking", {"text": "the operator asked something"})
         await self.emit("tool_use", {"name": "Bash", "input": {"command": "ls -la /work"}})
         await self.emit("tool_result", {"content": "total 0\n" + "drwxr-xr-x file\n" * 20})

@@ -150,6 +150,11 @@ async def test_agent_page_history_prompt_and_stream(page: Page, dashboard: Dashb
     await expect(page.locator("#chart svg circle")).to_have_count(1)  # stats from hive.agent.alice.turns
     await expect(page.locator("#stats-summary")).to_contain_text("turns")
 
+    await page.fill("#prompt", "fail please")  # a failed turn says why, from the turn's note
+    await page.keyboard.press("Enter")
+    await expect(log.locator(".ln.turn").last).to_contain_text("end · failed")
+    await expect(log.locator(".ln.error").last).to_contain_text("API Error: 500 simulated upstream failure")
+
     await page.fill("#prompt", "/model sonnet")
     await page.keyboard.press("Enter")
     await expect(page.locator("#b-model")).to_have_text("model · sonnet")

@@ -75,7 +75,10 @@
         return line("turn", "── turn · " + (p.wake_from || p.reason || "wake") + (p.unread ? " · " + p.unread + " unread" : "") + " · " + fmtTime(e.ts) + " ──");
       case "turn_end":
         $("banner").classList.remove("active");
-        return line("turn", "── end · " + (p.result_kind || p.result || "done") + (p.duration_ms ? " · " + fmtDur(p.duration_ms) : "") + " ──");
+        const end = line("turn", "── end · " + (p.result_kind || p.result || "done") + (p.duration_ms ? " · " + fmtDur(p.duration_ms) : "") + " ──");
+        // a turn that did not end ok says why (the CLI's error text, kept in the turn's note)
+        if (p.note && (p.result_kind || "ok") !== "ok") return h("div", {}, end, line("error", "✗ " + String(p.note).slice(0, 2000)));
+        return end;
       case "assistant_text": return line("text", p.text || "");
       case "thinking": return line("thinking", p.text ? "✻ " + p.text : "✻ thinking…");
       case "tool_use": return toolLine(p);
