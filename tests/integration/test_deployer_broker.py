@@ -51,6 +51,7 @@ class Stack:
     async def start_broker(self) -> None:
         self.broker = await build_broker(self.broker_transport, self.settings, "")
         await self.broker.start()
+        await self.broker_transport.flush()  # subscribed at the server before anyone asks
 
     async def stop_broker(self) -> None:
         if self.broker is not None:
@@ -125,6 +126,7 @@ async def stack(hive_home: Path, nats_url: str, nats_transport: NatsTransport,
     try:
         await stack.start_broker()  # what tests.support.procs.running does, restartable
         await deployer.start()
+        await dt.flush()  # its endpoints' subscriptions reach the server before the first request
         try:
             yield stack
         finally:

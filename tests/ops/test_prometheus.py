@@ -184,9 +184,11 @@ def test_real_prometheus_scrapes_every_target(stack: Stack, tmp_path: Path) -> N
                 data = json.loads(_get(f"http://127.0.0.1:{port}/api/v1/query?query=up"))
                 last = data["data"]["result"]
                 up = {r["metric"]["job"]: r["value"][1] for r in data["data"]["result"]}
-                if set(up) >= want and all(up[j] == "1" for j in want):
-                    agents = [r["metric"] for r in data["data"]["result"] if r["metric"]["job"] == "hive-agents"]
-                    assert agents[0]["agent"] == "promtest"
+                # agents: `promtest` listed here, `manager` listed by the deployer (it spawned it)
+                agents = {r["metric"]["agent"]: r["value"][1] for r in data["data"]["result"]
+                          if r["metric"]["job"] == "hive-agents"}
+                if set(up) >= want and all(up[j] == "1" for j in want) and \
+                        agents == {"promtest": "1", "manager": "1"}:
                     break
             except OSError:
                 pass

@@ -15,8 +15,10 @@ Users: `svc_<service>` for broker, deployer, dashboard and backup,
 `agent_<name>` for each agent (its harness and MCP bridge), and `operator`
 (the CLI and the nats CLI). Every user has its own inbox prefix
 `_INBOX_<user>` and may subscribe only to its own inbox, so nobody reads
-another user's replies. Replies to requests a user serves are allowed by
-`allow_responses`, never by a publish grant.
+another user's replies. An agent's or the operator's replies to requests it
+serves are allowed by `allow_responses` only; services may also publish to
+every user's inbox, because a config reload (each agent issued or revoked)
+forgets the reply rights `allow_responses` gave for requests in flight.
 
 A process picks its credentials with `HIVE_NATS_CREDS=<file>` (this env-file
 format, or a NATS JWT `.creds` file), or `HIVE_NATS_USER` +
@@ -51,6 +53,9 @@ OPERATOR_USER = "operator"
 # The manager's tools that go straight to the deployer (DESIGN.md, "The agent's tools").
 MANAGER_DEPLOYER_VERBS = ("list", "kill", "start", "restart")
 INBOX_ROOT = "_INBOX"
+# The env vars that carry a process's NATS identity (`resolve_credentials`): a
+# parent must not pass its own down to a child that runs as someone else.
+IDENTITY_ENV = ("HIVE_NATS_CREDS", "HIVE_NATS_USER", "HIVE_NATS_PASSWORD", "HIVE_NATS_INBOX_PREFIX")
 
 
 # --- who may do what --------------------------------------------------------
@@ -91,7 +96,19 @@ def agent_permissions(name: str) -> dict[str, Any]:
     return _perms(pub, sub, pub_deny=["hive.operator.>", "$JS.>", "$SYS.>", "$O.>", "$KV.>"])
 
 
-def service_permissions(short: str) -> dict[str, Any]:
+def service_permissions(short: str, reply_to: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A service's rights; `reply_to`: every user's inbox prefix (see `render_auth`)."""
+    p = _service_permissions(short)
+    # A reload (every issue/revoke of an agent) resets the replies `allow_responses`
+    # granted for requests in flight, so a service's reply to a request it received just
+    # before would be refused and its caller would wait out its timeout (a spawn, every
+    # agent's long-poll recv). Services may therefore publish to every user's inbox; that
+    # lets no one read anyone else's replies (subscribe rights are unchanged).
+    p["publish"]["allow"] = [*p["publish"]["allow"], *(f"{prefix}.>" for prefix in reply_to)]
+    return p
+
+
+def _service_permissions(short: str) -> dict[str, Any]:
     inbox = f"{inbox_prefix(service_user(short))}.>"
     if short == "broker":
         return _perms(
@@ -126,11 +143,11 @@ def operator_permissions() -> dict[str, Any]:
     return _perms(["hive.>", "$SRV.>", "$JS.API.>", "$O.>"], ["hive.>", "$SRV.>", f"{inbox_prefix(OPERATOR_USER)}.>"])
 
 
-def permissions_for(user: str) -> dict[str, Any]:
+def permissions_for(user: str, reply_to: tuple[str, ...] = ()) -> dict[str, Any]:
     if user == OPERATOR_USER:
         return operator_permissions()
     if user.startswith("svc_"):
-        return service_permissions(user[4:])
+        return service_permissions(user[4:], reply_to)
     if user.startswith("agent_"):
         return agent_permissions(user[6:])
     raise ValueError(f"unknown NATS user {user!r}")
@@ -191,8 +208,10 @@ def _load(home: Path) -> dict[str, dict[str, str]]:
 
 def render_auth(users: Mapping[str, Mapping[str, str]]) -> str:
     """The accounts block (JSON values are valid nats-server config syntax)."""
+    inboxes = tuple(inbox_prefix(u) for u in sorted(users))
     entries = [
-        {"user": u, "password": users[u]["password"], "permissions": permissions_for(u)} for u in sorted(users)
+        {"user": u, "password": users[u]["password"], "permissions": permissions_for(u, inboxes)}
+        for u in sorted(users)
     ]
     body = json.dumps(entries, indent=2)
     return (
@@ -343,10 +362,24 @@ def reload_server(home: Path, pid_file: Path | None = None) -> bool:
     p = pid_file or pid_path(home)
     try:
         pid = int(p.read_text().strip())
+        if not _is_nats_server(pid):  # a stale pid file (kill -9, reboot) names someone else now
+            return False
         os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError):
         return False
     return True
+
+
+def _is_nats_server(pid: int) -> bool:
+    """True unless /proc shows that `pid` is not a nats-server (no /proc: trust the pid file)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    try:
+        argv0 = (proc / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return "nats-server" in Path(argv0.decode(errors="replace")).name
 
 
 def check_config(config: Path) -> str:

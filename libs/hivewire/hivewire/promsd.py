@@ -8,6 +8,14 @@ with the label `agent="<name>"`:
     promsd.set_agent(settings.home, name, metrics_url)   # after spawn/start
     promsd.set_agent(settings.home, name, None)          # after stop/destroy
 
+How the deployer learns a harness's URL: the harness binds any free port
+and writes `announce(state_dir, instance, metrics_url)` into its state dir
+before its first heartbeat; when the deployer sees a presence heartbeat of a
+new instance it reads `announced(state_dir, instance)` and calls
+`set_agent`. It removes the target when it stops an agent on purpose (a
+crashed agent keeps its target, so `up == 0` shows it dead until it is
+restarted on a new port).
+
 The file is rewritten atomically (Prometheus re-reads it on change), 0644
 because Prometheus usually runs as its own user; it holds no secret.
 Format (prometheus.io/docs/guides/file-sd):
@@ -29,6 +37,7 @@ from urllib.parse import urlsplit
 from hivewire.names import validate_agent_name
 
 FILE_NAME = "agents.json"
+ANNOUNCE_FILE = "metrics.json"  # in an agent's state dir: {"instance", "metrics_url"}
 
 
 def sd_path(home: Path) -> Path:
@@ -116,3 +125,24 @@ def set_agent(home: Path, agent: str, metrics_url: str | None) -> dict[str, str]
             targets.pop(agent, None)
         write_targets(path, targets)
     return targets
+
+
+def announce(state_dir: Path, instance: str, metrics_url: str) -> Path:
+    """Written by a harness at start: where this instance serves /metrics."""
+    path = Path(state_dir) / ANNOUNCE_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"instance": instance, "metrics_url": metrics_url}) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def announced(state_dir: Path, instance: str | None = None) -> str | None:
+    """The metrics URL a harness announced (only if written by `instance`, when given)."""
+    try:
+        data = json.loads((Path(state_dir) / ANNOUNCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or (instance is not None and data.get("instance") != instance):
+        return None
+    url = data.get("metrics_url")
+    return url if isinstance(url, str) and url else None

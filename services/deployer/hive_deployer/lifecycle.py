@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import structlog
@@ -25,6 +26,7 @@ from hive_deployer.layout import Layout, check_name, dir_size, has_files
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import AgentRow, Store
 from hive_deployer.supervise import Procs
+from hivewire import natsauth, promsd
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, OPERATOR
 from hivewire.settings import Settings
@@ -85,10 +87,11 @@ class Agents:
         self.opts = options or Options()
         self.nats_url = nats_url
         self.transient: dict[str, str] = {}
-        self.procs = Procs(runtime, layout.logs, self._on_exit)
+        self.procs = Procs(runtime, layout.logs, self._on_exit, on_stopped=self._unlist_metrics)
         self._backoff: dict[str, int] = {}
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
         self.probe: Probe | None = None
+        self._metrics_tasks: set[asyncio.Task[None]] = set()
         self.meta_lock = asyncio.Lock()
 
     # --- views ------------------------------------------------------------------
@@ -167,8 +170,21 @@ class Agents:
     def harness_argv(self) -> list[str]:
         return shlex.split(self.opts.harness_cmd) if self.opts.harness_cmd else [sys.executable, "-m", "hive_harness"]
 
+    def nats_auth_on(self) -> bool:
+        """Agents get their own NATS users when HIVE_HOME has auth and the deployer was not told `none`."""
+        own = os.environ.get("HIVE_NATS_CREDS", "").strip().lower()
+        return own != "none" and natsauth.enabled(self.settings.home)
+
+    def nats_identity(self, name: str) -> tuple[dict[str, str], list[Path]]:
+        """The harness's own NATS credentials (issued here at its first start) and the file it may read."""
+        if not self.nats_auth_on():
+            return {"HIVE_NATS_CREDS": "none"}, []  # never a fallback to someone else's credentials
+        env = natsauth.issue_agent(self.settings.home, name)  # adds the user and reloads nats-server if new
+        return env, [Path(env["HIVE_NATS_CREDS"])] if env.get("HIVE_NATS_CREDS") else []
+
     def launch(self, name: str, env_extra: dict[str, str] | None = None, rev: str | None = None) -> Launch:
         state, creds = self.layout.state(name), self.layout.creds(name)
+        identity, readable = self.nats_identity(name)
         env = {
             "HIVE_AGENT": name,
             "HIVE_HOME": str(self.settings.home),
@@ -183,8 +199,11 @@ class Agents:
         }
         if self.settings.context_window:
             env["HIVE_CONTEXT_WINDOW"] = str(self.settings.context_window)
-        env.update(env_extra or {})
-        return Launch(name, self.harness_argv(), env, state, writable=[state, creds], meta=self.layout.meta)
+        # An agent's applied config may set env, never its NATS identity.
+        env.update({k: v for k, v in (env_extra or {}).items() if k not in natsauth.IDENTITY_ENV})
+        env.update(identity)
+        return Launch(name, self.harness_argv(), env, state, writable=[state, creds], meta=self.layout.meta,
+                      hidden=[natsauth.auth_dir(self.settings.home)], readonly=readable)
 
     def applied_env(self, name: str) -> dict[str, str]:
         return repos.read_env(self.layout.applied(name))
@@ -238,7 +257,33 @@ class Agents:
     def saw_presence(self, name: str, instance: str, state: str) -> None:
         r = self.procs.running.get(name)
         if r is not None and state != "offline":
+            fresh = r.instance != instance
             r.last_presence, r.instance = time.monotonic(), instance
+            if fresh:  # a new harness instance: tell Prometheus where it serves /metrics
+                task = asyncio.get_running_loop().create_task(self._list_metrics(name, instance))
+                self._metrics_tasks.add(task)
+                task.add_done_callback(self._metrics_tasks.discard)
+
+    async def _list_metrics(self, name: str, instance: str) -> None:
+        try:
+            url = await asyncio.to_thread(promsd.announced, self.layout.state(name), instance)
+            if url is None:
+                metrics.FAILURES.labels("promsd").inc()
+                log.warning("metrics_url_not_announced", agent=name, instance=instance)
+                return
+            await asyncio.to_thread(promsd.set_agent, self.settings.home, name, url)
+            log.info("agent_metrics_listed", agent=name, metrics_url=url)
+        except Exception as exc:
+            metrics.FAILURES.labels("promsd").inc()
+            log.warning("promsd_failed", agent=name, error=str(exc))
+
+    async def _unlist_metrics(self, name: str) -> None:
+        """An agent stopped on purpose: no scrape target (a crash keeps it, so `up == 0` shows it)."""
+        try:
+            await asyncio.to_thread(promsd.set_agent, self.settings.home, name, None)
+        except Exception as exc:
+            metrics.FAILURES.labels("promsd").inc()
+            log.warning("promsd_failed", agent=name, error=str(exc))
 
     def check_presence(self) -> list[str]:
         """Declare agents with a stale heartbeat dead (they are restarted by the crash watch)."""

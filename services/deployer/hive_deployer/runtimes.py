@@ -15,6 +15,15 @@ the commands that run it:
 `prepare()` commands run to completion before the foreground `argv()`; the
 deployer supervises the foreground process (exit = crash unless stopped on
 purpose) and the agent's presence heartbeat.
+
+NATS identity: a child never inherits the deployer's own (`env()` drops
+`HIVE_NATS_CREDS`/`_USER`/`_PASSWORD`/`_INBOX_PREFIX` of the deployer's
+environment); it gets only what its `Launch.env` names. `Launch.hidden`
+dirs (HIVE_HOME/nats: every user's credentials) are replaced by an empty
+tmpfs under bwrap, and `Launch.readonly` files (the agent's own credentials
+file) are bound back read-only, so an agent sees its own credentials and no
+one else's. The `process` runtime cannot hide anything (same uid, same
+filesystem).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hivewire.natsauth import IDENTITY_ENV
+
 RUNTIMES = ("process", "bwrap", "podman", "docker", "nixos-container")
 
 
@@ -38,6 +49,8 @@ class Launch:
     cwd: Path
     writable: list[Path] = field(default_factory=list)
     meta: Path | None = None
+    hidden: list[Path] = field(default_factory=list)  # not visible inside a sandbox (secrets of others)
+    readonly: list[Path] = field(default_factory=list)  # visible (read-only) even under a hidden dir
 
 
 class Runtime:
@@ -55,7 +68,8 @@ class Runtime:
         return []
 
     def env(self, launch: Launch) -> dict[str, str]:
-        return {**os.environ, **launch.env}
+        inherited = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
+        return {**inherited, **launch.env}
 
 
 class ProcessRuntime(Runtime):
@@ -86,6 +100,12 @@ class BwrapRuntime(Runtime):
             args += ["--ro-bind", str(d), str(d)]
         for d in launch.writable:
             args += ["--bind", str(d), str(d)]
+        for d in launch.hidden:
+            if d.is_dir():
+                args += ["--tmpfs", str(d)]
+        for f in launch.readonly:
+            if f.exists():
+                args += ["--ro-bind", str(f), str(f)]
         args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(launch.cwd), "--", *launch.argv]
         return args
 
@@ -130,6 +150,8 @@ class PodmanRuntime(Runtime):
                 "--read-only"]
         for d in launch.writable:
             args += ["-v", f"{d}:{d}:rw"]
+        for f in launch.readonly:
+            args += ["-v", f"{f}:{f}:ro"]
         for k, v in sorted(launch.env.items()):
             args += ["-e", f"{k}={v}"]
         args += ["-w", str(launch.cwd), self.image, *launch.argv]

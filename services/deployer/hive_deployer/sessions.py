@@ -12,6 +12,8 @@ are `not_found`. Metadata is stored as real JSON (a CHECK(json_valid) column).
 naming the output dir, so the headless CLI may and knows to write its
 results there; plus the caller's args) in the deployer's runtime, with only
 the session and output dirs writable; exit code 0 means completed.
+Sessions do not talk to NATS: they get `HIVE_NATS_CREDS=none` and, under
+bwrap, cannot see HIVE_HOME/nats.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from hive_deployer import metrics
 from hive_deployer.layout import Layout, check_session_id, wipe
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import Store
+from hivewire import natsauth
 from hivewire.errors import HiveError
 from hivewire.procs import die_with_parent
 from hivewire.settings import Settings
@@ -127,8 +130,12 @@ class Sessions:
             "HIVE_SESSION_ID": sid, "HIVE_SESSION_TASK": info.task, "HIVE_SESSION_PRIORITY": info.priority,
             "HIVE_SESSION_DIR": str(d), "HIVE_SESSION_OUTPUT": str(out), "HIVE_EVENTS_DB": str(d / "events.sqlite"),
             "HIVE_NATS_URL": self.nats_url, "HIVE_SESSION_METADATA": json.dumps(info.metadata),
+            # A session has no NATS user (it is a headless CLI run, no hive tools): it must never
+            # fall back to the operator's or inherit the deployer's credentials.
+            "HIVE_NATS_CREDS": "none",
         }
-        launch = Launch(f"session-{sid[:8]}", self.command(sid, info.task, args), env, d, writable=[d, out])
+        launch = Launch(f"session-{sid[:8]}", self.command(sid, info.task, args), env, d, writable=[d, out],
+                        hidden=[natsauth.auth_dir(self.settings.home)])
         try:
             with open(self.layout.session_log(sid), "ab") as logf:
                 proc = await asyncio.create_subprocess_exec(

@@ -23,6 +23,7 @@ from hivewire.procs import die_with_parent
 log = structlog.get_logger("hive_deployer.supervise")
 
 OnExit = Callable[[str, int | None, str], Awaitable[None]]
+OnStopped = Callable[[str], Awaitable[None]]
 
 
 @dataclass
@@ -39,10 +40,11 @@ class Running:
 
 
 class Procs:
-    def __init__(self, runtime: Runtime, log_dir: Path, on_exit: OnExit) -> None:
+    def __init__(self, runtime: Runtime, log_dir: Path, on_exit: OnExit, on_stopped: OnStopped | None = None) -> None:
         self.runtime = runtime
         self.log_dir = log_dir
         self.on_exit = on_exit
+        self.on_stopped = on_stopped  # after every stop on purpose (also of a process that already ended)
         self.running: dict[str, Running] = {}
 
     def pid(self, name: str) -> int | None:
@@ -98,6 +100,7 @@ class Procs:
         """Stop on purpose: SIGTERM the process group (SIGKILL after `timeout`, or at once if `hard`)."""
         r = self.running.get(name)
         if r is None:
+            await self._stopped(name)
             return None
         r.stopping = True
         env = self.runtime.env(r.launch)
@@ -116,7 +119,15 @@ class Procs:
         if r.watcher:
             await asyncio.gather(r.watcher, return_exceptions=True)
         self.running.pop(name, None)
+        await self._stopped(name)
         return rc
+
+    async def _stopped(self, name: str) -> None:
+        if self.on_stopped is not None:
+            try:
+                await self.on_stopped(name)
+            except Exception:
+                log.exception("on_stopped_failed", agent=name)
 
     def fail(self, name: str, reason: str) -> None:
         """Declare a live process dead (stale presence): kill it, the watcher reports the crash."""

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
+import structlog
+
 from hive_deployer import repos
 from hive_deployer.layout import check_name, wipe
 from hive_deployer.lifecycle import Agents
 from hive_deployer.store import AgentRow
+from hivewire import natsauth
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER
 from hivewire.wire.deployer import AgentInfo
+
+log = structlog.get_logger("hive_deployer.verbs")
 
 
 class Lifecycle(Agents):
@@ -99,6 +104,9 @@ class Lifecycle(Agents):
             if row.state != "destroyed":
                 await self.notifier.system_message(name, "[hive-deployer] destroyed (state kept)")
             await self.procs.stop(name, timeout=self.opts.stop_timeout)
+            # Its NATS user goes with it: the reload cuts any connection still using it.
+            if await asyncio.to_thread(natsauth.revoke_agent, self.settings.home, name):
+                log.info("nats_user_revoked", agent=name)
             row.desired = "stopped"
             row.destroyed_at = row.destroyed_at or time.time()
             await self._set(row, "destroyed")

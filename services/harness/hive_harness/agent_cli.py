@@ -59,7 +59,11 @@ class CliConfig:
 
     def write_mcp_config(self) -> Path:
         path = self.state_dir / "mcp-config.json"
-        path.write_text(json.dumps(mcp_config(self.agent, self.nats_url, sys.executable), indent=2))
+        # 0600: it may carry NATS credentials (HIVE_NATS_PASSWORD when the harness got them that way).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(mcp_config(self.agent, self.nats_url, sys.executable), indent=2))
         return path
 
     def env(self) -> dict[str, str]:

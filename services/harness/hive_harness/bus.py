@@ -90,6 +90,7 @@ class Bus:
 
     async def set_status(self, status: str, reason: str | None = None) -> None:
         self.presence_reason = reason
+        metrics.NEEDS_LOGIN.set(1 if status == "needs_login" else 0)
         if status == self.status:
             return
         self.status = status

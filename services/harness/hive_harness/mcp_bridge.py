@@ -1,8 +1,9 @@
 """The `hive` MCP server the agent CLI launches (stdio): the agent's hive tools.
 
 `python -m hive_harness.mcp_bridge` with `HIVE_AGENT` and `HIVE_NATS_URL` in
-its environment (the harness writes both into the --mcp-config it hands the
-CLI). Each tool call becomes one broker / deployer request under the agent's
+its environment (the harness writes both, and the agent's NATS credentials
+`HIVE_NATS_CREDS`/`_USER`/`_PASSWORD`/`_INBOX_PREFIX` when it has them, into
+the --mcp-config it hands the CLI). Each tool call becomes one broker / deployer request under the agent's
 own subject token and returns a readable result, or a readable error — never
 a crash of the bridge.
 """
@@ -21,6 +22,7 @@ from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, validate_agent_name
 from hivewire.nats_transport import NatsTransport
+from hivewire.natsauth import IDENTITY_ENV
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
 from hivewire.wire import deployer as wd
@@ -167,7 +169,8 @@ def build_server(bridge: Bridge) -> MCPServer:
 def mcp_config(agent: str, nats_url: str, python: str) -> dict[str, Any]:
     """The --mcp-config JSON that launches this bridge for `agent`."""
     env = {"HIVE_AGENT": agent, "HIVE_NATS_URL": nats_url}
-    for key in ("PYTHONPATH", "HIVE_LOG_LEVEL"):
+    # The bridge's tool calls run under the agent's own NATS identity (natsauth.resolve_credentials).
+    for key in ("PYTHONPATH", "HIVE_LOG_LEVEL", *IDENTITY_ENV):
         if os.environ.get(key):
             env[key] = os.environ[key]
     return {"mcpServers": {"hive": {"type": "stdio", "command": python, "args": ["-m", "hive_harness.mcp_bridge"],

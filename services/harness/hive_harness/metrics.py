@@ -11,6 +11,7 @@ TOKENS = Counter("hive_harness_tokens_total", "Billed tokens (result usage) by k
 CTX = Gauge("hive_harness_ctx_tokens", "Last inference's prompt size.")
 CONTEXT_WINDOW = Gauge("hive_harness_context_window_tokens", "Effective context window.")
 RATE_LIMITED = Gauge("hive_harness_rate_limited", "1 while the agent is rate limited.")
+NEEDS_LOGIN = Gauge("hive_harness_needs_login", "1 while the agent CLI has no valid login.")
 RATE_LIMIT_HITS = Counter("hive_harness_rate_limits_total", "Turns that hit a rate limit.")
 TOOL_CALLS = Counter("hive_harness_tool_calls_total", "Tool calls by tool.", ["tool"])
 COMPACTIONS = Counter("hive_harness_compactions_total", "Compactions by trigger.", ["trigger"])

@@ -1,0 +1,145 @@
+"""Each agent's NATS identity: issued at spawn, revoked at destroy, its own and nobody else's.
+
+Also: the harness's /metrics listed for Prometheus (hivewire.promsd) while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hive_deployer.layout import Layout
+from hive_deployer.lifecycle import Agents, NullNotifier
+from hive_deployer.runtimes import BwrapRuntime, Launch, ProcessRuntime, Runtime, bwrap_works
+from hive_deployer.store import Store
+from hivewire import natsauth, promsd
+from hivewire.settings import Settings
+from hivewire.wire.deployer import AgentInfo, DestroyRequest, NameRequest, SpawnRequest
+from tests.support.procs import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def agents_for(home: Path, runtime: Runtime) -> Agents:
+    layout = Layout(home)
+    return Agents(layout, Store(layout), runtime, Settings(home=home, nats_url="nats://127.0.0.1:1"), NullNotifier())
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(kv.decode().split("=", 1) for kv in raw if b"=" in kv)
+
+
+def test_children_never_inherit_the_deployers_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HIVE_NATS_CREDS", "/somewhere/svc_deployer.env")
+    monkeypatch.setenv("HIVE_NATS_USER", "svc_deployer")
+    monkeypatch.setenv("HIVE_NATS_PASSWORD", "secret")
+    monkeypatch.setenv("HIVE_NATS_INBOX_PREFIX", "_INBOX_svc_deployer")
+    launch = Launch("x", ["true"], {"HIVE_AGENT": "x"}, tmp_path)
+    env = ProcessRuntime().env(launch)
+    assert not set(natsauth.IDENTITY_ENV) & set(env)
+    launch.env["HIVE_NATS_CREDS"] = "/own.env"
+    assert ProcessRuntime().env(launch)["HIVE_NATS_CREDS"] == "/own.env"
+
+
+def test_launch_carries_the_agents_own_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HIVE_NATS_CREDS", raising=False)
+    home = tmp_path / "hive"
+    agents = agents_for(home, ProcessRuntime())
+    agents.layout.make_agent_dirs("alice")
+    # auth off for this HIVE_HOME: no user issued, and no fallback to anyone's file
+    off = agents.launch("alice")
+    assert off.env["HIVE_NATS_CREDS"] == "none" and not off.readonly
+    natsauth.generate(home)
+    # an applied config may set env, never the agent's NATS identity
+    launch = agents.launch("alice", {"HIVE_NATS_CREDS": str(natsauth.creds_path(home, "operator")), "FOO": "1"})
+    own = natsauth.creds_path(home, "agent_alice")
+    assert launch.env["HIVE_NATS_CREDS"] == str(own) and launch.env["FOO"] == "1"
+    assert "agent_alice" in natsauth.users(home) and own.exists()
+    assert launch.readonly == [own] and launch.hidden == [natsauth.auth_dir(home)]
+    # a deployer told `none` (hive up --no-auth) issues nothing
+    monkeypatch.setenv("HIVE_NATS_CREDS", "none")
+    assert agents.launch("bob").env["HIVE_NATS_CREDS"] == "none"
+    assert "agent_bob" not in natsauth.users(home)
+
+
+@pytest.fixture
+def outside_tmp_home() -> Iterator[Path]:
+    """A HIVE_HOME outside /tmp: bwrap gives the agent a private /tmp, which would hide it anyway."""
+    base = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path.home()
+    d = Path(tempfile.mkdtemp(prefix="hive-bwrap-", dir=base))
+    try:
+        yield d / "hive"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+SNOOP = """
+cat "$HIVE_NATS_CREDS" && echo OWN-READ
+cat {nats}/creds/operator.env && echo LEAK-operator
+cat {nats}/creds/agent_bob.env && echo LEAK-bob
+cat {nats}/users.json && echo LEAK-users
+echo "listing: $(ls -A {nats}/creds | tr '\\n' ' ')"
+"""
+
+
+def snoop(agents: Agents, name: str) -> str:
+    launch = agents.launch(name)
+    launch.argv = ["sh", "-c", SNOOP.format(nats=natsauth.auth_dir(agents.settings.home))]
+    r = subprocess.run(agents.runtime.argv(launch), env=agents.runtime.env(launch), cwd=launch.cwd,
+                       capture_output=True, text=True, timeout=30, check=False)
+    return r.stdout + r.stderr
+
+
+def test_under_bwrap_an_agent_reads_only_its_own_credentials(outside_tmp_home: Path) -> None:
+    if not bwrap_works():
+        pytest.skip("bwrap cannot run here")
+    home = outside_tmp_home
+    natsauth.generate(home, agents=("manager", "alice", "bob"))
+    secrets = [json.loads((home / "nats/users.json").read_text())[u]["password"] for u in ("operator", "agent_bob")]
+
+    agents = agents_for(home, BwrapRuntime(shutil.which("bwrap") or "bwrap"))
+    agents.layout.make_agent_dirs("alice")
+    out = snoop(agents, "alice")
+    assert "OWN-READ" in out and "HIVE_NATS_USER=agent_alice" in out, out
+    assert "LEAK" not in out and not any(s in out for s in secrets), out
+    assert "listing: agent_alice.env" in out, out
+
+    # the same agent without a sandbox can read the operator's file: the check above can fail
+    plain = agents_for(home, ProcessRuntime())
+    assert "LEAK-operator" in snoop(plain, "alice")
+
+
+async def test_spawn_issues_destroy_revokes_and_metrics_are_listed(
+    make_deployer: object, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HIVE_NATS_CREDS", raising=False)
+    natsauth.generate(settings.home)  # auth on for this HIVE_HOME (the test server ignores credentials)
+    env = await make_deployer()  # type: ignore[operator]
+    info = await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    own = natsauth.creds_path(settings.home, "agent_alice")
+    assert "agent_alice" in natsauth.users(settings.home) and own.exists()
+    assert environ(info.pid)["HIVE_NATS_CREDS"] == str(own)
+
+    async def listed() -> str | None:
+        return promsd.read_targets(promsd.sd_path(settings.home)).get("alice")
+
+    url = await wait_for(listed, timeout=20)
+    assert url == promsd.announced(settings.home / "agents/alice/state")
+    assert url.startswith("http://127.0.0.1:")
+
+    await env.call("stop", NameRequest(name="alice"), AgentInfo)
+    assert await listed() is None  # stopped on purpose: no scrape target
+    await env.call("start", NameRequest(name="alice"), AgentInfo)
+    assert await wait_for(listed, timeout=20)  # the new instance is listed again
+
+    await env.call("destroy", DestroyRequest(name="alice"), AgentInfo)
+    assert "agent_alice" not in natsauth.users(settings.home) and not own.exists()
+    assert await listed() is None
+    assert (settings.home / "agents/alice/state").is_dir()  # a tombstone keeps its state
