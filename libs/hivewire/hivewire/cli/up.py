@@ -1,4 +1,13 @@
-"""`hive up`: NATS (embedded unless HIVE_NATS_URL) plus every service, supervised."""
+"""`hive up`: NATS (embedded unless HIVE_NATS_URL) plus every service, supervised.
+
+NATS auth is on by default (`natsauth.prepare_auth`): the embedded
+nats-server runs the generated config (one user per service, agent and the
+operator) and every child gets its own credentials file. `--no-auth` runs
+without. With an external server (`HIVE_NATS_URL`) auth follows
+`HIVE_HOME/nats`: when `hive nats-config` has run there, the services use
+those credentials (the operator must load `HIVE_HOME/nats/auth.conf` into
+that server); otherwise they connect without credentials.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ import sys
 import structlog
 import typer
 
+from hivewire import natsauth
 from hivewire.cli.app import app, console, err_console, settings
 from hivewire.logs import configure_logging
 from hivewire.natsd import nats_command
@@ -25,11 +35,24 @@ log = structlog.get_logger("hive.up")
 SERVICES = ("broker", "deployer", "dashboard", "backup")
 
 
-def service_specs(s: Settings, nats_url: str, only: tuple[str, ...] = SERVICES) -> list[ChildSpec]:
+def service_specs(
+    s: Settings, nats_url: str, only: tuple[str, ...] = SERVICES, auth: natsauth.AuthSetup | None = None,
+    *, no_auth: bool = False,
+) -> list[ChildSpec]:
+    """One child per service; each gets its own NATS identity (`auth`), never `hive up`'s own.
+
+    `no_auth`: HIVE_NATS_CREDS=none, so no child falls back to the operator's file.
+    """
     base = {"HIVE_HOME": str(s.home), "HIVE_NATS_URL": nats_url}
+    base.update(dict.fromkeys(natsauth.IDENTITY_ENV, ""))  # whatever identity the operator's shell carries
+    if no_auth:
+        base["HIVE_NATS_CREDS"] = "none"
     specs = []
     for short in only:
-        specs.append(ChildSpec(short, [sys.executable, "-m", f"hive_{short}"], dict(base)))
+        env = dict(base)
+        if auth is not None:
+            env.update(auth.env_for(short))
+        specs.append(ChildSpec(short, [sys.executable, "-m", f"hive_{short}"], env))
     return specs
 
 
@@ -56,6 +79,10 @@ def up(
     only: str = typer.Option(",".join(SERVICES), help="Comma-separated services to run."),
     stop_timeout: float = typer.Option(8.0, help="Seconds to wait for a clean stop before SIGKILL."),
     nats_port: int = typer.Option(4222, help="Port of the embedded nats-server (0: any free port)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Run NATS without users and permissions."),
+    nats_monitor_port: int = typer.Option(
+        0, help="Monitoring (HTTP: /varz, /connz) port of the embedded nats-server on its host; 0: off."
+    ),
 ) -> None:
     """Start NATS and every service, restart any that dies, stop all on Ctrl-C/SIGTERM."""
     s = settings()
@@ -73,22 +100,46 @@ def up(
         raise typer.Exit(2)
     pid_file.write_text(f"{os.getpid()}\n")
     try:
-        asyncio.run(_up(s, chosen, stop_timeout, nats_port))
+        asyncio.run(_up(s, chosen, stop_timeout, nats_port, no_auth=no_auth, monitor_port=nats_monitor_port))
     finally:
         pid_file.unlink(missing_ok=True)
 
 
-async def _up(s: Settings, chosen: tuple[str, ...], stop_timeout: float, nats_port: int) -> None:
+def _auth(s: Settings, no_auth: bool) -> tuple[natsauth.AuthSetup | None, str]:
+    """The auth setup for this run and a line saying what it is."""
+    if no_auth:
+        return None, "nats auth: OFF (--no-auth)"
+    if s.nats_url and not natsauth.enabled(s.home):
+        return None, (f"nats auth: off (external NATS; no {natsauth.auth_dir(s.home)}/users.json: run "
+                      "`hive nats-config` and load its auth.conf into your server to turn it on)")
+    auth = natsauth.prepare_auth(s)  # idempotent: passwords kept, new users added, config checked
+    if s.nats_url:
+        return auth, (f"nats auth: on (external NATS: it must include {natsauth.auth_dir(s.home)}/auth.conf; "
+                      "reload it after agents are spawned or destroyed)")
+    return auth, f"nats auth: on (users and credentials in {natsauth.auth_dir(s.home)})"
+
+
+async def _up(
+    s: Settings, chosen: tuple[str, ...], stop_timeout: float, nats_port: int, *, no_auth: bool = False,
+    monitor_port: int = 0,
+) -> None:
     specs: list[ChildSpec] = []
     url_file = s.run_dir / "nats.url"
+    auth, auth_line = _auth(s, no_auth)
+    embedded_pid = natsauth.pid_path(s.home)
     if s.nats_url:
         nats_url, port = s.nats_url, 0
     else:
         port = nats_port if nats_port and _port_free(nats_port) else free_port()
         nats_url = f"nats://127.0.0.1:{port}"
-        specs.append(ChildSpec("nats", nats_command(s.run_dir / "nats", port)))
+        # Ours to own: a stale pid file must not lead a reload (agent issued/revoked) to another process.
+        embedded_pid.unlink(missing_ok=True)
+        cmd = nats_command(s.run_dir / "nats", port, config=auth.config if auth else None)
+        if monitor_port:
+            cmd += ["-m", str(monitor_port)]
+        specs.append(ChildSpec("nats", cmd))
     token = s.operator_token or ensure_secret_file(s.home / "operator.token")
-    specs += service_specs(s, nats_url, chosen)
+    specs += service_specs(s, nats_url, chosen, auth, no_auth=no_auth)
     sup = Supervisor(specs, s.run_dir / "logs")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,6 +151,7 @@ async def _up(s: Settings, chosen: tuple[str, ...], stop_timeout: float, nats_po
     if port:
         url_file.write_text(nats_url + "\n")
     console.print(f"[bold]Hive is up[/bold]  home={s.home}  nats={nats_url}")
+    console.print(auth_line)
     console.print(f"dashboard: http://{s.dashboard_addr}/  (operator token: {token})")
     console.print(f"logs: {sup.log_dir}   stop with Ctrl-C")
     try:
@@ -109,4 +161,5 @@ async def _up(s: Settings, chosen: tuple[str, ...], stop_timeout: float, nats_po
         await sup.stop(stop_timeout)
         if port:
             url_file.unlink(missing_ok=True)
+            embedded_pid.unlink(missing_ok=True)
         console.print("stopped")
