@@ -62,7 +62,7 @@ def test_launch_carries_the_agents_own_credentials(tmp_path: Path, monkeypatch: 
     own = natsauth.creds_path(home, "agent_alice")
     assert launch.env["HIVE_NATS_CREDS"] == str(own) and launch.env["FOO"] == "1"
     assert "agent_alice" in natsauth.users(home) and own.exists()
-    assert launch.readonly == [own] and launch.hidden == [natsauth.auth_dir(home)]
+    assert launch.readonly == [own] and launch.hidden == [home]
     # a deployer told `none` (hive up --no-auth) issues nothing
     monkeypatch.setenv("HIVE_NATS_CREDS", "none")
     assert agents.launch("bob").env["HIVE_NATS_CREDS"] == "none"
@@ -85,13 +85,17 @@ cat "$HIVE_NATS_CREDS" && echo OWN-READ
 cat {nats}/creds/operator.env && echo LEAK-operator
 cat {nats}/creds/agent_bob.env && echo LEAK-bob
 cat {nats}/users.json && echo LEAK-users
+cat {home}/operator.token && echo LEAK-token
+cat {home}/broker.sqlite >/dev/null && echo LEAK-broker
+ls {home}/agents/bob/creds >/dev/null && echo LEAK-bob-login
+touch "$CLAUDE_CONFIG_DIR/own-login" && echo OWN-CREDS-WRITABLE
 echo "listing: $(ls -A {nats}/creds | tr '\\n' ' ')"
 """
 
 
 def snoop(agents: Agents, name: str) -> str:
     launch = agents.launch(name)
-    launch.argv = ["sh", "-c", SNOOP.format(nats=natsauth.auth_dir(agents.settings.home))]
+    launch.argv = ["sh", "-c", SNOOP.format(nats=natsauth.auth_dir(agents.settings.home), home=agents.settings.home)]
     r = subprocess.run(agents.runtime.argv(launch), env=agents.runtime.env(launch), cwd=launch.cwd,
                        capture_output=True, text=True, timeout=30, check=False)
     return r.stdout + r.stderr
@@ -106,8 +110,12 @@ def test_under_bwrap_an_agent_reads_only_its_own_credentials(outside_tmp_home: P
 
     agents = agents_for(home, BwrapRuntime(shutil.which("bwrap") or "bwrap"))
     agents.layout.make_agent_dirs("alice")
+    agents.layout.make_agent_dirs("bob")
+    (home / "operator.token").write_text("operator-secret\n")
+    (home / "broker.sqlite").write_text("")
     out = snoop(agents, "alice")
     assert "OWN-READ" in out and "HIVE_NATS_USER=agent_alice" in out, out
+    assert "OWN-CREDS-WRITABLE" in out, out
     assert "LEAK" not in out and not any(s in out for s in secrets), out
     assert "listing: agent_alice.env" in out, out
 

@@ -202,8 +202,10 @@ class Agents:
         # An agent's applied config may set env, never its NATS identity.
         env.update({k: v for k, v in (env_extra or {}).items() if k not in natsauth.IDENTITY_ENV})
         env.update(identity)
+        # Under bwrap the agent sees none of HIVE_HOME (other agents' logins, the
+        # operator token, broker.sqlite) but its own state, creds and NATS identity.
         return Launch(name, self.harness_argv(), env, state, writable=[state, creds], meta=self.layout.meta,
-                      hidden=[natsauth.auth_dir(self.settings.home)], readonly=readable)
+                      hidden=[self.settings.home], readonly=readable)
 
     def applied_env(self, name: str) -> dict[str, str]:
         return repos.read_env(self.layout.applied(name))

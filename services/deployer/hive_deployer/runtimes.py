@@ -78,7 +78,8 @@ class ProcessRuntime(Runtime):
 
 class BwrapRuntime(Runtime):
     kind = "bwrap"
-    note = "bubblewrap: own mount+pid+ipc+uts namespaces, host read-only except the agent's state dirs"
+    note = ("bubblewrap: own mount+pid+ipc+uts namespaces, host read-only, HIVE_HOME hidden except the agent's "
+            "own state and creds dirs")
 
     def __init__(self, binary: str = "bwrap") -> None:
         self.binary = binary
@@ -98,11 +99,13 @@ class BwrapRuntime(Runtime):
         # /tmp (a CI clone, a test venv): bring those back, read-only.
         for d in _host_paths_under_tmp(launch):
             args += ["--ro-bind", str(d), str(d)]
-        for d in launch.writable:
-            args += ["--bind", str(d), str(d)]
+        # Hidden dirs (HIVE_HOME) become empty first; the agent's own dirs are then
+        # bound back on top, so nothing else of the hive is visible inside.
         for d in launch.hidden:
             if d.is_dir():
                 args += ["--tmpfs", str(d)]
+        for d in launch.writable:
+            args += ["--bind", str(d), str(d)]
         for f in launch.readonly:
             if f.exists():
                 args += ["--ro-bind", str(f), str(f)]

@@ -32,7 +32,6 @@ from hive_deployer import metrics
 from hive_deployer.layout import Layout, check_session_id, wipe
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import Store
-from hivewire import natsauth
 from hivewire.errors import HiveError
 from hivewire.procs import die_with_parent
 from hivewire.settings import Settings
@@ -135,7 +134,7 @@ class Sessions:
             "HIVE_NATS_CREDS": "none",
         }
         launch = Launch(f"session-{sid[:8]}", self.command(sid, info.task, args), env, d, writable=[d, out],
-                        hidden=[natsauth.auth_dir(self.settings.home)])
+                        hidden=[self.settings.home])
         try:
             with open(self.layout.session_log(sid), "ab") as logf:
                 proc = await asyncio.create_subprocess_exec(
