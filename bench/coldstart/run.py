@@ -26,15 +26,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runlib import ROOT, emit, row, spawn, stop
 
+from hivewire.natsauth import resolve_credentials
 from hivewire.natsd import nats_command
 from hivewire.procs import free_port
 
 WANT = {"hive-broker", "hive-deployer", "hive-dashboard", "hive-backup", "hive-harness"}
 
 
-async def ping_names(url: str) -> set[str]:
+async def _quiet(exc: Exception) -> None:
+    """Connection errors are expected while polling a server that is still starting."""
+
+
+async def ping_names(url: str, home: Path | None = None) -> set[str]:
+    # `hive up` runs NATS with auth on: ask as the operator it generated
+    creds = resolve_credentials({"HIVE_HOME": str(home)}) if home is not None else None
+    opts = creds.connect_options() if creds is not None else {}
     try:
-        nc = await nats.connect(url, connect_timeout=0.5, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await nats.connect(url, connect_timeout=0.5, max_reconnect_attempts=0, allow_reconnect=False,
+                                error_cb=_quiet, **opts)
     except Exception:
         return set()
     names: set[str] = set()
@@ -42,7 +51,10 @@ async def ping_names(url: str) -> set[str]:
         inbox = nc.new_inbox()
 
         async def on_msg(msg: object) -> None:
-            names.add(json.loads(msg.data)["name"])  # type: ignore[attr-defined]
+            try:
+                names.add(json.loads(msg.data)["name"])  # type: ignore[attr-defined]
+            except (ValueError, KeyError):  # e.g. an empty no-responders status
+                pass
 
         sub = await nc.subscribe(inbox, cb=on_msg)
         await nc.publish("$SRV.PING", b"", reply=inbox)
@@ -71,7 +83,7 @@ async def hive_up_once(tmp: Path) -> tuple[float, dict[str, float]]:
             if not url and url_file.exists():
                 url = url_file.read_text().strip()
             if url:
-                for n in await ping_names(url):
+                for n in await ping_names(url, home):
                     seen.setdefault(n, time.perf_counter() - t0)
             if not dash_ok:
                 try:
