@@ -27,6 +27,9 @@ from hivewire import subjects
 from hivewire.natsd import NatsServer
 from hivewire.wire import broker as w
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from runlib import paced
+
 ECHO_SUBJECT = "bench.echo.{agent}.send"
 
 
@@ -89,7 +92,6 @@ async def wake_latency(nc: nats.NATS, agents: list[str], rate: float, seconds: f
 
     sub = await nc.subscribe(subjects.agent_pattern("wake"), cb=on_wake)
     await nc.flush()
-    tasks = []
 
     async def one(i: int) -> None:
         me, peer = agents[i % len(agents)], agents[(i + 1) % len(agents)]
@@ -98,16 +100,7 @@ async def wake_latency(nc: nats.NATS, agents: list[str], rate: float, seconds: f
                                msgspec.json.encode(w.SendRequest(to=peer, body=f"wake probe {i}")), timeout=10)
         started[msgspec.json.decode(msg.data, type=w.SendReply).id] = t0
 
-    t_start = time.perf_counter()
-    i = 0
-    while time.perf_counter() - t_start < seconds:
-        due = t_start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-        i += 1
-    await asyncio.gather(*tasks)
+    await paced(rate, seconds, one)
     await asyncio.sleep(0.5)
     await sub.unsubscribe()
     return [woke[k] - t0 for k, t0 in started.items() if k in woke]

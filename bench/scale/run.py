@@ -37,7 +37,7 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runlib import CLAUDE, cpu_seconds, emit, pct, python_m, row, rss_kb, service_env, spawn, stop
+from runlib import CLAUDE, cpu_seconds, emit, paced, pct, python_m, row, rss_kb, service_env, spawn, stop
 
 from hivewire import subjects
 from hivewire.natsd import NatsServer
@@ -66,7 +66,6 @@ class Tracker:
 
 async def drive(nc: nats.NATS, agents: list[str], rate: float, seconds: float, tr: Tracker, tag: str) -> int:
     rnd = random.Random(7)
-    tasks = []
 
     async def one(i: int) -> None:
         a, b = rnd.sample(agents, 2)
@@ -81,17 +80,7 @@ async def drive(nc: nats.NATS, agents: list[str], rate: float, seconds: float, t
                 await asyncio.sleep(0.5)
         tr.failed_sends += 1
 
-    t_start = time.perf_counter()
-    i = 0
-    while time.perf_counter() - t_start < seconds:
-        due = t_start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-        i += 1
-    await asyncio.gather(*tasks)
-    return i
+    return await paced(rate, seconds, one)
 
 
 def cli_env(tmp: Path, sim_url: str) -> dict[str, str]:
