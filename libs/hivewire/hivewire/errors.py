@@ -35,14 +35,3 @@ class HiveError(Exception):
     def status(self) -> str:
         return ERROR_STATUS.get(self.code, "500")
 
-
-def bad_request(message: str) -> HiveError:
-    return HiveError("bad_request", message)
-
-
-def not_found(message: str) -> HiveError:
-    return HiveError("not_found", message)
-
-
-def forbidden(message: str) -> HiveError:
-    return HiveError("forbidden", message)

@@ -88,9 +88,6 @@ class Supervisor:
             child.restarts += 1
             await self._spawn(child)
 
-    def pids(self) -> dict[str, int]:
-        return {n: c.proc.pid for n, c in self.children.items() if c.proc and c.proc.returncode is None}
-
     async def stop(self, timeout: float = 8.0, last: str = "nats") -> None:
         """SIGTERM services (then `last`, NATS, so they can drain); SIGKILL leftovers."""
         self._stopping = True
