@@ -105,12 +105,10 @@ class TurnLoop:
         self.poll_s = _env_float("HIVE_WAKE_POLL_S", 30.0)
         self.parked_until = 0.0
         self.cli_missing: str | None = None
-        self.wake_reasons: list[wb.Wake] = []
         self.turns_done = 0
 
     # --- wake sources -----------------------------------------------------------
     def on_wake(self, w: wb.Wake) -> None:
-        self.wake_reasons.append(w)
         self.wake.set()
 
     def on_prompt(self, text: str) -> None:
@@ -123,8 +121,10 @@ class TurnLoop:
             return item
         if not self.prompts.empty():
             return WakeItem("operator", f"[wake: operator prompt]\n\n{self.prompts.get_nowait()}")
+        # A wake is only a doorbell: every wake the broker publishes comes with an inbox
+        # message (answers, reminders and approvals too), so recv is the one source of work;
+        # a wake whose message an earlier recv already took starts no turn.
         self.wake.clear()
-        reasons, self.wake_reasons = self.wake_reasons, []
         try:
             # the instance goes with recv: the broker then never puts what this instance
             # holds back for "a new instance" when our first heartbeat lands after it
@@ -138,11 +138,6 @@ class TurnLoop:
             msg = reply.messages[0]
             counts = await self._counts()
             return WakeItem(wake_from(msg), wake_prompt(msg, counts.unread if counts else 0), msg)
-        other = [w for w in reasons if w.reason not in ("message",)]
-        if other:
-            w = other[0]
-            return WakeItem(w.reason, f"[wake: {w.reason}{' ' + w.ref if w.ref else ''}]\n\n"
-                            "Check your loose ends (mcp__hive__get_loose_ends) and act on what is due.")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), self.poll_s)
         return None
