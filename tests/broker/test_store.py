@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hive_broker import store
+from hive_broker import search_index, store
 from hivewire.db import connect
 from hivewire.migrations import discover_databases
 from hivewire.settings import Settings
@@ -33,20 +33,70 @@ def test_old_seed_file_gains_columns_and_keeps_rows(tmp_path: Path) -> None:
     row = conn.execute("SELECT body, redelivery_count, kind FROM messages").fetchone()
     assert tuple(row) == ("legacy wombat", 0, "message")
     assert conn.execute("SELECT COUNT(*) FROM approvals").fetchone()[0] == 1
-    # the old row is searchable: the FTS index was rebuilt
+    # the old row is searchable: the FTS index was rebuilt, and counts as indexed
     hit = conn.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'wombat'").fetchall()
     assert len(hit) == 1
+    assert search_index.backlog(conn) == 0
     assert store.MIGRATIONS.current(conn) == store.MIGRATIONS.latest
     conn.close()
 
 
+def _insert(conn: object, body: str) -> int:
+    cur = conn.execute(  # type: ignore[attr-defined]
+        "INSERT INTO messages(sender, recipient, body, sent_at) VALUES ('a', 'b', ?, 1.0)", (body,))
+    return int(cur.lastrowid)
+
+
+def _hits(conn: object, word: str) -> list[int]:
+    rows = conn.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (word,))  # type: ignore[attr-defined]
+    return sorted(r[0] for r in rows)
+
+
 def test_down_and_up_again(tmp_path: Path) -> None:
     conn = store.open_sync(tmp_path / "b.sqlite")
-    conn.execute("INSERT INTO messages(sender, recipient, body, sent_at) VALUES ('a', 'b', 'kept', 1.0)")
-    assert store.MIGRATIONS.down(conn) is not None
-    assert store.MIGRATIONS.current(conn) == 1
+    _insert(conn, "kept quokka")
+    while store.MIGRATIONS.current(conn) > 1:
+        assert store.MIGRATIONS.down(conn) is not None
     store.MIGRATIONS.up(conn)
-    assert conn.execute("SELECT body FROM messages").fetchone()[0] == "kept"
+    assert conn.execute("SELECT body FROM messages").fetchone()[0] == "kept quokka"
+    assert _hits(conn, "quokka") == [1]  # v2's rebuild indexed it, v3 counts it as indexed
+    conn.close()
+
+
+def test_down_from_v3_reindexes_rows_not_yet_indexed(tmp_path: Path) -> None:
+    conn = store.open_sync(tmp_path / "b.sqlite")
+    mid = _insert(conn, "late numbat")
+    assert _hits(conn, "numbat") == []  # sends do not index
+    store.MIGRATIONS.down(conn)  # back to index-on-insert: rebuilt
+    assert store.MIGRATIONS.current(conn) == 2
+    assert _hits(conn, "numbat") == [mid]
+    conn.close()
+
+
+def test_index_is_built_off_the_send_path_and_deletes_stay_consistent(tmp_path: Path) -> None:
+    conn = store.open_sync(tmp_path / "b.sqlite")
+    first = _insert(conn, "echidna one")
+    assert _hits(conn, "echidna") == [] and search_index.backlog(conn) == 1
+    assert search_index.catch_up_sync(conn) == 1
+    second = _insert(conn, "echidna two")
+    assert _hits(conn, "echidna") == [first] and search_index.indexed_upto(conn) == first
+    # deleting an unindexed row must not touch the index; deleting an indexed one must
+    conn.execute("DELETE FROM messages WHERE id = ?", (second,))
+    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+    conn.execute("DELETE FROM messages WHERE id = ?", (first,))
+    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+    assert _hits(conn, "echidna") == []
+    assert search_index.catch_up_sync(conn) == 0
+    # batches: a backlog larger than one batch is indexed in several
+    for i in range(25):
+        _insert(conn, f"wallaby {i}")
+    conn.execute("BEGIN")
+    assert search_index.index_batch(conn, limit=10) == 10
+    conn.execute("COMMIT")
+    assert len(_hits(conn, "wallaby")) == 10 and search_index.backlog(conn) == 15
+    assert search_index.catch_up_sync(conn) == 15
+    assert len(_hits(conn, "wallaby")) == 25
+    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
     conn.close()
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from hive_broker import approvals, messages, metrics, questions, reminders, retention
+from hive_broker import approvals, messages, metrics, questions, reminders, retention, search_index
 from hive_broker.effects import Effects
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class Background:
             asyncio.create_task(self._loop("retention", self.retention_pass, self._retention_delay)),
             asyncio.create_task(self._loop("gauges", self.refresh_gauges, self._gauges_delay)),
             asyncio.create_task(self._loop("checkpoint", self.checkpoint, self._checkpoint_delay)),
+            asyncio.create_task(self._loop("search_index", self.index_messages, self._index_delay)),
         ]
 
     def kick(self) -> None:
@@ -133,6 +134,23 @@ class Background:
 
     async def _retention_delay(self) -> float:
         return self.svc.config.retention_interval_s
+
+    # --- full-text index, off the send path --------------------------------------------
+    async def index_messages(self) -> int:
+        """Index every stored message not yet searchable, batch by batch."""
+        total = 0
+        while True:
+            n = await self.svc.db.write(lambda c: search_index.index_batch(c))
+            total += n
+            if n < search_index.BATCH:
+                break
+            await asyncio.sleep(0)  # let requests in between batches
+        if total:
+            metrics.INDEXED.inc(total)
+        return total
+
+    async def _index_delay(self) -> float:
+        return self.svc.config.index_s
 
     # --- WAL checkpoints, off the commit path ----------------------------------------
     async def checkpoint(self) -> None:

@@ -26,6 +26,8 @@ class BrokerConfig:
     tick_s: float = 5.0
     # how often gauges (inbox depth, pending approvals, ...) are refreshed
     gauges_s: float = 5.0
+    # new messages become searchable within this long (a search also indexes first)
+    index_s: float = 1.0
     # FULL: an acked send survives power loss (fsync per commit batch). NORMAL: it
     # survives kill -9 of the broker (WAL in the OS cache), not an OS crash.
     sync: Literal["FULL", "NORMAL"] = "FULL"
@@ -39,5 +41,6 @@ class BrokerConfig:
             retention_interval_s=_num(e, "HIVE_BROKER_RETENTION_INTERVAL_S", 3600.0),
             tick_s=_num(e, "HIVE_BROKER_TICK_S", 5.0),
             gauges_s=_num(e, "HIVE_BROKER_GAUGES_S", 5.0),
+            index_s=_num(e, "HIVE_BROKER_INDEX_S", 1.0),
             sync="NORMAL" if (e.get("HIVE_BROKER_SYNC") or "").upper() == "NORMAL" else "FULL",
         )

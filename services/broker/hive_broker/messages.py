@@ -254,13 +254,20 @@ def _fts_query(query: str) -> str:
     return " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
 
 
-def search(conn: sqlite3.Connection, req: MessagesSearchRequest) -> MessagesListReply:
+def check_search(req: MessagesSearchRequest) -> None:
     if not req.query.strip() or len(req.query) > 1000:
         raise HiveError("bad_request", "query must be 1-1000 characters")
+    _limit(req.limit)
+    if req.agent is not None:
+        validate_agent_name(req.agent, allow_reserved=True)
+
+
+def search(conn: sqlite3.Connection, req: MessagesSearchRequest) -> MessagesListReply:
+    """Over indexed bodies only: callers index first (search_index)."""
+    check_search(req)
     limit = _limit(req.limit)
     where, args = "messages_fts MATCH ?", [_fts_query(req.query)]
     if req.agent is not None:
-        validate_agent_name(req.agent, allow_reserved=True)
         where += " AND (m.recipient = ? OR m.sender = ?)"
         args += [req.agent, req.agent]
     cols = ", ".join(f"m.{c.strip()}" for c in COLS.split(","))

@@ -21,6 +21,7 @@ BAD_EVENTS = Counter(
     "hive_broker_bad_events_total", "Published events (presence) that were ignored.", ["subject"]
 )
 PUBLISH_FAILURES = Counter("hive_broker_publish_failures_total", "wake/changed publishes that failed.")
+INDEXED = Counter("hive_broker_search_indexed_total", "Message bodies added to the full-text index.")
 LOOP_FAILURES = Counter("hive_broker_loop_failures_total", "Background loop iterations that failed.", ["loop"])
 
 INBOX_DEPTH = Gauge("hive_broker_inbox_depth", "Messages not yet acked, by recipient.", ["agent"])

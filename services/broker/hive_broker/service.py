@@ -263,6 +263,8 @@ class BrokerService(MicroService):
         return await self.db.read(lambda c: messages.list_messages(c, req))
 
     async def op_messages_search(self, ctx: Context, req: w.MessagesSearchRequest) -> w.MessagesListReply:
+        messages.check_search(req)  # a bad query must not cost an indexing pass
+        await self.background.index_messages()  # every message committed before now is searchable
         return await self.db.read(lambda c: messages.search(c, req))
 
     # --- registry (deployer) --------------------------------------------------------

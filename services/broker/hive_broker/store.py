@@ -3,7 +3,8 @@
 The first migration is the seed's original three-table layout (created only
 if absent), so a file written before versioning existed passes through it
 untouched; the second adds every newer column with `ensure_columns` (an old
-file keeps its rows) plus the newer tables, indexes and the FTS5 index.
+file keeps its rows) plus the newer tables, indexes and the FTS5 index; the
+third moves FTS indexing off the send path (see search_index).
 
 Every id that crosses the wire is the row's integer id as a string.
 """
@@ -14,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from hive_broker import metrics
+from hive_broker import metrics, search_index
 from hivewire.db import Database
 from hivewire.migrations import DatabaseSpec, Migration, Migrations, ensure_columns, statements
 from hivewire.settings import Settings
@@ -145,6 +146,7 @@ MIGRATIONS = Migrations(
     [
         Migration(1, "seed_tables", V1_SEED_TABLES, V1_DOWN),
         Migration(2, "delivery_reminders_registry_fts", _v2_up, _v2_down),
+        Migration(3, "fts_indexed_off_the_send_path", search_index.V3_UP, search_index.V3_DOWN),
     ],
 )
 
