@@ -1,4 +1,5 @@
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -86,3 +87,20 @@ async def test_concurrent_writes_are_batched_and_isolated(tmp_path: Path) -> Non
     await db.close()
     # committed means on disk: a fresh connection sees every row
     assert connect(tmp_path / "b.sqlite").execute("SELECT COUNT(*) FROM items").fetchone()[0] == 50
+
+
+@pytest.mark.parametrize("pages", [False, 40])
+async def test_writer_checkpoint_bounds_the_wal_under_steady_writes(tmp_path: Path, pages: bool | int) -> None:
+    """False leaves checkpoints to the owner (none here), so the WAL grows with every
+    commit; a page count makes the writer checkpoint and restart the WAL from its start."""
+    path = tmp_path / "w.sqlite"
+    db = await Database(path, STEPS, autocheckpoint=pages).open()
+    blob = "x" * 3000  # about one page per row
+    for _ in range(200):
+        await db.write(lambda c: c.execute("INSERT INTO items(v) VALUES (?)", (blob,)))
+    wal_pages = await db.read(lambda c: os.path.getsize(f"{path}-wal")) // 4096
+    await db.close()
+    if pages is False:
+        assert wal_pages >= 200
+    else:
+        assert wal_pages <= pages + 5

@@ -87,7 +87,7 @@ class Database:
         synchronous: Sync = "FULL",
         label: str | None = None,
         max_batch: int = 256,
-        autocheckpoint: bool = True,
+        autocheckpoint: bool | int = True,
         on_batch: BatchHook | None = None,
     ) -> None:
         self.path = Path(path)
@@ -95,7 +95,10 @@ class Database:
         self.synchronous: Sync = synchronous
         self.label = label or self.path.stem
         self.max_batch = max_batch
-        # False: checkpoints (and their fsyncs) are the owner's job, off the commit path.
+        # True: sqlite's default (checkpoint after a commit once the WAL holds 1000 pages).
+        # An int: that many pages instead. False: checkpoints are entirely the owner's job
+        # (the WAL then only restarts when a checkpoint catches up between two commits,
+        # which under steady writes may be never).
         self.autocheckpoint = autocheckpoint
         self.on_batch = on_batch
         self._reader_pool = ThreadPoolExecutor(2, thread_name_prefix=f"db-r-{self.label}")
@@ -120,8 +123,8 @@ class Database:
         conn = connect(self.path, synchronous=self.synchronous)
         if self.migrations is not None:
             self.migrations.up(conn)
-        if not self.autocheckpoint:
-            conn.execute("PRAGMA wal_autocheckpoint=0")
+        if self.autocheckpoint is not True:
+            conn.execute(f"PRAGMA wal_autocheckpoint={int(self.autocheckpoint)}")
         return conn
 
     async def close(self) -> None:

@@ -12,9 +12,10 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import msgspec
 import structlog
 from prometheus_client import Counter, Histogram
 
@@ -37,12 +38,11 @@ LATENCY = Histogram(
 )
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(msgspec.Struct, frozen=True):
     """What a handler knows about the request besides its payload."""
 
     subject: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
     def token(self, index: int) -> str:
         return subjects.token(self.subject, index)
@@ -114,23 +114,25 @@ class MicroService:
         await self.transport.publish(subject, codec.encode(obj))
 
     def _wrap(self, ep: Endpoint[Any]) -> Callable[[Msg], Awaitable[tuple[bytes, dict[str, str]]]]:
+        # labelled children looked up once: `.labels()` per request was a measurable share of a send
+        ok, latency = REQUESTS.labels(self.name, ep.name, "ok"), LATENCY.labels(self.name, ep.name)
+
         async def handle(msg: Msg) -> tuple[bytes, dict[str, str]]:
             started = time.perf_counter()
-            outcome = "ok"
             out: tuple[bytes, dict[str, str]]
             try:
                 req = codec.decode(msg.data, ep.request_type)
                 result = await ep.handler(Context(msg.subject, msg.headers), req)
                 out = codec.encode(result if result is not None else Empty()), {}
+                ok.inc()
             except HiveError as err:
-                outcome = err.code
+                REQUESTS.labels(self.name, ep.name, err.code).inc()
                 out = codec.error_payload(err)
             except Exception:
-                outcome = "internal"
+                REQUESTS.labels(self.name, ep.name, "internal").inc()
                 log.exception("handler_failed", service=self.name, endpoint=ep.name, subject=msg.subject)
                 out = codec.error_payload(HiveError("internal", "internal error (logged by the service)"))
-            REQUESTS.labels(self.name, ep.name, outcome).inc()
-            LATENCY.labels(self.name, ep.name).observe(time.perf_counter() - started)
+            latency.observe(time.perf_counter() - started)
             return out
 
         return handle

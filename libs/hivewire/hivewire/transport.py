@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
 import structlog
 
 from hivewire.errors import HiveError
@@ -21,11 +22,12 @@ from hivewire.errors import HiveError
 log = structlog.get_logger("hivewire.transport")
 
 
-@dataclass(frozen=True)
-class Msg:
+class Msg(msgspec.Struct, frozen=True):
+    """One message as handlers see it (a Struct: built once per request, so it must be cheap)."""
+
     subject: str
     data: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
     reply: str = ""
 
 
