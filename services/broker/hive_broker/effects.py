@@ -8,8 +8,6 @@ nothing is ever announced that a crash could still undo.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
 
 from hivewire.errors import HiveError
 
@@ -18,12 +16,16 @@ MAX_ID_LEN = 128
 MAX_TEXT_LEN = 4096
 
 
-@dataclass
 class Effects:
-    wakes: list[tuple[str, str, str]] = field(default_factory=list)  # (agent, reason, ref)
-    changes: list[tuple[str, str, str]] = field(default_factory=list)  # (table, id, op)
-    pollers: set[str] = field(default_factory=set)  # agents whose waiting recv should look again
-    counters: Counter[str] = field(default_factory=Counter)
+    """One per write job (so per send): a plain slotted class, cheap to build."""
+
+    __slots__ = ("changes", "counters", "pollers", "wakes")
+
+    def __init__(self) -> None:
+        self.wakes: list[tuple[str, str, str]] = []  # (agent, reason, ref)
+        self.changes: list[tuple[str, str, str]] = []  # (table, id, op)
+        self.pollers: set[str] = set()  # agents whose waiting recv should look again
+        self.counters: dict[str, int] = {}
 
     def wake(self, agent: str, reason: str, ref: str) -> None:
         self.wakes.append((agent, reason, ref))
@@ -32,13 +34,14 @@ class Effects:
         self.changes.append((table, str(id_), op))
 
     def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] += n
+        self.counters[name] = self.counters.get(name, 0) + n
 
     def merge(self, other: Effects) -> None:
         self.wakes += other.wakes
         self.changes += other.changes
         self.pollers |= other.pollers
-        self.counters.update(other.counters)
+        for name, n in other.counters.items():
+            self.count(name, n)
 
 
 def check_body(body: str, what: str = "body") -> str:
