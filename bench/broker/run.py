@@ -48,6 +48,13 @@ async def echo_server(url: str) -> None:
     await asyncio.Event().wait()
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -133,9 +140,15 @@ async def main(args: argparse.Namespace) -> int:
         await flood(nc, lambda a: ECHO_SUBJECT.format(agent=a), agents, 0.5, None)
         await flood(nc, lambda a: subjects.broker(a, "send"), agents, 0.5, [])
 
+        # CPU each server process spends per request shows where the ratio goes
+        c0 = cpu_seconds(echo.pid)
         echo_n, echo_lat = await flood(nc, lambda a: ECHO_SUBJECT.format(agent=a), agents, args.seconds, None)
+        c1, b0 = cpu_seconds(echo.pid), cpu_seconds(broker.pid)
         acked: list[str] = []
         broker_n, broker_lat = await flood(nc, lambda a: subjects.broker(a, "send"), agents, args.seconds, acked)
+        b1 = cpu_seconds(broker.pid)
+        cpu = {"echo": ((c1[0] - c0[0]) / max(echo_n, 1), (c1[1] - c0[1]) / max(echo_n, 1)),
+               "broker": ((b1[0] - b0[0]) / max(broker_n, 1), (b1[1] - b0[1]) / max(broker_n, 1))}
         wake = await wake_latency(nc, agents, args.rate, args.wake_seconds)
         await nc.close()
     finally:
@@ -157,9 +170,11 @@ async def main(args: argparse.Namespace) -> int:
     echo_rate, broker_rate = echo_n / args.seconds, broker_n / args.seconds
     print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} "
           f"(sqlite synchronous={args.sync.upper()})")
-    print(f"{'':8} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'':8} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/send (user+sys)':>30}")
     for name, rate, lat in (("echo", echo_rate, echo_lat), ("broker", broker_rate, broker_lat)):
-        print(f"{name:8} {rate:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f}")
+        user, sys_ = cpu[name]
+        print(f"{name:8} {rate:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f} "
+              f"{(user + sys_) * 1e6:17.1f} ({user * 1e6:.1f}+{sys_ * 1e6:.1f})")
     print(f"ratio broker/echo (sends/s): {broker_rate / echo_rate:.2f}")
     print(f"send-to-wake at {args.rate:.0f} msg/s: n={len(wake)} p50={pct(wake, .5) * 1e3:.2f} ms "
           f"p99={pct(wake, .99) * 1e3:.2f} ms (mean {statistics.fmean(wake) * 1e3 if wake else 0:.2f} ms)")
