@@ -104,3 +104,27 @@ async def test_writer_checkpoint_bounds_the_wal_under_steady_writes(tmp_path: Pa
         assert wal_pages >= 200
     else:
         assert wal_pages <= pages + 5
+
+
+def test_in_batches_commits_each_step_and_rolls_back_only_a_failing_one(tmp_path: Path) -> None:
+    from hivewire.db import in_batches
+
+    conn = connect(tmp_path / "t.sqlite")
+    STEPS.up(conn)
+    for i in range(25):
+        conn.execute("INSERT INTO items(v) VALUES (?)", (f"old{i}",))
+
+    def delete_ten(c: sqlite3.Connection) -> int:
+        return c.execute("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 10)").rowcount
+
+    assert in_batches(conn, delete_ten, 10) == 25  # 10 + 10 + 5, the short step ends it
+    conn.execute("INSERT INTO items(v) VALUES ('kept')")
+
+    def fail(c: sqlite3.Connection) -> int:
+        c.execute("DELETE FROM items")
+        raise RuntimeError("disk says no")
+
+    with pytest.raises(RuntimeError):
+        in_batches(conn, fail, 10)
+    assert not conn.in_transaction
+    assert conn.execute("SELECT v FROM items").fetchall()[0][0] == "kept"

@@ -57,6 +57,24 @@ def connect(path: Path | str, *, synchronous: Sync = "NORMAL", readonly: bool = 
     return conn
 
 
+def in_batches(conn: sqlite3.Connection, step: Callable[[sqlite3.Connection], int], batch: int) -> int:
+    """For tools with their own connection: run `step` (which handles at most `batch`
+    rows and returns how many) in one transaction after another until a step comes
+    up short, so a big backlog never holds the write lock for long; returns the total."""
+    total = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = step(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        total += n
+        if n < batch:
+            return total
+
+
 class _Job:
     __slots__ = ("error", "fn", "future", "result")
 

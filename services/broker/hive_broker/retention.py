@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from hivewire.db import in_batches
+
 BATCH = 2000
 
 WHERE = "acked_at IS NOT NULL AND acked_at < :cutoff AND sent_at < :cutoff"
@@ -30,15 +32,4 @@ def sweep_sync(conn: sqlite3.Connection, cutoff: float, *, dry_run: bool = False
     """For tools with their own connection (`hive vacuum`): batch by batch, each committed."""
     if dry_run:
         return count_expired(conn, cutoff)
-    total = 0
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = delete_batch(conn, cutoff)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        total += n
-        if n < BATCH:
-            return total
+    return in_batches(conn, lambda c: delete_batch(c, cutoff), BATCH)

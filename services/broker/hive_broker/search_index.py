@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from hivewire.db import in_batches
+
 BATCH = 5000
 
 V3_UP = """
@@ -83,15 +85,4 @@ def index_batch(conn: sqlite3.Connection, limit: int = BATCH) -> int:
 
 def catch_up_sync(conn: sqlite3.Connection) -> int:
     """Index everything now (tools with their own connection); each batch committed."""
-    total = 0
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = index_batch(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        total += n
-        if n < BATCH:
-            return total
+    return in_batches(conn, index_batch, BATCH)
