@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -180,6 +181,10 @@ async def main(args: argparse.Namespace) -> int:
           f"p99={pct(wake, .99) * 1e3:.2f} ms (mean {statistics.fmean(wake) * 1e3 if wake else 0:.2f} ms)")
     print(f"durability: {len(acked)} acknowledged sends, {len(missing)} missing from broker.sqlite, "
           f"{len(ids) - len(stored)} duplicates")
+    if missing or args.keep:
+        print(f"kept for inspection: {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 1 if missing else 0
 
 
@@ -192,6 +197,7 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--rate", type=float, default=1000.0, help="send rate for the send-to-wake phase")
     p.add_argument("--wake-seconds", type=float, default=5.0)
+    p.add_argument("--keep", action="store_true", help="keep the run's HIVE_HOME and logs (kept anyway on a loss)")
     p.add_argument("--profile", help="write a cProfile of the broker process to this file")
     p.add_argument("--sync", choices=["full", "normal"], default="full",
                    help="broker.sqlite synchronous mode (HIVE_BROKER_SYNC); full is the default")
