@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from hive_harness import metrics
 from hive_harness.agent_cli import CliConfig, LoginSession
 from hive_harness.bus import MODEL_RE, Bus
 from hive_harness.loop import TurnLoop
@@ -36,6 +37,7 @@ from hivewire.wire.agent import (
 from hivewire.wire.common import Empty, Ok
 
 log = structlog.get_logger("hive_harness.service")
+STOP_TASKS_S = 10.0  # how long a stop waits for the heartbeat and turn loop to end
 
 HEARTBEAT_S = float(os.environ.get("HIVE_HEARTBEAT_S", "3") or 3)
 
@@ -166,7 +168,13 @@ class HarnessService(MicroService):
             await self.login.cancel()
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # bounded: a task that swallows its cancellation must not hang the stop (seen once
+            # in CI as a 300 s teardown); say which one, and stop anyway
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TASKS_S)
+            if stuck:
+                metrics.FAILURES.labels("stop").inc()
+                log.warning("stop_tasks_stuck", tasks=sorted(t.get_name() for t in stuck), waited_s=STOP_TASKS_S)
         if self._wake_sub is not None:
             await self._wake_sub.unsubscribe()
         with contextlib.suppress(Exception):
