@@ -86,13 +86,19 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, from /proc."""
+def cpu_user_sys(pid: int) -> tuple[float, float]:
+    """(utime, stime) seconds of one process, from /proc; (0, 0) once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc."""
+    return sum(cpu_user_sys(pid))
 
 
 async def paced(rate: float, seconds: float, one: Callable[[int], Awaitable[None]]) -> int:

@@ -29,7 +29,7 @@ from hivewire.natsd import NatsServer
 from hivewire.wire import broker as w
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runlib import paced
+from runlib import cpu_user_sys, paced
 
 ECHO_SUBJECT = "bench.echo.{agent}.send"
 
@@ -47,13 +47,6 @@ async def echo_server(url: str) -> None:
 
     await svc.add_endpoint(name="echo", subject="bench.echo.*.send", handler=handler)
     await asyncio.Event().wait()
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def pct(values: list[float], q: float) -> float:
@@ -142,12 +135,12 @@ async def main(args: argparse.Namespace) -> int:
         await flood(nc, lambda a: subjects.broker(a, "send"), agents, 0.5, [])
 
         # CPU each server process spends per request shows where the ratio goes
-        c0 = cpu_seconds(echo.pid)
+        c0 = cpu_user_sys(echo.pid)
         echo_n, echo_lat = await flood(nc, lambda a: ECHO_SUBJECT.format(agent=a), agents, args.seconds, None)
-        c1, b0 = cpu_seconds(echo.pid), cpu_seconds(broker.pid)
+        c1, b0 = cpu_user_sys(echo.pid), cpu_user_sys(broker.pid)
         acked: list[str] = []
         broker_n, broker_lat = await flood(nc, lambda a: subjects.broker(a, "send"), agents, args.seconds, acked)
-        b1 = cpu_seconds(broker.pid)
+        b1 = cpu_user_sys(broker.pid)
         cpu = {"echo": ((c1[0] - c0[0]) / max(echo_n, 1), (c1[1] - c0[1]) / max(echo_n, 1)),
                "broker": ((b1[0] - b0[0]) / max(broker_n, 1), (b1[1] - b0[1]) / max(broker_n, 1))}
         wake = await wake_latency(nc, agents, args.rate, args.wake_seconds)

@@ -7,7 +7,9 @@ them, so a backlog (the broker was down for a day) never blocks requests.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -117,16 +119,22 @@ class Background:
         cap = min(self.svc.config.tick_s, self.svc.config.inflight_timeout_s / 4)
         return cap if at is None else min(max(at - time.time(), 0.0), cap)
 
+    async def _in_batches(self, step: Callable[[sqlite3.Connection], int], batch: int) -> int:
+        """`step` (at most `batch` rows, returns how many) as one write job after another until
+        one comes up short, yielding between them so requests get in; the async twin of
+        hivewire.db.in_batches. Returns the total."""
+        total = 0
+        while True:
+            n = await self.svc.db.write(step)
+            total += n
+            if n < batch:
+                return total
+            await asyncio.sleep(0)
+
     # --- retention -----------------------------------------------------------------
     async def retention_pass(self, now: float | None = None) -> int:
         cutoff = (now or time.time()) - self.svc.config.retention_days * 86400
-        total = 0
-        while True:
-            n = await self.svc.db.write(lambda c: retention.delete_batch(c, cutoff))
-            total += n
-            if n < retention.BATCH:
-                break
-            await asyncio.sleep(0)
+        total = await self._in_batches(lambda c: retention.delete_batch(c, cutoff), retention.BATCH)
         if total:
             metrics.RETENTION_DELETED.inc(total)
             log.info("retention_swept", deleted=total, cutoff=cutoff)
@@ -138,13 +146,7 @@ class Background:
     # --- full-text index, off the send path --------------------------------------------
     async def index_messages(self) -> int:
         """Index every stored message not yet searchable, batch by batch."""
-        total = 0
-        while True:
-            n = await self.svc.db.write(lambda c: search_index.index_batch(c))
-            total += n
-            if n < search_index.BATCH:
-                break
-            await asyncio.sleep(0)  # let requests in between batches
+        total = await self._in_batches(search_index.index_batch, search_index.BATCH)
         if total:
             metrics.INDEXED.inc(total)
         return total
@@ -154,7 +156,8 @@ class Background:
 
     # --- WAL checkpoints, off the commit path ----------------------------------------
     async def checkpoint(self) -> None:
-        """The writer's auto-checkpoint is off (see BrokerDatabase); a reader does it, passively."""
+        """Copies WAL pages into the db file off the commit path; the writer's own checkpoint
+        only finishes what is left (see store.WAL_CHECKPOINT_PAGES)."""
         await self.svc.db.read(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     async def _checkpoint_delay(self) -> float:
