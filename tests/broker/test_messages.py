@@ -79,6 +79,14 @@ async def test_idempotent_client_id(bus: Bus) -> None:
     ],
 )
 async def test_send_errors(bus: Bus, sender: str, to: str, body: str, kw: dict[str, str], code: str) -> None:
+    from prometheus_client import REGISTRY
+
+    def counted() -> tuple[float, float]:
+        return (REGISTRY.get_sample_value("hive_broker_errors_total", {"endpoint": "send", "code": code}) or 0.0,
+                REGISTRY.get_sample_value("hive_requests_total",
+                                          {"service": "hive-broker", "endpoint": "send", "outcome": code}) or 0.0)
+
+    before = counted()
     with pytest.raises(HiveError) as e:
         if sender == "Alice":  # subjects.broker() would refuse to build this subject: go raw
             msg = await bus.raw("hive.broker.Alice.send", b'{"to":"bob","body":"hi"}')
@@ -88,6 +96,7 @@ async def test_send_errors(bus: Bus, sender: str, to: str, body: str, kw: dict[s
         await bus.send(sender, to, body, **kw)
     assert e.value.code == code
     assert (await bus.counts("bob")).unread == 0
+    assert counted() == (before[0] + 1, before[1] + 1)  # the refusal shows in both metrics
 
 
 async def test_body_at_limit_is_fine(bus: Bus) -> None:

@@ -47,3 +47,15 @@ def test_subject_helpers_refuse_bad_input() -> None:
         subjects.broker("alice", "nope")
     with pytest.raises(ValueError):
         subjects.ctl("alice", "nope")
+
+
+def test_the_known_good_cache_stays_bounded_and_never_admits_a_bad_name() -> None:
+    from hivewire import names
+
+    for i in range(names._KNOWN_GOOD_MAX + 10):
+        assert is_agent_name(f"agent-{i}")
+    assert len(names._KNOWN_GOOD) <= names._KNOWN_GOOD_MAX
+    assert is_agent_name("agent-1") and is_agent_name("agent-1")  # checked, then served from the cache
+    for bad in ("../x", "alice\n", "Alice"):
+        assert not is_agent_name(bad) and not is_agent_name(bad)  # a refusal is never cached as good
+        assert bad not in names._KNOWN_GOOD

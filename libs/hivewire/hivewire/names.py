@@ -14,8 +14,21 @@ BROADCAST = "*"
 RESERVED = frozenset({OPERATOR, "all", "broker", "deployer", "backup", "session", "dashboard"})
 
 
+_KNOWN_GOOD: set[str] = set()  # names that passed: a send checks several per request
+_KNOWN_GOOD_MAX = 4096
+
+
 def is_agent_name(name: object) -> bool:
-    return isinstance(name, str) and AGENT_NAME_RE.fullmatch(name) is not None
+    if not isinstance(name, str):
+        return False
+    if name in _KNOWN_GOOD:
+        return True
+    if AGENT_NAME_RE.fullmatch(name) is None:
+        return False
+    if len(_KNOWN_GOOD) >= _KNOWN_GOOD_MAX:  # bounded: a flood of random names cannot grow it
+        _KNOWN_GOOD.clear()
+    _KNOWN_GOOD.add(name)
+    return True
 
 
 def validate_agent_name(name: object, *, allow_reserved: bool = False) -> str:

@@ -8,6 +8,7 @@ start services the same way.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,10 @@ async def serve(short: str, build: Builder, settings: Settings, stop: asyncio.Ev
     transport = await NatsTransport.connect(resolve_nats_url(settings), name=name)
     svc = await build(transport, settings, metrics_url)
     await svc.start()
+    # Everything built at startup (modules, the service, its stores) lives as long as
+    # the process: keep it out of the cyclic GC's full passes, which otherwise scan it
+    # again every ~70k allocations (about 9% of the broker's CPU under a send burst).
+    gc.freeze()
     BUILD_INFO.labels(name, svc.version).set(1)
     UP_SINCE.labels(name).set(time.time())
     stop = stop or asyncio.Event()
@@ -68,6 +73,7 @@ async def serve(short: str, build: Builder, settings: Settings, stop: asyncio.Ev
         log.warning("stop_timeout", service=name)
     await transport.close()
     server.shutdown()  # type: ignore[attr-defined]
+    server.server_close()  # type: ignore[attr-defined]  # shutdown() alone leaves the socket open
 
 
 def run_service(short: str, build: Builder) -> None:

@@ -88,6 +88,10 @@ class MicroService:
     async def on_stop(self) -> None:
         """Hook to stop background tasks; runs before endpoints go away."""
 
+    def on_error(self, endpoint: str, subject: str, code: str, err: HiveError | None) -> None:
+        """Hook: a request was answered with error `code` (`err` is None for an
+        internal failure, which the base has already logged with its traceback)."""
+
     async def start(self) -> None:
         await self.on_prepare()
         spec = ServiceSpec(
@@ -127,10 +131,12 @@ class MicroService:
                 ok.inc()
             except HiveError as err:
                 REQUESTS.labels(self.name, ep.name, err.code).inc()
+                self.on_error(ep.name, msg.subject, err.code, err)
                 out = codec.error_payload(err)
             except Exception:
                 REQUESTS.labels(self.name, ep.name, "internal").inc()
                 log.exception("handler_failed", service=self.name, endpoint=ep.name, subject=msg.subject)
+                self.on_error(ep.name, msg.subject, "internal", None)
                 out = codec.error_payload(HiveError("internal", "internal error (logged by the service)"))
             latency.observe(time.perf_counter() - started)
             return out

@@ -30,12 +30,6 @@ OPEN_QUESTIONS = Gauge("hive_broker_open_questions", "Questions not yet answered
 PENDING_REMINDERS = Gauge("hive_broker_pending_reminders", "Reminders not yet due.")
 WAITING_POLLS = Gauge("hive_broker_waiting_polls", "recv long-polls currently waiting.")
 
-REQUEST_SECONDS = Histogram(
-    "hive_broker_request_duration_seconds",
-    "Time to handle one broker request (recv includes its long-poll).",
-    ["endpoint"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 180),
-)
 COMMIT_BATCH = Histogram(
     "hive_broker_commit_batch_size",
     "Write jobs (sends, acks, ...) committed together in one broker.sqlite transaction.",

@@ -101,28 +101,13 @@ class BrokerService(MicroService):
             ("registry_remove", reg("remove"), w.RegistryRequest, self.registry_remove),
             ("registry_list", reg("list"), Empty, self.registry_list),
         ]
-        return [Endpoint(name, subject, rt, self._measured(name, h)) for name, subject, rt, h in table]
+        return [Endpoint(name, subject, rt, h) for name, subject, rt, h in table]
 
-    def _measured(
-        self, name: str, handler: Callable[[Context, Any], Awaitable[Any]]
-    ) -> Callable[[Context, Any], Awaitable[Any]]:
-        seconds = metrics.REQUEST_SECONDS.labels(name)  # looked up once, not per request
-
-        async def run(ctx: Context, req: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await handler(ctx, req)
-            except HiveError as err:
-                metrics.ERRORS.labels(name, err.code).inc()
-                log.info("request_refused", endpoint=name, subject=ctx.subject, code=err.code, error=err.message)
-                raise
-            except Exception:
-                metrics.ERRORS.labels(name, "internal").inc()
-                raise
-            finally:
-                seconds.observe(time.perf_counter() - started)
-
-        return run
+    def on_error(self, endpoint: str, subject: str, code: str, err: HiveError | None) -> None:
+        # latency and outcome per endpoint come from MicroService (hive_request_*{service="hive-broker"})
+        metrics.ERRORS.labels(endpoint, code).inc()
+        if err is not None:
+            log.info("request_refused", endpoint=endpoint, subject=subject, code=code, error=err.message)
 
     @staticmethod
     def _agent(ctx: Context) -> str:
