@@ -32,10 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runlib import cpu_user_sys, paced
 
 ECHO_SUBJECT = "bench.echo.{agent}.send"
+ANNOUNCE_PREFIX = "bench.announce"
 
 
 # --- the baseline: a bare nats.micro echo service (own process, like the broker) ---
 async def echo_server(url: str) -> None:
+    """Two endpoints: a bare echo (the baseline), and an echo that also publishes what
+    the wire contract makes the broker publish per send (a wake and a `changed`) but
+    stores nothing: the ceiling for any broker built on nats-py, before storage."""
     from nats.micro import add_service
 
     nc = await nats.connect(url)
@@ -45,8 +49,29 @@ async def echo_server(url: str) -> None:
     async def handler(req: object) -> None:
         await req.respond(reply)  # type: ignore[attr-defined]
 
+    async def announcing(req: object) -> None:
+        to = msgspec.json.decode(req.data, type=w.SendRequest).to  # type: ignore[attr-defined]
+        await nc.publish(subjects.wake(to), msgspec.json.encode(w.Wake(reason="message", ref="1")))
+        await nc.publish(subjects.BROKER_CHANGED, msgspec.json.encode(w.Changed(table="messages", id="1", op="insert")))
+        await req.respond(reply)  # type: ignore[attr-defined]
+
     await svc.add_endpoint(name="echo", subject="bench.echo.*.send", handler=handler)
+    await svc.add_endpoint(name="announce", subject=f"{ANNOUNCE_PREFIX}.*.send", handler=announcing)
     await asyncio.Event().wait()
+
+
+async def mean_commit_batch(nc: nats.NATS) -> float:
+    """Sends per broker.sqlite commit so far, from the broker's own /metrics (found via
+    its micro service metadata, as `nats micro info hive-broker` shows it)."""
+    import json
+    import urllib.request
+
+    info = json.loads((await nc.request("$SRV.INFO.hive-broker", b"", timeout=2)).data)
+    url = info["metadata"]["metrics_url"]
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("hive_broker_commit_batch_size_")}
+    return values["hive_broker_commit_batch_size_sum"] / max(values["hive_broker_commit_batch_size_count"], 1)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -118,6 +143,7 @@ async def main(args: argparse.Namespace) -> int:
     broker = subprocess.Popen([sys.executable, *prof, "-m", "hive_broker"], env=env, stdout=subprocess.DEVNULL,
                               stderr=(tmp / "broker.log").open("wb"))
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", server.url], env=env)
+    acked: list[str] = []
     try:
         nc = await nats.connect(server.url)
         agents = [f"bench-{i}" for i in range(args.agents)]
@@ -135,14 +161,17 @@ async def main(args: argparse.Namespace) -> int:
         await flood(nc, lambda a: subjects.broker(a, "send"), agents, 0.5, [])
 
         # CPU each server process spends per request shows where the ratio goes
-        c0 = cpu_user_sys(echo.pid)
-        echo_n, echo_lat = await flood(nc, lambda a: ECHO_SUBJECT.format(agent=a), agents, args.seconds, None)
-        c1, b0 = cpu_user_sys(echo.pid), cpu_user_sys(broker.pid)
-        acked: list[str] = []
-        broker_n, broker_lat = await flood(nc, lambda a: subjects.broker(a, "send"), agents, args.seconds, acked)
-        b1 = cpu_user_sys(broker.pid)
-        cpu = {"echo": ((c1[0] - c0[0]) / max(echo_n, 1), (c1[1] - c0[1]) / max(echo_n, 1)),
-               "broker": ((b1[0] - b0[0]) / max(broker_n, 1), (b1[1] - b0[1]) / max(broker_n, 1))}
+        runs: dict[str, tuple[int, list[float], tuple[float, float]]] = {}
+        for name, pid, subject_of, acked_ids in (
+            ("echo", echo.pid, lambda a: ECHO_SUBJECT.format(agent=a), None),
+            ("announce", echo.pid, lambda a: f"{ANNOUNCE_PREFIX}.{a}.send", None),
+            ("broker", broker.pid, lambda a: subjects.broker(a, "send"), acked),
+        ):
+            c0 = cpu_user_sys(pid)
+            n, lat = await flood(nc, subject_of, agents, args.seconds, acked_ids)
+            c1 = cpu_user_sys(pid)
+            runs[name] = (n, lat, ((c1[0] - c0[0]) / max(n, 1), (c1[1] - c0[1]) / max(n, 1)))
+        batch = await mean_commit_batch(nc)
         wake = await wake_latency(nc, agents, args.rate, args.wake_seconds)
         await nc.close()
     finally:
@@ -161,15 +190,17 @@ async def main(args: argparse.Namespace) -> int:
     stored = set(ids)
     missing = [i for i in acked if i not in stored]
 
-    echo_rate, broker_rate = echo_n / args.seconds, broker_n / args.seconds
+    rates = {name: n / args.seconds for name, (n, _, _) in runs.items()}
     print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} "
           f"(sqlite synchronous={args.sync.upper()})")
-    print(f"{'':8} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/send (user+sys)':>30}")
-    for name, rate, lat in (("echo", echo_rate, echo_lat), ("broker", broker_rate, broker_lat)):
-        user, sys_ = cpu[name]
-        print(f"{name:8} {rate:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f} "
+    print(f"{'':9} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/send (user+sys)':>30}")
+    for name, (_, lat, (user, sys_)) in runs.items():
+        print(f"{name:9} {rates[name]:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f} "
               f"{(user + sys_) * 1e6:17.1f} ({user * 1e6:.1f}+{sys_ * 1e6:.1f})")
-    print(f"ratio broker/echo (sends/s): {broker_rate / echo_rate:.2f}")
+    print("(announce: an echo that also publishes a wake and a change per send, storing nothing)")
+    print(f"ratio announce/echo (sends/s): {rates['announce'] / rates['echo']:.2f}")
+    print(f"ratio broker/echo (sends/s): {rates['broker'] / rates['echo']:.2f}"
+          f"  (broker: {batch:.1f} write jobs per commit on average)")
     print(f"send-to-wake at {args.rate:.0f} msg/s: n={len(wake)} p50={pct(wake, .5) * 1e3:.2f} ms "
           f"p99={pct(wake, .99) * 1e3:.2f} ms (mean {statistics.fmean(wake) * 1e3 if wake else 0:.2f} ms)")
     print(f"durability: {len(acked)} acknowledged sends, {len(missing)} missing from broker.sqlite, "
