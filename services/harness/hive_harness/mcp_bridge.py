@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from typing import Any
 
 import msgspec
@@ -29,6 +30,8 @@ from hivewire.wire import deployer as wd
 
 AGENT_TOOLS = ("send", "recv", "ask", "answer", "remind", "get_loose_ends", "cancel_loose_end", "whoami")
 RECV_IDS_FILE = "mcp-recv-ids"
+SEND_ATTEMPTS = 3
+RETRYABLE = ("timeout", "unavailable")  # no reply, or no broker: the send may or may not be stored
 MANAGER_TOOLS = ("request_init_config", "request_apply", "request_spawn", "kill", "start", "restart")
 
 
@@ -41,9 +44,10 @@ def tool_names(agent: str) -> list[str]:
 class Bridge:
     """Lazily connected NATS client acting as `agent`."""
 
-    def __init__(self, agent: str, nats_url: str) -> None:
+    def __init__(self, agent: str, nats_url: str, *, send_timeout: float = 10.0, send_backoff: float = 1.0) -> None:
         self.agent = validate_agent_name(agent, allow_reserved=True)
         self.nats_url = nats_url
+        self.send_timeout, self.send_backoff = send_timeout, send_backoff
         self._client: HiveClient | None = None
         self._lock = asyncio.Lock()
 
@@ -53,6 +57,11 @@ class Bridge:
                 t = await NatsTransport.connect(self.nats_url, name=f"hive-mcp-{self.agent}", forever=False)
                 self._client = HiveClient(t, timeout=10.0)
             return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.transport.close()
+            self._client = None
 
     async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> str:
         try:
@@ -66,6 +75,24 @@ class Bridge:
 
     async def broker(self, verb: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> str:
         return await self.call(subjects.broker(self.agent, verb), req, reply_type, timeout)
+
+    async def send(self, req: wb.SendRequest) -> str:
+        """A send that survives a slow or restarting broker: every attempt carries the
+        same client id, so a send whose reply was lost (the broker committed, then
+        died or answered too late) is retried here and still stored once."""
+        req = msgspec.structs.replace(req, id=req.id or f"mcp-{uuid.uuid4().hex}")
+        subject = subjects.broker(self.agent, "send")
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                reply = await (await self.client()).call(subject, req, wb.SendReply, timeout=self.send_timeout)
+                return json.dumps(msgspec.to_builtins(reply), ensure_ascii=False)
+            except HiveError as err:
+                if err.code not in RETRYABLE or attempt == SEND_ATTEMPTS:
+                    return f"error ({err.code}): {err.message}"
+            except Exception as exc:
+                return f"error (unavailable): {type(exc).__name__}: {exc}"
+            await asyncio.sleep(self.send_backoff * attempt)
+        raise AssertionError("unreachable")  # the last attempt always returns
 
     async def deployer(self, verb: str, name: str) -> str:
         if verb in ("kill", "start", "restart") and name == self.agent:
@@ -93,7 +120,7 @@ def build_server(bridge: Bridge) -> MCPServer:
 
     @mcp.tool(description="Send a message to another agent, `operator`, or `*` (everyone).")
     async def send(to: str, body: str, in_reply_to: str | None = None) -> str:
-        return await bridge.broker("send", wb.SendRequest(to=to, body=body, in_reply_to=in_reply_to), wb.SendReply)
+        return await bridge.send(wb.SendRequest(to=to, body=body, in_reply_to=in_reply_to))
 
     @mcp.tool(description="Receive unread messages (marks them delivered; the harness acks after the turn).")
     async def recv(wait_s: float = 0.0, max: int = 10) -> str:

@@ -1,0 +1,73 @@
+"""The agent's MCP `send` tool against a real broker process that stalls or is gone.
+
+The bridge retries a send whose reply never came with the same client id, so a
+broker that committed but answered too late still stores the message once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import pytest
+
+from hive_broker import store
+from hive_harness.mcp_bridge import SEND_ATTEMPTS, Bridge
+from hivewire import subjects
+from hivewire.nats_transport import NatsTransport
+from hivewire.service import HiveClient
+from hivewire.settings import Settings
+from hivewire.wire import broker as w
+
+from .conftest import ready
+from support.procs import ServiceProcess
+
+pytestmark = pytest.mark.chaos
+
+
+def stored(settings: Settings, body: str) -> list[tuple[str, str]]:
+    conn = store.open_sync(settings.broker_db)
+    try:
+        return [(str(r[0]), r[1]) for r in conn.execute(
+            "SELECT id, recipient FROM messages WHERE sender = 'alice' AND body = ?", (body,))]
+    finally:
+        conn.close()
+
+
+async def test_a_send_whose_reply_was_late_is_retried_and_stored_once(
+    broker_proc: ServiceProcess, settings: Settings, nats_url: str
+) -> None:
+    t = await NatsTransport.connect(nats_url, name="bridge-test", forever=False)
+    client = HiveClient(t)
+    broker_proc.start()
+    await ready(client)
+    for name in ("alice", "bob"):
+        await client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name=name), w.RegistryReply)
+    bridge = Bridge("alice", nats_url, send_timeout=0.5, send_backoff=0.2)
+
+    os.kill(broker_proc.pid, signal.SIGSTOP)  # the broker stalls: the first attempt gets no reply
+    try:
+        sending = asyncio.create_task(bridge.send(w.SendRequest(to="bob", body="late but once")))
+        await asyncio.sleep(0.9)  # first attempt timed out (0.5 s), the second is waiting
+        assert not sending.done()
+    finally:
+        os.kill(broker_proc.pid, signal.SIGCONT)  # it now handles both attempts, same client id
+    out = json.loads(await asyncio.wait_for(sending, 10))
+    await bridge.close()
+    rows = stored(settings, "late but once")
+    assert rows == [(out["id"], "bob")]
+    await t.close()
+
+
+async def test_a_send_with_no_broker_gives_up_with_a_clear_error(nats_url: str) -> None:
+    bridge = Bridge("alice", nats_url, send_timeout=0.5, send_backoff=0.05)
+    started = asyncio.get_running_loop().time()
+    out = await bridge.send(w.SendRequest(to="bob", body="nobody home"))
+    await bridge.close()
+    assert out.startswith("error (unavailable):"), out
+    assert "no service answers" in out
+    # bounded: SEND_ATTEMPTS quick "no responders" answers plus the backoff between them
+    assert asyncio.get_running_loop().time() - started < 5
+    assert SEND_ATTEMPTS > 1
