@@ -44,10 +44,10 @@ def tool_names(agent: str) -> list[str]:
 class Bridge:
     """Lazily connected NATS client acting as `agent`."""
 
-    def __init__(self, agent: str, nats_url: str, *, send_timeout: float = 10.0, send_backoff: float = 1.0) -> None:
+    def __init__(self, agent: str, nats_url: str, *, send_timeout: float = 10.0, retry_backoff: float = 1.0) -> None:
         self.agent = validate_agent_name(agent, allow_reserved=True)
         self.nats_url = nats_url
-        self.send_timeout, self.send_backoff = send_timeout, send_backoff
+        self.send_timeout, self.retry_backoff = send_timeout, retry_backoff
         self._client: HiveClient | None = None
         self._lock = asyncio.Lock()
 
@@ -63,15 +63,23 @@ class Bridge:
             await self._client.transport.close()
             self._client = None
 
-    async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> str:
-        try:
-            c = await self.client()
-            reply = await c.call(subject, req, reply_type, timeout=timeout)
-            return json.dumps(msgspec.to_builtins(reply), ensure_ascii=False)
-        except HiveError as err:
-            return f"error ({err.code}): {err.message}"
-        except Exception as exc:  # the agent gets a readable error
-            return f"error (unavailable): {type(exc).__name__}: {exc}"
+    async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None,
+                   *, attempts: int = 1) -> str:
+        """One request, as readable text. With `attempts` > 1 a `timeout` or
+        `unavailable` is retried (backing off): only for idempotent requests."""
+        attempt = 1
+        while True:
+            try:
+                c = await self.client()
+                reply = await c.call(subject, req, reply_type, timeout=timeout)
+                return json.dumps(msgspec.to_builtins(reply), ensure_ascii=False)
+            except HiveError as err:
+                if err.code not in RETRYABLE or attempt >= attempts:
+                    return f"error ({err.code}): {err.message}"
+            except Exception as exc:  # the agent gets a readable error
+                return f"error (unavailable): {type(exc).__name__}: {exc}"
+            await asyncio.sleep(self.retry_backoff * attempt)
+            attempt += 1
 
     async def broker(self, verb: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> str:
         return await self.call(subjects.broker(self.agent, verb), req, reply_type, timeout)
@@ -79,20 +87,10 @@ class Bridge:
     async def send(self, req: wb.SendRequest) -> str:
         """A send that survives a slow or restarting broker: every attempt carries the
         same client id, so a send whose reply was lost (the broker committed, then
-        died or answered too late) is retried here and still stored once."""
+        died or answered too late) is retried and still stored once."""
         req = msgspec.structs.replace(req, id=req.id or f"mcp-{uuid.uuid4().hex}")
-        subject = subjects.broker(self.agent, "send")
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                reply = await (await self.client()).call(subject, req, wb.SendReply, timeout=self.send_timeout)
-                return json.dumps(msgspec.to_builtins(reply), ensure_ascii=False)
-            except HiveError as err:
-                if err.code not in RETRYABLE or attempt == SEND_ATTEMPTS:
-                    return f"error ({err.code}): {err.message}"
-            except Exception as exc:
-                return f"error (unavailable): {type(exc).__name__}: {exc}"
-            await asyncio.sleep(self.send_backoff * attempt)
-        raise AssertionError("unreachable")  # the last attempt always returns
+        return await self.call(subjects.broker(self.agent, "send"), req, wb.SendReply, self.send_timeout,
+                               attempts=SEND_ATTEMPTS)
 
     async def deployer(self, verb: str, name: str) -> str:
         if verb in ("kill", "start", "restart") and name == self.agent:
