@@ -62,6 +62,33 @@ async def test_idempotent_client_id(bus: Bus) -> None:
     assert e.value.code == "conflict"
 
 
+async def test_a_burst_of_sends_shares_commits_and_a_refused_one_costs_the_others_nothing(bus: Bus) -> None:
+    from prometheus_client import REGISTRY
+
+    def commits() -> tuple[float, float]:
+        return (REGISTRY.get_sample_value("hive_broker_commit_batch_size_count") or 0.0,
+                REGISTRY.get_sample_value("hive_broker_commit_batch_size_sum") or 0.0)
+
+    async def one(i: int) -> w.SendReply | HiveError:
+        try:  # every 4th goes to nobody; pairs share a client id (a retry racing its original)
+            return await bus.send("alice", "nobody" if i % 4 == 0 else "bob", f"burst {i // 2}", id=f"burst-{i // 2}")
+        except HiveError as err:
+            return err
+
+    n0, s0 = commits()
+    results = await asyncio.gather(*(one(i) for i in range(60)))
+    n1, s1 = commits()
+    refused = [r for r in results if isinstance(r, HiveError)]
+    assert {r.code for r in refused} == {"unknown_recipient"} and len(refused) == 15
+    stored = {r.id for r in results if isinstance(r, w.SendReply)}
+    # i = 4k+1 pairs with 4k (refused): stored once on its own; 4k+2 and 4k+3 share one row
+    assert len(stored) == 30
+    got = await bus.recv("bob", max=32)
+    got += await bus.recv("bob", max=32)
+    assert sorted(m.id for m in got) == sorted(stored)
+    assert (s1 - s0) / (n1 - n0) > 1  # concurrent sends were committed together
+
+
 @pytest.mark.parametrize(
     ("sender", "to", "body", "kw", "code"),
     [

@@ -9,7 +9,7 @@ import pytest
 
 from hivewire import codec
 from hivewire.errors import HiveError
-from hivewire.service import Context, Endpoint, HiveClient, MicroService
+from hivewire.service import BatchEndpoint, Context, Endpoint, HiveClient, MicroService
 from hivewire.transport import Msg, subject_matches
 from hivewire.wire.broker import RecvRequest, SendReply, SendRequest
 from hivewire.wire.common import Empty
@@ -190,3 +190,74 @@ async def test_no_request_reaches_a_service_before_it_is_prepared(any_transport:
     await svc.stop()
     assert "internal" not in outcomes
     assert outcomes <= {"unavailable", "timeout", "ok"}
+
+
+class Batched(MicroService):
+    """A batch endpoint that records every batch it was handed."""
+
+    name = "hive-batched"
+
+    def __init__(self, transport: Any, *, fail: bool = False) -> None:
+        super().__init__(transport)
+        self.batches: list[list[str]] = []
+        self.fail = fail
+
+    def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
+        return [BatchEndpoint("send", "b.*.send", SendRequest, self.send)]
+
+    async def send(self, items: list[tuple[Context, SendRequest]]) -> list[Any]:
+        self.batches.append([req.body for _, req in items])
+        await asyncio.sleep(0.01)  # like a commit: later arrivals form the next batch
+        if self.fail:
+            raise RuntimeError("the whole batch failed")
+        return [HiveError("bad_request", "refused") if req.body.startswith("bad")
+                else SendReply(id=f"{ctx.token(1)}:{req.body}", sent_at=1.0) for ctx, req in items]
+
+
+async def test_batch_endpoint_groups_concurrent_requests_and_answers_each(any_transport: Any) -> None:
+    svc = Batched(any_transport)
+    await svc.start()
+    client = HiveClient(any_transport, timeout=5)
+    try:
+        async def one(i: int) -> Any:
+            body = f"bad{i}" if i % 5 == 0 else f"m{i}"
+            try:
+                return await client.call(f"b.a{i}.send", SendRequest(to="x", body=body), SendReply)
+            except HiveError as err:
+                return err
+
+        results = await asyncio.gather(*(one(i) for i in range(40)))
+        for i, got in enumerate(results):
+            if i % 5 == 0:
+                assert isinstance(got, HiveError) and got.code == "bad_request"
+            else:  # each caller got its own reply, not a neighbour's
+                assert isinstance(got, SendReply) and got.id == f"a{i}:m{i}"
+        assert sorted(b for batch in svc.batches for b in batch) == sorted(
+            f"bad{i}" if i % 5 == 0 else f"m{i}" for i in range(40))
+        assert max(len(b) for b in svc.batches) > 1, svc.batches  # concurrent requests shared a call
+        # malformed payload in a batch: refused alone, the others still answered
+        bad = asyncio.ensure_future(any_transport.request("b.z.send", b"{not json", 5))
+        fine = await client.call("b.y.send", SendRequest(to="x", body="ok"), SendReply)
+        assert fine.id == "y:ok"
+        with pytest.raises(HiveError) as err:
+            m = await bad
+            codec.parse_reply(m.data, m.headers, SendReply)
+        assert err.value.code == "bad_request"
+    finally:
+        await svc.stop()
+
+
+async def test_batch_handler_failure_answers_every_request_with_internal(any_transport: Any) -> None:
+    svc = Batched(any_transport, fail=True)
+    await svc.start()
+    client = HiveClient(any_transport, timeout=5)
+    try:
+        async def one(i: int) -> HiveError:
+            with pytest.raises(HiveError) as err:
+                await client.call(f"b.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
+            return err.value
+
+        errors = await asyncio.gather(*(one(i) for i in range(5)))
+        assert [e.code for e in errors] == ["internal"] * 5
+    finally:
+        await svc.stop()

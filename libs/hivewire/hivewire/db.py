@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 BATCH_SIZE = Histogram(
     "hive_db_commit_batch_size",
-    "Jobs committed per write transaction.",
+    "Requests committed per write transaction (a job's weight: 1, or a batch's size).",
     ["db"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
@@ -76,10 +76,10 @@ def in_batches(conn: sqlite3.Connection, step: Callable[[sqlite3.Connection], in
 
 
 class _Job:
-    __slots__ = ("error", "fn", "future", "result")
+    __slots__ = ("error", "fn", "future", "result", "weight")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]) -> None:
-        self.fn, self.future = fn, future
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], weight: int) -> None:
+        self.fn, self.future, self.weight = fn, future, weight
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -158,12 +158,14 @@ class Database:
         self._reader_pool.shutdown(wait=False)
 
     # --- writes -----------------------------------------------------------------
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` inside a write transaction; returns once committed."""
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, weight: int = 1) -> T:
+        """Run `fn(conn)` inside a write transaction; returns once committed.
+        `weight`: how many requests the job carries (a batch of sends counts as
+        its size in the commit batch metric)."""
         if self._thread is None or self._aloop is None:
             raise RuntimeError(f"database {self.label} is not open")
         fut: asyncio.Future[T] = self._aloop.create_future()
-        self._jobs.put(_Job(fn, fut))
+        self._jobs.put(_Job(fn, fut, weight))
         return await fut
 
     def _writer_main(self, opened: asyncio.Future[sqlite3.Connection]) -> None:
@@ -202,9 +204,10 @@ class Database:
                 log.error("commit_failed", db=self.label, jobs=len(batch), error=str(exc))
                 for job in batch:
                     job.error, job.result = exc, None
-            BATCH_SIZE.labels(self.label).observe(len(batch))
+            size = sum(job.weight for job in batch)
+            BATCH_SIZE.labels(self.label).observe(size)
             if self.on_batch is not None:
-                self.on_batch(len(batch))
+                self.on_batch(size)
             try:
                 loop.call_soon_threadsafe(_resolve, batch)
             except RuntimeError:  # the loop is gone (shutdown): nobody is waiting

@@ -15,7 +15,17 @@ from prometheus_client import Counter
 
 from hivewire.errors import HiveError
 from hivewire.natsauth import Credentials, resolve_credentials
-from hivewire.transport import Handler, Msg, RequestHandler, ServiceSpec, Subscription, _TaskSet
+from hivewire.transport import (
+    BatchEndpointSpec,
+    Batcher,
+    Handler,
+    Msg,
+    Reply,
+    RequestHandler,
+    ServiceSpec,
+    Subscription,
+    _TaskSet,
+)
 
 log = structlog.get_logger("hivewire.nats")
 
@@ -156,9 +166,9 @@ class NatsTransport:
         )
         tasks = _TaskSet()
         for ep in spec.endpoints:
-            await svc.add_endpoint(
-                name=ep.name, subject=ep.subject, queue_group=ep.queue_group, handler=_micro_handler(ep.handler, tasks)
-            )
+            handler = (_micro_batch_handler(Batcher(ep.handler, tasks)) if isinstance(ep, BatchEndpointSpec)
+                       else _micro_handler(ep.handler, tasks))
+            await svc.add_endpoint(name=ep.name, subject=ep.subject, queue_group=ep.queue_group, handler=handler)
         return _NatsService(svc, tasks)
 
     async def flush(self) -> None:
@@ -187,5 +197,15 @@ def _micro_handler(handler: RequestHandler, tasks: _TaskSet) -> Any:
                 log.warning("reply_failed", subject=msg.subject, error=str(exc))
 
         tasks.spawn(run())
+
+    return on_request
+
+
+def _micro_batch_handler(batcher: Batcher) -> Any:
+    async def on_request(req: Any) -> None:
+        async def respond(reply: Reply) -> None:
+            await req.respond(reply[0], headers=reply[1] or None)
+
+        batcher.add(Msg(req.subject, req.data, dict(req.headers or {}), ""), respond)
 
     return on_request

@@ -21,7 +21,7 @@ from prometheus_client import Counter, Histogram
 
 from hivewire import codec, subjects
 from hivewire.errors import HiveError
-from hivewire.transport import EndpointSpec, Msg, ServiceSpec, Subscription, Transport
+from hivewire.transport import BatchEndpointSpec, EndpointSpec, Msg, Reply, ServiceSpec, Subscription, Transport
 from hivewire.wire.common import Empty
 
 log = structlog.get_logger("hivewire.service")
@@ -57,6 +57,23 @@ class Endpoint(Generic[Req]):
     queue_group: str = "q"
 
 
+@dataclass(frozen=True)
+class BatchEndpoint(Generic[Req]):
+    """An endpoint handled a batch at a time (requests that arrived together).
+
+    The handler gets `[(context, request), ...]` and returns, in the same order,
+    each request's result or the `HiveError` (or other exception) that refuses
+    it alone; raising fails the whole batch. For stores that commit a batch in
+    one transaction (the broker's send).
+    """
+
+    name: str
+    subject: str
+    request_type: type[Req]
+    handler: Callable[[list[tuple[Context, Req]]], Awaitable[list[Any]]]
+    queue_group: str = "q"
+
+
 class MicroService:
     """Base class: subclasses set `name` and return their `endpoints()`."""
 
@@ -70,7 +87,7 @@ class MicroService:
         self.started_at = time.time()
         self._handle: Subscription | None = None
 
-    def endpoints(self) -> list[Endpoint[Any]]:
+    def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
         return []
 
     def metadata(self) -> dict[str, str]:
@@ -100,7 +117,10 @@ class MicroService:
             description=self.description,
             metadata=self.metadata(),
             endpoints=[
-                EndpointSpec(ep.name, ep.subject, self._wrap(ep), ep.queue_group) for ep in self.endpoints()
+                BatchEndpointSpec(ep.name, ep.subject, self._wrap_batch(ep), ep.queue_group)
+                if isinstance(ep, BatchEndpoint)
+                else EndpointSpec(ep.name, ep.subject, self._wrap(ep), ep.queue_group)
+                for ep in self.endpoints()
             ],
         )
         self._handle = await self.transport.add_service(spec)
@@ -121,25 +141,65 @@ class MicroService:
         # labelled children looked up once: `.labels()` per request was a measurable share of a send
         ok, latency = REQUESTS.labels(self.name, ep.name, "ok"), LATENCY.labels(self.name, ep.name)
 
-        async def handle(msg: Msg) -> tuple[bytes, dict[str, str]]:
+        async def handle(msg: Msg) -> Reply:
             started = time.perf_counter()
-            out: tuple[bytes, dict[str, str]]
+            out: Reply
             try:
                 req = codec.decode(msg.data, ep.request_type)
                 result = await ep.handler(Context(msg.subject, msg.headers), req)
                 out = codec.encode(result if result is not None else Empty()), {}
                 ok.inc()
-            except HiveError as err:
-                REQUESTS.labels(self.name, ep.name, err.code).inc()
-                self.on_error(ep.name, msg.subject, err.code, err)
-                out = codec.error_payload(err)
-            except Exception:
-                REQUESTS.labels(self.name, ep.name, "internal").inc()
-                log.exception("handler_failed", service=self.name, endpoint=ep.name, subject=msg.subject)
-                self.on_error(ep.name, msg.subject, "internal", None)
-                out = codec.error_payload(HiveError("internal", "internal error (logged by the service)"))
+            except Exception as exc:
+                out = self._refuse(ep.name, msg.subject, exc)
             latency.observe(time.perf_counter() - started)
             return out
+
+        return handle
+
+    def _refuse(self, endpoint: str, subject: str, exc: BaseException) -> Reply:
+        """The error reply for a request that failed with `exc`, counted and logged."""
+        if isinstance(exc, HiveError):
+            REQUESTS.labels(self.name, endpoint, exc.code).inc()
+            self.on_error(endpoint, subject, exc.code, exc)
+            return codec.error_payload(exc)
+        REQUESTS.labels(self.name, endpoint, "internal").inc()
+        log.error("handler_failed", service=self.name, endpoint=endpoint, subject=subject, exc_info=exc)
+        self.on_error(endpoint, subject, "internal", None)
+        return codec.error_payload(HiveError("internal", "internal error (logged by the service)"))
+
+    def _wrap_batch(self, ep: BatchEndpoint[Any]) -> Callable[[list[Msg]], Awaitable[list[Reply]]]:
+        ok, latency = REQUESTS.labels(self.name, ep.name, "ok"), LATENCY.labels(self.name, ep.name)
+
+        async def handle(msgs: list[Msg]) -> list[Reply]:
+            started = time.perf_counter()
+            out: list[Reply | None] = [None] * len(msgs)
+            good: list[int] = []
+            items: list[tuple[Context, Any]] = []
+            for i, msg in enumerate(msgs):
+                try:
+                    items.append((Context(msg.subject, msg.headers), codec.decode(msg.data, ep.request_type)))
+                    good.append(i)
+                except Exception as exc:
+                    out[i] = self._refuse(ep.name, msg.subject, exc)
+            results: list[Any]
+            try:
+                results = await ep.handler(items) if items else []
+                if len(results) != len(items):
+                    raise RuntimeError(f"batch handler {ep.name} returned {len(results)} results for {len(items)}")
+            except Exception as exc:
+                results = [exc] * len(items)
+            n_ok = 0
+            for i, result in zip(good, results, strict=True):
+                if isinstance(result, BaseException):
+                    out[i] = self._refuse(ep.name, msgs[i].subject, result)
+                else:
+                    out[i] = codec.encode(result if result is not None else Empty()), {}
+                    n_ok += 1
+            ok.inc(n_ok)
+            elapsed = time.perf_counter() - started
+            for _ in msgs:
+                latency.observe(elapsed)
+            return [o for o in out if o is not None]
 
         return handle
 

@@ -32,8 +32,11 @@ class Msg(msgspec.Struct, frozen=True):
 
 
 Handler = Callable[[Msg], Awaitable[None]]
+Reply = tuple[bytes, dict[str, str]]
 # An endpoint handler returns the reply payload and headers.
-RequestHandler = Callable[[Msg], Awaitable[tuple[bytes, dict[str, str]]]]
+RequestHandler = Callable[[Msg], Awaitable[Reply]]
+# A batch handler gets several requests at once and returns one reply each, in order.
+BatchRequestHandler = Callable[[list[Msg]], Awaitable[list[Reply]]]
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,23 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class BatchEndpointSpec:
+    """An endpoint whose requests are handled a batch at a time: those that arrive
+    in one pass of the event loop go to one handler call (see `Batcher`)."""
+
+    name: str
+    subject: str
+    handler: BatchRequestHandler
+    queue_group: str = "q"
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     version: str
     description: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
-    endpoints: list[EndpointSpec] = field(default_factory=list)
+    endpoints: list[EndpointSpec | BatchEndpointSpec] = field(default_factory=list)
 
 
 class Subscription(Protocol):
@@ -105,6 +119,7 @@ class _TaskSet:
         task.add_done_callback(self._tasks.discard)
 
     async def drain(self, timeout: float) -> None:
+        await asyncio.sleep(0)  # a Batcher flush already scheduled spawns its task first
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
@@ -112,6 +127,41 @@ class _TaskSet:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+Responder = Callable[[Reply], Awaitable[None]]
+
+
+class Batcher:
+    """Groups the requests that arrive in one event-loop pass into one handler call.
+
+    Why: a broker send costs a task, a future and a hop to the sqlite writer per
+    request when handled alone; a batch pays those once (profiled: the per-request
+    machinery was most of the broker's CPU per send). No timer is involved: the
+    batch is whatever the transport delivered before the loop's next pass, so a
+    lone request waits for nothing.
+    """
+
+    def __init__(self, handler: BatchRequestHandler, tasks: _TaskSet) -> None:
+        self.handler, self.tasks = handler, tasks
+        self._pending: list[tuple[Msg, Responder]] = []
+
+    def add(self, msg: Msg, respond: Responder) -> None:
+        self._pending.append((msg, respond))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        items, self._pending = self._pending, []
+        self.tasks.spawn(self._run(items))
+
+    async def _run(self, items: list[tuple[Msg, Responder]]) -> None:
+        replies = await self.handler([m for m, _ in items])
+        for (msg, respond), reply in zip(items, replies, strict=True):
+            try:
+                await respond(reply)
+            except Exception as exc:  # one lost reply must not cost the others theirs
+                log.warning("reply_failed", subject=msg.subject, error=str(exc))
 
 
 # --- in-memory ------------------------------------------------------------------
@@ -187,7 +237,9 @@ class MemoryTransport:
         tasks = _TaskSet()
         subs: list[Subscription] = []
         for ep in spec.endpoints:
-            subs.append(await self.subscribe(ep.subject, _responder(self, ep.handler, tasks), ep.queue_group))
+            on_msg = (_batch_responder(self, Batcher(ep.handler, tasks)) if isinstance(ep, BatchEndpointSpec)
+                      else _responder(self, ep.handler, tasks))
+            subs.append(await self.subscribe(ep.subject, on_msg, ep.queue_group))
         return _MemService(subs, tasks)
 
     async def flush(self) -> None:
@@ -207,5 +259,16 @@ def _responder(bus: MemoryTransport, handler: RequestHandler, tasks: _TaskSet) -
                 await bus.publish(msg.reply, data, headers)
 
         tasks.spawn(run())
+
+    return on_msg
+
+
+def _batch_responder(bus: MemoryTransport, batcher: Batcher) -> Handler:
+    async def on_msg(msg: Msg) -> None:
+        async def respond(reply: Reply) -> None:
+            if msg.reply:
+                await bus.publish(msg.reply, reply[0], reply[1])
+
+        batcher.add(msg, respond)
 
     return on_msg

@@ -113,6 +113,27 @@ def send(conn: sqlite3.Connection, eff: Effects, sender: str, req: SendRequest, 
     return SendReply(id=str(ids[0]), sent_at=now, recipients=recipients)
 
 
+def send_many(
+    conn: sqlite3.Connection, eff: Effects, items: list[tuple[str, SendRequest]], now: float
+) -> list[SendReply | Exception]:
+    """Several (sender, request) sends inside the caller's transaction, each in a
+    savepoint: a refused send changes nothing, records no effects, and costs the
+    others nothing; its exception takes its place in the result."""
+    out: list[SendReply | Exception] = []
+    for sender, req in items:
+        one = Effects()
+        conn.execute("SAVEPOINT send")
+        try:
+            out.append(send(conn, one, sender, req, now))
+        except Exception as exc:
+            conn.execute("ROLLBACK TO send")
+            out.append(exc)
+        else:
+            eff.merge(one)
+        conn.execute("RELEASE send")
+    return out
+
+
 def recv(
     conn: sqlite3.Connection, eff: Effects, agent: str, limit: int, instance: str | None, now: float
 ) -> list[Message]:

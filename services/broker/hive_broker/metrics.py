@@ -32,6 +32,6 @@ WAITING_POLLS = Gauge("hive_broker_waiting_polls", "recv long-polls currently wa
 
 COMMIT_BATCH = Histogram(
     "hive_broker_commit_batch_size",
-    "Write jobs (sends, acks, ...) committed together in one broker.sqlite transaction.",
+    "Requests (sends, acks, ...) committed together in one broker.sqlite transaction.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )

@@ -24,7 +24,7 @@ from hive_broker.waiters import Waiters
 from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, OPERATOR, validate_agent_name
-from hivewire.service import Context, Endpoint, MicroService
+from hivewire.service import BatchEndpoint, Context, Endpoint, MicroService
 from hivewire.settings import Settings
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire import broker as w
@@ -78,10 +78,9 @@ class BrokerService(MicroService):
         await self.db.close()
 
     # --- plumbing -------------------------------------------------------------------
-    def endpoints(self) -> list[Endpoint[Any]]:
+    def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
         b, op, reg = subjects.broker_pattern, subjects.operator, subjects.broker_registry
         table: list[tuple[str, str, type[Any], Callable[[Context, Any], Awaitable[Any]]]] = [
-            ("send", b("send"), w.SendRequest, self.send),
             ("recv", b("recv"), w.RecvRequest, self.recv),
             ("ack", b("ack"), w.AckRequest, self.ack),
             ("ask", b("ask"), w.AskRequest, self.ask),
@@ -101,7 +100,9 @@ class BrokerService(MicroService):
             ("registry_remove", reg("remove"), w.RegistryRequest, self.registry_remove),
             ("registry_list", reg("list"), Empty, self.registry_list),
         ]
-        return [Endpoint(name, subject, rt, h) for name, subject, rt, h in table]
+        # sends arriving together share one write job, one commit and one hop to the writer
+        send: list[Endpoint[Any] | BatchEndpoint[Any]] = [BatchEndpoint("send", b("send"), w.SendRequest, self.send)]
+        return send + [Endpoint(name, subject, rt, h) for name, subject, rt, h in table]
 
     def on_error(self, endpoint: str, subject: str, code: str, err: HiveError | None) -> None:
         # latency and outcome per endpoint come from MicroService (hive_request_*{service="hive-broker"})
@@ -113,10 +114,10 @@ class BrokerService(MicroService):
     def _agent(ctx: Context) -> str:
         return validate_agent_name(ctx.token(2), allow_reserved=True)
 
-    async def _write(self, fn: Callable[[Any, Effects], T]) -> T:
+    async def _write(self, fn: Callable[[Any, Effects], T], weight: int = 1) -> T:
         """Run `fn(conn, effects)` in a write transaction, then announce its effects."""
         eff = Effects()
-        result = await self.db.write(lambda conn: fn(conn, eff))
+        result = await self.db.write(lambda conn: fn(conn, eff), weight=weight)
         await self.announce(eff)
         return result
 
@@ -144,9 +145,23 @@ class BrokerService(MicroService):
             log.warning("publish_failed", subject=subject, error=str(exc))
 
     # --- agents ---------------------------------------------------------------------
-    async def send(self, ctx: Context, req: w.SendRequest) -> w.SendReply:
-        sender = self._agent(ctx)
-        return await self._write(lambda c, e: messages.send(c, e, sender, req, time.time()))
+    async def send(self, items: list[tuple[Context, w.SendRequest]]) -> list[w.SendReply | Exception]:
+        """A batch of sends (see BatchEndpoint): one write job, then every reply."""
+        out: list[w.SendReply | Exception] = []
+        todo: list[tuple[int, str, w.SendRequest]] = []
+        for ctx, req in items:
+            try:
+                todo.append((len(out), self._agent(ctx), req))
+                out.append(HiveError("internal", "not sent"))  # replaced below
+            except HiveError as err:
+                out.append(err)
+        if todo:
+            now = time.time()
+            results = await self._write(lambda c, e: messages.send_many(c, e, [(s, r) for _, s, r in todo], now),
+                                        weight=len(todo))
+            for (i, _, _), result in zip(todo, results, strict=True):
+                out[i] = result
+        return out
 
     async def recv(self, ctx: Context, req: w.RecvRequest) -> w.RecvReply:
         agent = self._agent(ctx)
