@@ -86,6 +86,7 @@ async def flood(nc: nats.NATS, subject_of: object, agents: list[str], seconds: f
     """Every agent sends back-to-back for `seconds`; returns (sends, latencies)."""
     lat: list[float] = []
     stop = time.perf_counter() + seconds
+    run = os.urandom(3).hex()  # client ids unique per flood: a warm-up's ids must not turn into duplicates
     count = 0
 
     async def agent(i: int) -> None:
@@ -95,7 +96,8 @@ async def flood(nc: nats.NATS, subject_of: object, agents: list[str], seconds: f
         n = 0
         while time.perf_counter() < stop:
             n += 1
-            body = msgspec.json.encode(w.SendRequest(to=peer, body=f"bench message {n} from {me}", id=f"{me}-{n}"))
+            req = w.SendRequest(to=peer, body=f"bench message {n} from {me}", id=f"{me}-{run}-{n}")
+            body = msgspec.json.encode(req)
             t0 = time.perf_counter()
             msg = await nc.request(subj, body, timeout=10)
             lat.append(time.perf_counter() - t0)

@@ -31,6 +31,9 @@ class BrokerConfig:
     # FULL: an acked send survives power loss (fsync per commit batch). NORMAL: it
     # survives kill -9 of the broker (WAL in the OS cache), not an OS crash.
     sync: Literal["FULL", "NORMAL"] = "FULL"
+    # a retried send with the same client id is stored once within this window (see dedup)
+    dedup_window_s: float = 86400.0
+    dedup_max: int = 100_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> BrokerConfig:
@@ -42,5 +45,7 @@ class BrokerConfig:
             tick_s=_num(e, "HIVE_BROKER_TICK_S", 5.0),
             gauges_s=_num(e, "HIVE_BROKER_GAUGES_S", 5.0),
             index_s=_num(e, "HIVE_BROKER_INDEX_S", 1.0),
+            dedup_window_s=_num(e, "HIVE_BROKER_DEDUP_WINDOW_S", 86400.0),
+            dedup_max=int(_num(e, "HIVE_BROKER_DEDUP_MAX", 100_000)),
             sync="NORMAL" if (e.get("HIVE_BROKER_SYNC") or "").upper() == "NORMAL" else "FULL",
         )

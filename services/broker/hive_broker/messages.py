@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 
 from hive_broker import registry
+from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects, check_body, check_client_id, check_id, check_time
 from hivewire.errors import HiveError
 from hivewire.names import BROADCAST, validate_agent_name
@@ -76,7 +77,9 @@ def insert(
     return mid
 
 
-def send(conn: sqlite3.Connection, eff: Effects, sender: str, req: SendRequest, now: float) -> SendReply:
+def send(
+    conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, sender: str, req: SendRequest, now: float
+) -> SendReply:
     validate_agent_name(sender, allow_reserved=True)
     check_body(req.body)
     if req.to != BROADCAST:
@@ -86,10 +89,7 @@ def send(conn: sqlite3.Connection, eff: Effects, sender: str, req: SendRequest, 
         raise HiveError("bad_request", "in_reply_to must be 1-128 characters")
 
     if client_id is not None:
-        rows = conn.execute(
-            "SELECT id, recipient, body, sent_at FROM messages WHERE sender = ? AND client_id = ? ORDER BY id",
-            (sender, client_id),
-        ).fetchall()
+        rows = client_ids.lookup(conn, sender, client_id, now)
         if rows:
             if rows[0]["body"] != req.body or (req.to != BROADCAST and rows[0]["recipient"] != req.to):
                 raise HiveError("conflict", f"client id {client_id!r} was already used for a different message")
@@ -110,11 +110,13 @@ def send(conn: sqlite3.Connection, eff: Effects, sender: str, req: SendRequest, 
                client_id=client_id)
         for r in recipients
     ]
+    if client_id is not None:
+        client_ids.remember(sender, client_id, ids[0], len(ids), now)
     return SendReply(id=str(ids[0]), sent_at=now, recipients=recipients)
 
 
 def send_many(
-    conn: sqlite3.Connection, eff: Effects, items: list[tuple[str, SendRequest]], now: float
+    conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, items: list[tuple[str, SendRequest]], now: float
 ) -> list[SendReply | Exception]:
     """Several (sender, request) sends inside the caller's transaction, each in a
     savepoint: a refused send changes nothing, records no effects, and costs the
@@ -124,7 +126,7 @@ def send_many(
         one = Effects()
         conn.execute("SAVEPOINT send")
         try:
-            out.append(send(conn, one, sender, req, now))
+            out.append(send(conn, one, client_ids, sender, req, now))
         except Exception as exc:
             conn.execute("ROLLBACK TO send")
             out.append(exc)

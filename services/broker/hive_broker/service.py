@@ -18,6 +18,7 @@ import structlog
 from hive_broker import approvals, messages, metrics, questions, registry, reminders
 from hive_broker.background import Background
 from hive_broker.config import BrokerConfig
+from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects
 from hive_broker.store import BrokerDatabase
 from hive_broker.waiters import Waiters
@@ -46,6 +47,7 @@ class BrokerService(MicroService):
         self.settings = settings
         self.config = config or BrokerConfig.from_env()
         self.db = BrokerDatabase(settings.broker_db, synchronous=self.config.sync)
+        self.client_ids = ClientIds(self.config.dedup_window_s, self.config.dedup_max)
         self.waiters = Waiters()
         self.background = Background(self)
         self._presence_sub: Subscription | None = None
@@ -56,6 +58,8 @@ class BrokerService(MicroService):
     # --- lifecycle ------------------------------------------------------------------
     async def on_prepare(self) -> None:
         await self.db.open()
+        n = await self.db.write(lambda conn: self.client_ids.load(conn, time.time()))
+        log.info("dedup_window_loaded", client_ids=n, window_s=self.config.dedup_window_s)
 
     async def on_start(self) -> None:
         self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)
@@ -157,8 +161,9 @@ class BrokerService(MicroService):
                 out.append(err)
         if todo:
             now = time.time()
-            results = await self._write(lambda c, e: messages.send_many(c, e, [(s, r) for _, s, r in todo], now),
-                                        weight=len(todo))
+            batch = [(sender, req) for _, sender, req in todo]
+            results = await self._write(lambda c, e: messages.send_many(c, e, self.client_ids, batch, now),
+                                        weight=len(batch))
             for (i, _, _), result in zip(todo, results, strict=True):
                 out[i] = result
         return out
