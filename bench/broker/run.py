@@ -74,6 +74,26 @@ async def mean_commit_batch(nc: nats.NATS) -> float:
     return values["hive_broker_commit_batch_size_sum"] / max(values["hive_broker_commit_batch_size_count"], 1)
 
 
+def commit_ms(path: Path, n: int = 200) -> float:
+    """Median time of a one-row commit with synchronous=FULL in WAL mode on this disk:
+    the fsync every FULL commit waits for (a scratch file beside the broker's)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, b TEXT)")
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t(b) VALUES ('x')")
+        conn.execute("COMMIT")
+        times.append(time.perf_counter() - t0)
+    conn.close()
+    return statistics.median(times) * 1e3
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -193,6 +213,8 @@ async def main(args: argparse.Namespace) -> int:
     missing = [i for i in acked if i not in stored]
 
     rates = {name: n / args.seconds for name, (n, _, _) in runs.items()}
+    fsync = commit_ms(tmp / "fsync-probe.sqlite")
+    echo_p50 = pct(runs["echo"][1], .5) * 1e3
     print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} "
           f"(sqlite synchronous={args.sync.upper()})")
     print(f"{'':9} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/send (user+sys)':>30}")
@@ -203,6 +225,9 @@ async def main(args: argparse.Namespace) -> int:
     print(f"ratio announce/echo (sends/s): {rates['announce'] / rates['echo']:.2f}")
     print(f"ratio broker/echo (sends/s): {rates['broker'] / rates['echo']:.2f}"
           f"  (broker: {batch:.1f} write jobs per commit on average)")
+    print(f"disk: a one-row FULL commit (its fsync) takes {fsync:.2f} ms (median of 200); a send that waited "
+          f"one on top of the echo's p50 of {echo_p50:.2f} ms caps a FULL ratio near "
+          f"{echo_p50 / (echo_p50 + fsync):.2f} (an estimate, not a measurement)")
     print(f"send-to-wake at {args.rate:.0f} msg/s: n={len(wake)} p50={pct(wake, .5) * 1e3:.2f} ms "
           f"p99={pct(wake, .99) * 1e3:.2f} ms (mean {statistics.fmean(wake) * 1e3 if wake else 0:.2f} ms)")
     print(f"durability: {len(acked)} acknowledged sends, {len(missing)} missing from broker.sqlite, "

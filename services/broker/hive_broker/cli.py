@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
         to: str = typer.Argument(..., help="An agent, `operator`, or `*` for every agent."),
         body: str = typer.Argument(...),
         sender: str = typer.Option(OPERATOR, "--as", help="Send as this agent (default: operator)."),
-        client_id: str = typer.Option(None, "--id", help="Client id: retrying with it stores the message once."),
+        client_id: str = typer.Option(
+            None, "--id", help="Client id: a retry with it within the broker's duplicate window "
+            "(HIVE_BROKER_DEDUP_WINDOW_S, default 24 h) stores the message once."),
         in_reply_to: str = typer.Option(None, "--in-reply-to"),
     ) -> None:
         """Send a message through the broker."""

@@ -31,6 +31,7 @@ class ClientIds:
         self.window_s = window_s
         self.max_entries = max_entries
         self._seen: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._trimmed_at = float("-inf")
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -54,6 +55,10 @@ class ClientIds:
         self._trim(sent_at)
 
     def _trim(self, now: float) -> None:
+        # expiry at most once a second (lookup checks the window itself): this runs per send
+        if len(self._seen) <= self.max_entries and now - self._trimmed_at < 1.0:
+            return
+        self._trimmed_at = now
         cutoff = now - self.window_s
         while self._seen:
             _, (_, _, at) = next(iter(self._seen.items()))
