@@ -89,6 +89,32 @@ async def test_a_burst_of_sends_shares_commits_and_a_refused_one_costs_the_other
     assert (s1 - s0) / (n1 - n0) > 1  # concurrent sends were committed together
 
 
+async def test_a_storage_error_in_a_batch_stores_nothing_of_it_and_says_so(bus: Bus, broker: BrokerService) -> None:
+    import sqlite3
+
+    side = sqlite3.connect(broker.settings.broker_db)
+    side.execute("CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison' "
+                 "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
+    side.close()
+
+    async def one(body: str) -> w.SendReply | HiveError:
+        try:
+            return await bus.send("alice", "bob", body)
+        except HiveError as err:
+            return err
+
+    bodies = [f"m{i}" for i in range(20)] + ["poison"] + [f"n{i}" for i in range(20)]
+    results = dict(zip(bodies, await asyncio.gather(*(one(b) for b in bodies)), strict=True))
+    assert isinstance(results["poison"], HiveError) and results["poison"].code == "internal"
+    ok = {b: r.id for b, r in results.items() if isinstance(r, w.SendReply)}
+    refused = {b for b, r in results.items() if isinstance(r, HiveError)}
+    assert {r.code for r in results.values() if isinstance(r, HiveError)} == {"internal"}
+    got = await bus.recv("bob", max=32) + await bus.recv("bob", max=32)
+    assert sorted((m.body, m.id) for m in got) == sorted(ok.items())  # exactly the acknowledged ones
+    assert not refused & {m.body for m in got}
+    assert (await bus.send("alice", "bob", "after")).id  # the broker goes on
+
+
 @pytest.mark.parametrize(
     ("sender", "to", "body", "kw", "code"),
     [

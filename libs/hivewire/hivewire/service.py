@@ -156,14 +156,16 @@ class MicroService:
 
         return handle
 
-    def _refuse(self, endpoint: str, subject: str, exc: BaseException) -> Reply:
-        """The error reply for a request that failed with `exc`, counted and logged."""
+    def _refuse(self, endpoint: str, subject: str, exc: BaseException, *, logged: bool = False) -> Reply:
+        """The error reply for a request that failed with `exc`, counted and logged
+        (`logged`: the caller already logged this failure, once for a whole batch)."""
         if isinstance(exc, HiveError):
             REQUESTS.labels(self.name, endpoint, exc.code).inc()
             self.on_error(endpoint, subject, exc.code, exc)
             return codec.error_payload(exc)
         REQUESTS.labels(self.name, endpoint, "internal").inc()
-        log.error("handler_failed", service=self.name, endpoint=endpoint, subject=subject, exc_info=exc)
+        if not logged:
+            log.error("handler_failed", service=self.name, endpoint=endpoint, subject=subject, exc_info=exc)
         self.on_error(endpoint, subject, "internal", None)
         return codec.error_payload(HiveError("internal", "internal error (logged by the service)"))
 
@@ -182,16 +184,18 @@ class MicroService:
                 except Exception as exc:
                     out[i] = self._refuse(ep.name, msg.subject, exc)
             results: list[Any]
+            failed = False
             try:
                 results = await ep.handler(items) if items else []
                 if len(results) != len(items):
                     raise RuntimeError(f"batch handler {ep.name} returned {len(results)} results for {len(items)}")
-            except Exception as exc:
-                results = [exc] * len(items)
+            except Exception as exc:  # the whole batch failed: one log line (a traceback per item took seconds)
+                log.error("batch_failed", service=self.name, endpoint=ep.name, requests=len(items), exc_info=exc)
+                results, failed = [exc] * len(items), True
             n_ok = 0
             for i, result in zip(good, results, strict=True):
                 if isinstance(result, BaseException):
-                    out[i] = self._refuse(ep.name, msgs[i].subject, result)
+                    out[i] = self._refuse(ep.name, msgs[i].subject, result, logged=failed)
                 else:
                     out[i] = codec.encode(result if result is not None else Empty()), {}
                     n_ok += 1

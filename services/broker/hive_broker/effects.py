@@ -36,14 +36,6 @@ class Effects:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def merge(self, other: Effects) -> None:
-        """Take on `other`'s effects (a part of a batch that committed)."""
-        self.wakes += other.wakes
-        self.changes += other.changes
-        self.pollers |= other.pollers
-        for name, n in other.counters.items():
-            self.count(name, n)
-
 
 def check_body(body: str, what: str = "body") -> str:
     if not body.strip():

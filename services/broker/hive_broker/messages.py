@@ -80,6 +80,7 @@ def insert(
 def send(
     conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, sender: str, req: SendRequest, now: float
 ) -> SendReply:
+    """Store one send. Every HiveError is raised before the first write (send_many relies on it)."""
     validate_agent_name(sender, allow_reserved=True)
     check_body(req.body)
     if req.to != BROADCAST:
@@ -118,21 +119,17 @@ def send(
 def send_many(
     conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, items: list[tuple[str, SendRequest]], now: float
 ) -> list[SendReply | Exception]:
-    """Several (sender, request) sends inside the caller's transaction, each in a
-    savepoint: a refused send changes nothing, records no effects, and costs the
-    others nothing; its exception takes its place in the result."""
+    """Several (sender, request) sends inside the caller's transaction. `send` raises
+    every refusal before its first write, so a refused send changed nothing and
+    recorded no effects: its HiveError takes its place in the result and the others
+    go on (no savepoint per send: two statements each, on the hottest path). A
+    storage error is not a refusal: it fails the whole job, like a failed commit."""
     out: list[SendReply | Exception] = []
     for sender, req in items:
-        one = Effects()
-        conn.execute("SAVEPOINT send")
         try:
-            out.append(send(conn, one, client_ids, sender, req, now))
-        except Exception as exc:
-            conn.execute("ROLLBACK TO send")
-            out.append(exc)
-        else:
-            eff.merge(one)
-        conn.execute("RELEASE send")
+            out.append(send(conn, eff, client_ids, sender, req, now))
+        except HiveError as err:
+            out.append(err)
     return out
 
 
