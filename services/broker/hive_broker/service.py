@@ -151,22 +151,22 @@ class BrokerService(MicroService):
     # --- agents ---------------------------------------------------------------------
     async def send(self, items: list[tuple[Context, w.SendRequest]]) -> list[w.SendReply | Exception]:
         """A batch of sends (see BatchEndpoint): one write job, then every reply."""
-        out: list[w.SendReply | Exception] = []
-        todo: list[tuple[int, str, w.SendRequest]] = []
-        for ctx, req in items:
+        out: list[w.SendReply | Exception | None] = [None] * len(items)
+        todo: list[int] = []
+        batch: list[tuple[str, w.SendRequest]] = []
+        for i, (ctx, req) in enumerate(items):
             try:
-                todo.append((len(out), self._agent(ctx), req))
-                out.append(HiveError("internal", "not sent"))  # replaced below
+                batch.append((self._agent(ctx), req))
+                todo.append(i)
             except HiveError as err:
-                out.append(err)
-        if todo:
+                out[i] = err
+        if batch:
             now = time.time()
-            batch = [(sender, req) for _, sender, req in todo]
             results = await self._write(lambda c, e: messages.send_many(c, e, self.client_ids, batch, now),
                                         weight=len(batch))
-            for (i, _, _), result in zip(todo, results, strict=True):
+            for i, result in zip(todo, results, strict=True):
                 out[i] = result
-        return out
+        return [r if r is not None else HiveError("internal", "no result") for r in out]
 
     async def recv(self, ctx: Context, req: w.RecvRequest) -> w.RecvReply:
         agent = self._agent(ctx)
