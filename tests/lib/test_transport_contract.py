@@ -261,3 +261,28 @@ async def test_batch_handler_failure_answers_every_request_with_internal(any_tra
         assert [e.code for e in errors] == ["internal"] * 5
     finally:
         await svc.stop()
+
+
+async def test_stopping_answers_every_request_a_batch_already_took(any_transport: Any) -> None:
+    svc = Batched(any_transport)
+    await svc.start()
+    client = HiveClient(any_transport, timeout=3)
+
+    async def one(i: int) -> str:
+        try:
+            return (await client.call(f"b.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)).id
+        except HiveError as err:
+            return err.code
+
+    calls = [asyncio.ensure_future(one(i)) for i in range(20)]
+    for _ in range(200):  # until a batch is inside the handler (its 10 ms "commit")
+        if svc.batches:
+            break
+        await asyncio.sleep(0.001)
+    await svc.stop()
+    got = await asyncio.gather(*calls)
+    taken = [body for batch in svc.batches for body in batch]
+    assert taken
+    for i, outcome in enumerate(got):
+        if f"m{i}" in taken:
+            assert outcome == f"a{i}:m{i}"  # taken means answered, stop or not
