@@ -3,7 +3,8 @@
 import hivewire
 
 EXPECTED = {
-    "AGENT_NAME_RE", "BROADCAST", "MANAGER", "OPERATOR", "Context", "Database", "DatabaseSpec", "Endpoint",
+    "AGENT_NAME_RE", "BROADCAST", "MANAGER", "OPERATOR", "BatchEndpoint", "Context", "Database", "DatabaseSpec",
+    "Endpoint",
     "HiveClient", "HiveError", "MemoryTransport", "MicroService", "Migration", "Migrations", "Msg", "NatsServer",
     "NatsTransport", "Settings", "Transport", "__version__", "codec", "configure_logging", "connect", "connect_nats",
     "ensure_columns", "is_agent_name", "run_service", "serve", "serve_metrics", "subjects", "validate_agent_name",

@@ -14,7 +14,7 @@ from hivewire.names import AGENT_NAME_RE, BROADCAST, MANAGER, OPERATOR, is_agent
 from hivewire.nats_transport import NatsTransport, connect_nats
 from hivewire.natsd import NatsServer
 from hivewire.runner import run_service, serve
-from hivewire.service import Context, Endpoint, HiveClient, MicroService
+from hivewire.service import BatchEndpoint, Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.transport import MemoryTransport, Msg, Transport
 
@@ -25,6 +25,7 @@ __all__ = [
     "BROADCAST",
     "MANAGER",
     "OPERATOR",
+    "BatchEndpoint",
     "Context",
     "Database",
     "DatabaseSpec",

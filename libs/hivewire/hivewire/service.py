@@ -3,7 +3,9 @@
 A service lists `Endpoint`s (subject, request struct, async handler). The
 base decodes the request, runs the handler, encodes the reply, and turns any
 failure into a structured error reply, so a malformed request can never crash
-a service or change its state. Metrics per endpoint come for free.
+a service or change its state. Metrics per endpoint come for free. A
+`BatchEndpoint` gets the requests that arrived together in one handler call
+(transport.Batcher), for a store that commits them as one job.
 """
 
 from __future__ import annotations
