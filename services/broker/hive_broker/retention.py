@@ -10,7 +10,9 @@ import sqlite3
 
 from hivewire.db import in_batches
 
-BATCH = 2000
+# A batch holds the broker's writer, so sends queued behind it wait: with the bodies in
+# the FTS index, 2,000 deletions took 11 ms (median, up to 16), 500 took 4.4 ms.
+BATCH = 500
 
 WHERE = "acked_at IS NOT NULL AND acked_at < :cutoff AND sent_at < :cutoff"
 
