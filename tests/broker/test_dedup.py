@@ -113,3 +113,25 @@ async def test_a_restarted_broker_still_answers_a_retry_from_the_stored_message(
     finally:
         await svc.stop()
         await t.close()
+
+
+def test_load_stops_at_the_first_row_older_than_the_window_even_without_an_id(conn: sqlite3.Connection) -> None:
+    ids = ClientIds(window_s=60)
+    _send(conn, ids, "bob", "old", "c0", now=10)
+    conn.executemany(  # newer rows without client ids (CLI sends without --id)
+        "INSERT INTO messages(sender, recipient, body, sent_at, kind) VALUES ('alice', 'bob', 'x', 20.0, 'message')",
+        [() for _ in range(2000)],
+    )
+    ops = 0
+
+    def count() -> int:
+        nonlocal ops
+        ops += 1
+        return 0
+
+    conn.set_progress_handler(count, 100)
+    assert ClientIds(window_s=60).load(conn, now=10_000.0) == 0
+    stopped, ops = ops, 0
+    assert ClientIds(window_s=10**6).load(conn, now=10_000.0) == 1  # a window over everything reads every row
+    conn.set_progress_handler(None, 100)
+    assert stopped * 20 < ops, (stopped, ops)

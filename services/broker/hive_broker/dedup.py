@@ -72,13 +72,14 @@ class ClientIds:
         found: dict[tuple[str, str], list[int]] = {}  # key -> [first id, rows, sent_at]
         order: list[tuple[tuple[str, str], float]] = []
         cutoff = now - self.window_s
-        cur = conn.execute(
-            "SELECT id, sender, client_id, sent_at FROM messages WHERE client_id IS NOT NULL ORDER BY id DESC"
-        )
+        # every row, newest first, so that the time check stops the scan even where few carry a client id
+        cur = conn.execute("SELECT id, sender, client_id, sent_at FROM messages ORDER BY id DESC")
         for mid, sender, client_id, sent_at in cur:
             if sent_at < cutoff:  # ids follow time, bar a clock stepped back: allow an hour of that
                 if sent_at < cutoff - CLOCK_SLACK_S:
                     break
+                continue
+            if client_id is None:
                 continue
             key = (sender, client_id)
             hit = found.get(key)
