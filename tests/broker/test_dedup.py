@@ -135,3 +135,12 @@ def test_load_stops_at_the_first_row_older_than_the_window_even_without_an_id(co
     assert ClientIds(window_s=10**6).load(conn, now=10_000.0) == 1  # a window over everything reads every row
     conn.set_progress_handler(None, 100)
     assert stopped * 20 < ops, (stopped, ops)
+
+
+def test_the_window_is_configured_from_the_environment() -> None:
+    from hive_broker.config import BrokerConfig
+
+    cfg = BrokerConfig.from_env({"HIVE_BROKER_DEDUP_WINDOW_S": "600", "HIVE_BROKER_DEDUP_MAX": "5000"})
+    assert (cfg.dedup_window_s, cfg.dedup_max) == (600.0, 5000)
+    bad = BrokerConfig.from_env({"HIVE_BROKER_DEDUP_WINDOW_S": "soon", "HIVE_BROKER_DEDUP_MAX": "-3"})
+    assert (bad.dedup_window_s, bad.dedup_max) == (86400.0, 100_000)  # nonsense falls back to the defaults
