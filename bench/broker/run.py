@@ -224,7 +224,7 @@ async def main(args: argparse.Namespace) -> int:
     print("(announce: an echo that also publishes a wake and a change per send, storing nothing)")
     print(f"ratio announce/echo (sends/s): {rates['announce'] / rates['echo']:.2f}")
     print(f"ratio broker/echo (sends/s): {rates['broker'] / rates['echo']:.2f}"
-          f"  (broker: {batch:.1f} write jobs per commit on average)")
+          f"  (broker: {batch:.1f} requests per commit on average)")
     print(f"disk: a one-row FULL commit (its fsync) takes {fsync:.2f} ms (median of 200); a send that waited "
           f"one on top of the echo's p50 of {echo_p50:.2f} ms caps a FULL ratio near "
           f"{echo_p50 / (echo_p50 + fsync):.2f} (an estimate, not a measurement)")

@@ -69,8 +69,7 @@ class ClientIds:
     def load(self, conn: sqlite3.Connection, now: float) -> int:
         """Rebuild from the newest rows of the file; returns how many sends it holds."""
         self._seen.clear()
-        found: dict[tuple[str, str], list[int]] = {}  # key -> [first id, rows, sent_at]
-        order: list[tuple[tuple[str, str], float]] = []
+        found: dict[tuple[str, str], list[float]] = {}  # key -> [first id, rows, sent_at], newest first
         cutoff = now - self.window_s
         # every row, newest first, so that the time check stops the scan even where few carry a client id
         cur = conn.execute("SELECT id, sender, client_id, sent_at FROM messages ORDER BY id DESC")
@@ -86,11 +85,10 @@ class ClientIds:
             if hit is None:
                 if len(found) >= self.max_entries:
                     break
-                found[key] = [mid, 1]
-                order.append((key, sent_at))
+                found[key] = [mid, 1, sent_at]
             elif hit[0] == mid + 1:  # a broadcast's rows are consecutive: extend downwards
                 hit[0], hit[1] = mid, hit[1] + 1
-        for key, sent_at in reversed(order):  # oldest first, as remember() keeps them
-            first, n = found[key]
-            self._seen[key] = (first, n, sent_at)
+        for key in reversed(found):  # oldest first, as remember() keeps them
+            first, n, at = found[key]
+            self._seen[key] = (int(first), int(n), at)
         return len(self._seen)

@@ -17,7 +17,7 @@ MAX_TEXT_LEN = 4096
 
 
 class Effects:
-    """One per write job (so per send): a plain slotted class, cheap to build."""
+    """One per write job (a batch of sends shares one): a plain slotted class, cheap to build."""
 
     __slots__ = ("changes", "counters", "pollers", "wakes")
 

@@ -151,22 +151,17 @@ class BrokerService(MicroService):
     # --- agents ---------------------------------------------------------------------
     async def send(self, items: list[tuple[Context, w.SendRequest]]) -> list[w.SendReply | Exception]:
         """A batch of sends (see BatchEndpoint): one write job, then every reply."""
-        out: list[w.SendReply | Exception | None] = [None] * len(items)
-        todo: list[int] = []
-        batch: list[tuple[str, w.SendRequest]] = []
-        for i, (ctx, req) in enumerate(items):
+        senders: list[str | HiveError] = []
+        for ctx, _ in items:
             try:
-                batch.append((self._agent(ctx), req))
-                todo.append(i)
+                senders.append(self._agent(ctx))
             except HiveError as err:
-                out[i] = err
-        if batch:
-            now = time.time()
-            results = await self._write(lambda c, e: messages.send_many(c, e, self.client_ids, batch, now),
-                                        weight=len(batch))
-            for i, result in zip(todo, results, strict=True):
-                out[i] = result
-        return [r if r is not None else HiveError("internal", "no result") for r in out]
+                senders.append(err)
+        batch = [(s, req) for s, (_, req) in zip(senders, items, strict=True) if isinstance(s, str)]
+        now = time.time()
+        results = iter(await self._write(lambda c, e: messages.send_many(c, e, self.client_ids, batch, now),
+                                         weight=len(batch)) if batch else [])
+        return [next(results) if isinstance(s, str) else s for s in senders]
 
     async def recv(self, ctx: Context, req: w.RecvRequest) -> w.RecvReply:
         agent = self._agent(ctx)
