@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hivewire.db import Database, connect
+from hivewire.db import Database, Writer, connect
 from hivewire.migrations import Migration, Migrations, ensure_columns, statements
 
 STEPS = Migrations(
@@ -65,8 +65,9 @@ def test_ensure_columns_upgrades_an_old_file_without_losing_rows(tmp_path: Path)
     assert tuple(conn.execute("SELECT body, redeliveries FROM messages").fetchone()) == ("kept", 0)
 
 
-async def test_concurrent_writes_are_batched_and_isolated(tmp_path: Path) -> None:
-    db = await Database(tmp_path / "b.sqlite", STEPS).open()
+@pytest.mark.parametrize("writer", ["thread", "loop"])
+async def test_concurrent_writes_are_batched_and_isolated(tmp_path: Path, writer: Writer) -> None:
+    db = await Database(tmp_path / "b.sqlite", STEPS, writer=writer).open()
 
     def insert(v: str) -> int:
         def job(conn: sqlite3.Connection) -> int:
@@ -89,12 +90,14 @@ async def test_concurrent_writes_are_batched_and_isolated(tmp_path: Path) -> Non
     assert connect(tmp_path / "b.sqlite").execute("SELECT COUNT(*) FROM items").fetchone()[0] == 50
 
 
+@pytest.mark.parametrize("writer", ["thread", "loop"])
 @pytest.mark.parametrize("pages", [False, 40])
-async def test_writer_checkpoint_bounds_the_wal_under_steady_writes(tmp_path: Path, pages: bool | int) -> None:
+async def test_writer_checkpoint_bounds_the_wal_under_steady_writes(tmp_path: Path, pages: bool | int,
+                                                                     writer: Writer) -> None:
     """False leaves checkpoints to the owner (none here), so the WAL grows with every
     commit; a page count makes the writer checkpoint and restart the WAL from its start."""
     path = tmp_path / "w.sqlite"
-    db = await Database(path, STEPS, autocheckpoint=pages).open()
+    db = await Database(path, STEPS, autocheckpoint=pages, writer=writer).open()
     blob = "x" * 3000  # about one page per row
     for _ in range(200):
         await db.write(lambda c: c.execute("INSERT INTO items(v) VALUES (?)", (blob,)))
@@ -104,6 +107,55 @@ async def test_writer_checkpoint_bounds_the_wal_under_steady_writes(tmp_path: Pa
         assert wal_pages >= 200
     else:
         assert wal_pages <= pages + 5
+
+
+async def test_loop_writer_runs_one_batch_per_pass_on_the_loop_thread(tmp_path: Path) -> None:
+    """writer="loop": the jobs queued in one pass share one transaction, run on the
+    event loop's own thread, and none starts before the pass that queued it ends."""
+    import threading
+
+    sizes: list[int] = []
+    db = await Database(tmp_path / "l.sqlite", STEPS, writer="loop", on_batch=sizes.append).open()
+    threads: set[int] = set()
+
+    def job(conn: sqlite3.Connection) -> int:
+        threads.add(threading.get_ident())
+        return int(conn.execute("INSERT INTO items(v) VALUES ('x')").lastrowid or 0)
+
+    futures = [asyncio.ensure_future(db.write(job)) for _ in range(20)]
+    await asyncio.sleep(0)  # the writes queue their jobs in this pass...
+    assert sizes == [] and not threads  # ...and nothing has run yet
+    ids = await asyncio.gather(*futures)
+    assert sizes == [20] and threads == {threading.get_ident()}
+    assert sorted(ids) == list(range(1, 21))
+    await db.close()
+
+
+async def test_loop_writer_failed_commit_fails_every_job_and_changes_nothing(tmp_path: Path) -> None:
+    """A deferred foreign key fails the COMMIT itself: every job of the batch gets the
+    error (none was durable), the file is unchanged, and the next batch works."""
+    db = await Database(tmp_path / "f.sqlite", STEPS, writer="loop").open()
+    await db.write(lambda c: c.execute(
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, item INTEGER REFERENCES items(id) DEFERRABLE INITIALLY DEFERRED)"
+    ))
+    good = db.write(lambda c: c.execute("INSERT INTO items(v) VALUES ('in the failed batch')").lastrowid)
+    orphan = db.write(lambda c: c.execute("INSERT INTO child(item) VALUES (999)").lastrowid)
+    results = await asyncio.gather(good, orphan, return_exceptions=True)
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert await db.read(lambda c: c.execute("SELECT COUNT(*) FROM items").fetchone()[0]) == 0
+    assert await db.write(lambda c: c.execute("INSERT INTO items(v) VALUES ('after')").lastrowid) == 1
+    await db.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await db.write(lambda c: None)
+
+
+async def test_loop_writer_close_runs_what_is_already_queued(tmp_path: Path) -> None:
+    db = await Database(tmp_path / "c.sqlite", STEPS, writer="loop").open()
+    queued = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO items(v) VALUES ('q')").lastrowid))
+    await asyncio.sleep(0)
+    await db.close()
+    assert await queued == 1
+    assert connect(tmp_path / "c.sqlite").execute("SELECT v FROM items").fetchall()[0][0] == "q"
 
 
 def test_in_batches_commits_each_step_and_rolls_back_only_a_failing_one(tmp_path: Path) -> None:

@@ -1,13 +1,22 @@
 """sqlite helpers: WAL, busy timeout, one batching writer per file.
 
-`Database` owns the only write connection to its file and runs it on one
-thread. Concurrent `write()` calls are grouped into a single transaction
-(each job in its own SAVEPOINT, so one failing job rolls back alone), which
-keeps durable commits cheap under load. Reads run on separate threads with
-their own connections; WAL lets them proceed while the writer commits.
+`Database` owns the only write connection to its file. Concurrent `write()`
+calls are grouped into a single transaction (each job in its own SAVEPOINT,
+so one failing job rolls back alone), which keeps durable commits cheap under
+load. Reads run on separate threads with their own connections; WAL lets them
+proceed while the writer commits.
 
-We use stdlib sqlite3 on dedicated threads rather than aiosqlite because a
-batch must run as one hop to the writer thread, not one hop per statement.
+Where the writer runs is the owner's choice (`writer=`):
+- "thread" (default): a dedicated thread, so the event loop never waits on
+  sqlite; each batch costs two thread hops.
+- "loop": on the event loop itself, in a callback that runs once per loop
+  pass. No hops, but the loop is busy while a batch runs (its SQL and, with
+  synchronous=FULL, its fsync). For a service whose requests are mostly
+  writes and whose jobs are short: the broker's sends, where on a 2-core
+  machine the two hops (each a thread wake-up) cost more than the SQL.
+
+We use stdlib sqlite3 rather than aiosqlite because a batch must run as one
+hop to the writer (or none), not one hop per statement.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ BATCH_SIZE = Histogram(
 COMMIT_FAILURES = Counter("hive_db_commit_failures_total", "Write transactions that failed to commit.", ["db"])
 
 Sync = Literal["OFF", "NORMAL", "FULL"]
+Writer = Literal["thread", "loop"]
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -88,13 +98,15 @@ BatchHook = Callable[[int], None]
 
 
 class Database:
-    """One sqlite file: a single batching writer thread plus reader threads.
+    """One sqlite file: a single batching writer plus reader threads.
 
-    `write()` hands its job to a thread-safe queue that the writer thread
-    drains: one wake-up per batch and one `call_soon_threadsafe` back per
-    batch (profiling the broker showed per-job hops between the event loop
-    and an executor costing more than the SQL). Each job runs in its own
-    SAVEPOINT inside the batch's transaction; callers resume only after COMMIT.
+    With `writer="thread"`, `write()` hands its job to a thread-safe queue that
+    the writer thread drains: one wake-up per batch and one `call_soon_threadsafe`
+    back per batch (profiling the broker showed per-job hops between the event
+    loop and an executor costing more than the SQL). With `writer="loop"` the
+    jobs queued during one loop pass run in the next, on the loop. Either way
+    each job runs in its own SAVEPOINT inside the batch's transaction, and
+    callers resume only after COMMIT.
     """
 
     def __init__(
@@ -107,8 +119,10 @@ class Database:
         max_batch: int = 256,
         autocheckpoint: bool | int = True,
         on_batch: BatchHook | None = None,
+        writer: Writer = "thread",
     ) -> None:
         self.path = Path(path)
+        self.writer: Writer = writer
         self.migrations = migrations
         self.synchronous: Sync = synchronous
         self.label = label or self.path.stem
@@ -126,10 +140,17 @@ class Database:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Job] = []  # writer="loop": jobs waiting for the next pass
+        self._loop_writer_open = False
 
     # --- lifecycle --------------------------------------------------------------
     async def open(self) -> Database:
         self._aloop = asyncio.get_running_loop()
+        if self.writer == "loop":
+            # migrations can take a while: open on a thread; from then on only the loop uses it
+            self._wconn = await self._aloop.run_in_executor(self._reader_pool, self._open_writer)
+            self._loop_writer_open = True
+            return self
         opened: asyncio.Future[sqlite3.Connection] = self._aloop.create_future()
         self._thread = threading.Thread(target=self._writer_main, args=(opened,), name=f"db-w-{self.label}",
                                         daemon=True)
@@ -147,6 +168,12 @@ class Database:
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._loop_writer_open:
+            self._loop_writer_open = False  # refuse new jobs; those queued still run
+            while self._pending:
+                await asyncio.sleep(0)
+            if self._wconn is not None:
+                self._wconn.close()
         if self._thread is not None:
             self._jobs.put(None)  # after every job already queued
             thread, self._thread = self._thread, None
@@ -162,11 +189,28 @@ class Database:
         """Run `fn(conn)` inside a write transaction; returns once committed.
         `weight`: how many requests the job carries (a batch of sends counts as
         its size in the commit batch metric)."""
+        if self._loop_writer_open:
+            assert self._aloop is not None
+            fut: asyncio.Future[T] = self._aloop.create_future()
+            self._pending.append(_Job(fn, fut, weight))
+            if len(self._pending) == 1:
+                self._aloop.call_soon(self._run_pending)
+            return await fut
         if self._thread is None or self._aloop is None:
             raise RuntimeError(f"database {self.label} is not open")
-        fut: asyncio.Future[T] = self._aloop.create_future()
+        fut = self._aloop.create_future()
         self._jobs.put(_Job(fn, fut, weight))
         return await fut
+
+    def _run_pending(self) -> None:
+        """writer="loop": one batch of what queued up, then every caller's result."""
+        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+        if self._pending:
+            assert self._aloop is not None
+            self._aloop.call_soon(self._run_pending)
+        assert self._wconn is not None
+        self._commit(self._wconn, batch)
+        _resolve(batch)
 
     def _writer_main(self, opened: asyncio.Future[sqlite3.Connection]) -> None:
         assert self._aloop is not None
@@ -197,23 +241,27 @@ class Database:
                     stop = True
                     break
                 batch.append(job)
-            try:
-                self._run_batch(conn, batch)
-            except BaseException as exc:  # commit failed: every job in it is unchanged
-                COMMIT_FAILURES.labels(self.label).inc()
-                log.error("commit_failed", db=self.label, jobs=len(batch), error=str(exc))
-                for job in batch:
-                    job.error, job.result = exc, None
-            size = sum(job.weight for job in batch)
-            BATCH_SIZE.labels(self.label).observe(size)
-            if self.on_batch is not None:
-                self.on_batch(size)
+            self._commit(conn, batch)
             try:
                 loop.call_soon_threadsafe(_resolve, batch)
             except RuntimeError:  # the loop is gone (shutdown): nobody is waiting
                 return
             if stop:
                 return
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """Run a batch as one transaction; on failure every job in it gets the error."""
+        try:
+            self._run_batch(conn, batch)
+        except BaseException as exc:  # commit failed: every job in it is unchanged
+            COMMIT_FAILURES.labels(self.label).inc()
+            log.error("commit_failed", db=self.label, jobs=len(batch), error=str(exc))
+            for job in batch:
+                job.error, job.result = exc, None
+        size = sum(job.weight for job in batch)
+        BATCH_SIZE.labels(self.label).observe(size)
+        if self.on_batch is not None:
+            self.on_batch(size)
 
     @staticmethod
     def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
