@@ -11,8 +11,8 @@ from the stored message and stores nothing.
 
 Nothing here is trusted without the file: the map only says where to look (the
 first row id and how many rows the send stored); a hit is confirmed by reading
-those rows, so an entry left by a transaction that rolled back is a miss. Only the
-writer thread touches it, and `load` rebuilds it from broker.sqlite at start, so a
+those rows, so an entry left by a transaction that rolled back is a miss. Only write
+jobs touch it (one at a time, on the broker's writer), and `load` rebuilds it from broker.sqlite at start, so a
 restart (or kill -9) forgets nothing inside the window.
 """
 
