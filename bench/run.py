@@ -66,7 +66,8 @@ def broker_rows(out: str) -> list[dict[str, Any]]:
              "better": "higher", "figures": {"broker_sends_s": float(m.group(1)) if m else None,
                                              "echo_sends_s": float(e.group(1)) if e else None,
                                              "broker_p99_ms": float(m.group(3)) if m else None,
-                                             "acked_missing": missing}}]
+                                             "acked_missing": missing,
+                                             "lean_vs_echo": num(r"ratio lean/echo \(sends/s\): ([\d.]+)", out)}}]
     rows.append({"name": "broker p99 send-to-wake @1000 msg/s", "ratio": None, "baseline": "(target < 5 ms)",
                  "better": "lower", "figures": {"p99_ms": wake}})
     return rows

@@ -5,7 +5,10 @@ against a bare nats.micro echo service measured in the same run.
 
 Prints sends/s, p50/p99 send latency for both, the broker/echo ratio, the p99
 send-to-wake latency at a fixed send rate, and checks that every acknowledged
-send is in broker.sqlite exactly once. Not a test: numbers depend on the box.
+send is in broker.sqlite exactly once. Two more rows in the same run show where
+the gap comes from: `announce` (the echo plus the broker's two publishes per
+send) and `lean` (lean.py: the schema, sync mode and publishes of the broker
+with nothing else). Not a test: numbers depend on the box.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ async def main(args: argparse.Namespace) -> int:
     broker = subprocess.Popen([sys.executable, *prof, "-m", "hive_broker"], env=env, stdout=subprocess.DEVNULL,
                               stderr=(tmp / "broker.log").open("wb"))
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", server.url], env=env)
+    lean = subprocess.Popen([sys.executable, str(Path(__file__).with_name("lean.py")), server.url,
+                             str(tmp / "lean.sqlite"), args.sync], env=env, stderr=(tmp / "lean.log").open("wb"))
     acked: list[str] = []
     try:
         nc = await nats.connect(server.url)
@@ -175,12 +180,14 @@ async def main(args: argparse.Namespace) -> int:
                     await nc.request(subjects.broker_registry("upsert"),
                                      msgspec.json.encode(w.RegistryRequest(name=a)), timeout=1)
                 await nc.request("bench.echo.x.send", b"{}", timeout=1)
+                await nc.request("bench.lean.x.send", msgspec.json.encode(w.SendRequest(to="y", body="up?")), timeout=1)
                 break
             except Exception:
                 await asyncio.sleep(0.1)
         # warm-up both
         await flood(nc, lambda a: ECHO_SUBJECT.format(agent=a), agents, 0.5, None)
         await flood(nc, lambda a: subjects.broker(a, "send"), agents, 0.5, [])
+        await flood(nc, lambda a: f"bench.lean.{a}.send", agents, 0.5, None)
 
         # CPU each server process spends per request shows where the ratio goes
         runs: dict[str, tuple[int, list[float], tuple[float, float]]] = {}
@@ -188,6 +195,7 @@ async def main(args: argparse.Namespace) -> int:
             ("echo", echo.pid, lambda a: ECHO_SUBJECT.format(agent=a), None),
             ("announce", echo.pid, lambda a: f"{ANNOUNCE_PREFIX}.{a}.send", None),
             ("broker", broker.pid, lambda a: subjects.broker(a, "send"), acked),
+            ("lean", lean.pid, lambda a: f"bench.lean.{a}.send", None),
         ):
             c0 = cpu_user_sys(pid)
             n, lat = await flood(nc, subject_of, agents, args.seconds, acked_ids)
@@ -198,6 +206,8 @@ async def main(args: argparse.Namespace) -> int:
         await nc.close()
     finally:
         echo.terminate()
+        lean.terminate()
+        lean.wait(10)
         broker.terminate()
         echo.wait(10)
         broker.wait(10)
@@ -222,7 +232,11 @@ async def main(args: argparse.Namespace) -> int:
         print(f"{name:9} {rates[name]:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f} "
               f"{(user + sys_) * 1e6:17.1f} ({user * 1e6:.1f}+{sys_ * 1e6:.1f})")
     print("(announce: an echo that also publishes a wake and a change per send, storing nothing)")
+    print("(lean: bench/broker/lean.py, broker.sqlite's schema and sync mode with one INSERT and three publishes"
+          " per send, SQL on the event loop, none of the broker's checks or bookkeeping)")
     print(f"ratio announce/echo (sends/s): {rates['announce'] / rates['echo']:.2f}")
+    print(f"ratio lean/echo (sends/s): {rates['lean'] / rates['echo']:.2f}  (a send path with nothing but its INSERT"
+          f" and publishes; broker/lean: {rates['broker'] / rates['lean']:.2f})")
     print(f"ratio broker/echo (sends/s): {rates['broker'] / rates['echo']:.2f}"
           f"  (broker: {batch:.1f} requests per commit on average)")
     print(f"disk: a one-row FULL commit (its fsync) takes {fsync:.2f} ms (median of 200); a send that waited "

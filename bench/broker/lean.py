@@ -1,0 +1,72 @@
+"""A second baseline for bench/broker: the leanest send path a Python broker on this
+stack could have, to tell the broker's own overhead from what the stack costs.
+
+    python bench/broker/lean.py NATS_URL DB_PATH full|normal
+
+It is not a broker: it has broker.sqlite's schema (hive_broker.store's
+migrations, so the same indexes), the same sync mode, nats-py and nats.micro,
+and per send one INSERT, a reply, a wake and a `changed`, like the broker. It
+has none of the broker's checks or bookkeeping (names, sizes, known
+recipients, the duplicate window, Effects, metrics, FTS catch-up, gauges), and
+its SQL runs on the event loop: the requests of one loop pass share a
+transaction, committed before any of them is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import time
+
+import msgspec
+import nats
+from nats.micro import add_service
+
+from hive_broker.store import open_sync
+from hivewire import subjects
+from hivewire.wire import broker as w
+
+SUBJECT = "bench.lean.*.send"
+INSERT = ("INSERT INTO messages(sender, recipient, body, sent_at, in_reply_to, client_id, kind) "
+          "VALUES (?, ?, ?, ?, ?, ?, 'message')")
+
+
+async def main(url: str, path: str, sync: str) -> None:
+    conn = open_sync(path)
+    conn.execute(f"PRAGMA synchronous={'NORMAL' if sync == 'normal' else 'FULL'}")
+    nc = await nats.connect(url)
+    svc = await add_service(nc, name="bench-lean", version="0.0.1")
+    loop = asyncio.get_running_loop()
+    encode, decode = msgspec.json.Encoder().encode, msgspec.json.Decoder(w.SendRequest).decode
+    pending: list[tuple[str, str, w.SendRequest]] = []
+
+    def flush() -> None:
+        batch = pending[:]
+        pending.clear()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        ids = [conn.execute(INSERT, (sender, req.to, req.body, now, req.in_reply_to, req.id)).lastrowid
+               for _, sender, req in batch]
+        conn.execute("COMMIT")
+        loop.create_task(announce(batch, ids, now))
+
+    async def announce(batch: list[tuple[str, str, w.SendRequest]], ids: list[int | None], now: float) -> None:
+        for (reply, _, req), mid in zip(batch, ids, strict=True):
+            await nc.publish(reply, encode(w.SendReply(id=str(mid), sent_at=now, recipients=[req.to])))
+            await nc.publish(subjects.wake(req.to), encode(w.Wake(reason="message", ref=str(mid))))
+            await nc.publish(subjects.BROKER_CHANGED, encode(w.Changed(table="messages", id=str(mid), op="insert")))
+
+    async def handler(req: object) -> None:
+        sender = req.subject.split(".")[2]  # type: ignore[attr-defined]
+        pending.append((req._msg.reply, sender, decode(req.data)))  # type: ignore[attr-defined]
+        if len(pending) == 1:
+            loop.call_soon(flush)
+
+    await svc.add_endpoint(name="send", subject=SUBJECT, handler=handler)
+    gc.freeze()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))
