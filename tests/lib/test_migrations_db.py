@@ -158,6 +158,81 @@ async def test_loop_writer_close_runs_what_is_already_queued(tmp_path: Path) -> 
     assert connect(tmp_path / "c.sqlite").execute("SELECT v FROM items").fetchall()[0][0] == "q"
 
 
+async def test_loop_writer_waits_for_a_locked_file_with_the_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the write lock: the loop writer's job waits without
+    blocking the loop, lands once the lock is free, and fails (changing nothing)
+    when the lock is held past the busy timeout."""
+    import hivewire.db
+
+    monkeypatch.setattr(hivewire.db, "BUSY_TIMEOUT_MS", 400)
+    path = tmp_path / "busy.sqlite"
+    db = await Database(path, STEPS, writer="loop").open()
+    other = sqlite3.connect(path, isolation_level=None)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    tick_task = asyncio.create_task(ticker())
+    other.execute("BEGIN IMMEDIATE")
+    write = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO items(v) VALUES ('waited')").lastrowid))
+    await asyncio.sleep(0.2)
+    assert not write.done() and ticks >= 10  # waiting, and the loop kept running meanwhile
+    other.execute("COMMIT")
+    assert await asyncio.wait_for(write, 1.0) == 1
+
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await asyncio.wait_for(db.write(lambda c: c.execute("INSERT INTO items(v) VALUES ('lost')")), 2.0)
+    other.execute("COMMIT")
+    tick_task.cancel()
+    assert await db.read(lambda c: [r[0] for r in c.execute("SELECT v FROM items")]) == ["waited"]
+    assert await db.write(lambda c: c.execute("INSERT INTO items(v) VALUES ('after')").lastrowid) == 2
+    await db.close()
+    other.close()
+
+
+def test_in_batches_pause_lets_another_writer_in(tmp_path: Path) -> None:
+    """A tool's long sweep beside a service: with `pause_s` the service's writer (here
+    a plain connection with the usual busy timeout) gets the lock between batches
+    instead of waiting for the whole sweep."""
+    import threading
+    import time
+
+    from hivewire.db import in_batches
+
+    path = tmp_path / "p.sqlite"
+    conn = connect(path)
+    STEPS.up(conn)
+    conn.executemany("INSERT INTO items(v) VALUES (?)", [(f"old{i}",) for i in range(60)])
+    done_at: dict[str, float] = {}
+
+    def step(c: sqlite3.Connection) -> int:
+        time.sleep(0.01)  # a batch that holds the lock a while
+        return c.execute("DELETE FROM items WHERE id IN (SELECT id FROM items WHERE v LIKE 'old%' LIMIT 2)").rowcount
+
+    def sweep() -> None:
+        in_batches(connect(path), step, 2, pause_s=0.01)
+        done_at["sweep"] = time.monotonic()
+
+    t = threading.Thread(target=sweep)
+    t.start()
+    time.sleep(0.05)  # the sweep is under way (30 batches, about 0.6 s)
+    service = connect(path)
+    service.execute("BEGIN IMMEDIATE")
+    service.execute("INSERT INTO items(v) VALUES ('service')")
+    service.execute("COMMIT")
+    done_at["service"] = time.monotonic()
+    t.join()
+    assert done_at["service"] < done_at["sweep"]  # it got in between two batches
+    assert [r[0] for r in conn.execute("SELECT v FROM items")] == ["service"]
+
+
 def test_in_batches_commits_each_step_and_rolls_back_only_a_failing_one(tmp_path: Path) -> None:
     from hivewire.db import in_batches
 
