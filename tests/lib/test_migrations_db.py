@@ -244,7 +244,9 @@ def test_in_batches_commits_each_step_and_rolls_back_only_a_failing_one(tmp_path
     def delete_ten(c: sqlite3.Connection) -> int:
         return c.execute("DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY id LIMIT 10)").rowcount
 
-    assert in_batches(conn, delete_ten, 10) == 25  # 10 + 10 + 5, the short step ends it
+    seen: list[int] = []
+    assert in_batches(conn, delete_ten, 10, progress=seen.append) == 25  # 10 + 10 + 5, the short step ends it
+    assert seen == [10, 20, 25]
     conn.execute("INSERT INTO items(v) VALUES ('kept')")
 
     def fail(c: sqlite3.Connection) -> int:

@@ -201,7 +201,9 @@ def register(app: typer.Typer) -> None:
         cutoff = time.time() - age * 86400
         conn = open_sync(path)
         try:
-            n = retention.sweep_sync(conn, cutoff, dry_run=dry_run)
+            with console.status("broker: deleting expired acked messages...") as status:
+                n = retention.sweep_sync(conn, cutoff, dry_run=dry_run,
+                                         progress=lambda done: status.update(f"broker: deleted {done} so far..."))
         finally:
             conn.close()
         verb = "would delete" if dry_run else "deleted"

@@ -7,6 +7,7 @@ Pending and in-flight messages are never deleted (the WHERE clause requires
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from hivewire.db import in_batches
 
@@ -34,8 +35,11 @@ def delete_batch(conn: sqlite3.Connection, cutoff: float, limit: int = BATCH) ->
     return cur.rowcount
 
 
-def sweep_sync(conn: sqlite3.Connection, cutoff: float, *, dry_run: bool = False) -> int:
-    """For tools with their own connection (`hive vacuum`): batch by batch, each committed."""
+def sweep_sync(
+    conn: sqlite3.Connection, cutoff: float, *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+) -> int:
+    """For tools with their own connection (`hive vacuum`): batch by batch, each committed;
+    `progress(deleted so far)` after each."""
     if dry_run:
         return count_expired(conn, cutoff)
-    return in_batches(conn, lambda c: delete_batch(c, cutoff), BATCH, pause_s=TOOL_PAUSE_S)
+    return in_batches(conn, lambda c: delete_batch(c, cutoff), BATCH, pause_s=TOOL_PAUSE_S, progress=progress)
