@@ -20,6 +20,7 @@ from hive_broker.background import Background
 from hive_broker.config import BrokerConfig
 from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects
+from hive_broker.pending import PendingHints
 from hive_broker.store import BrokerDatabase
 from hive_broker.waiters import Waiters
 from hivewire import subjects
@@ -49,6 +50,7 @@ class BrokerService(MicroService):
         self.db = BrokerDatabase(settings.broker_db, synchronous=self.config.sync)
         self.client_ids = ClientIds(self.config.dedup_window_s, self.config.dedup_max)
         self.waiters = Waiters()
+        self.pending = PendingHints()
         self.background = Background(self)
         self._presence_sub: Subscription | None = None
         self._deploy_sub: Subscription | None = None
@@ -60,12 +62,13 @@ class BrokerService(MicroService):
         await self.db.open()
         n = await self.db.write(lambda conn: self.client_ids.load(conn, time.time()))
         log.info("dedup_window_loaded", client_ids=n, window_s=self.config.dedup_window_s)
+        self.pending.load(await self.db.write(lambda conn: messages.agents_with_pending(conn)))
 
     async def on_start(self) -> None:
         self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)
         self._deploy_sub = await self.transport.subscribe(subjects.DEPLOYER_DEPLOY_ALL, self._on_deploy)
         # A wake lost to a crash between commit and publish is re-sent here.
-        for agent in await self.db.read(messages.agents_with_pending):
+        for agent in await self.db.read(messages.agents_with_pending):  # (not the hints: they may hold more)
             await self._publish_wake(agent, "message", "")
         self.background.start()
 
@@ -127,6 +130,7 @@ class BrokerService(MicroService):
 
     async def announce(self, eff: Effects) -> None:
         for agent in eff.pollers:
+            self.pending.added(agent)  # before the waiters look again
             self.waiters.notify(agent)
         for agent, reason, ref in eff.wakes:
             await self._publish_wake(agent, reason, ref)
@@ -175,7 +179,7 @@ class BrokerService(MicroService):
         deadline = time.monotonic() + min(req.wait_s, MAX_WAIT_S)
         while True:
             with self.waiters.waiting(agent) as woken:
-                got = await self._write(lambda c, e: messages.recv(c, e, agent, limit, req.instance, time.time()))
+                got = await self._recv_once(agent, limit, req.instance)
                 remaining = deadline - time.monotonic()
                 if got or remaining <= 0 or self.stopping:
                     return w.RecvReply(messages=got)
@@ -183,6 +187,16 @@ class BrokerService(MicroService):
                     await asyncio.wait_for(woken.wait(), remaining)
                 except TimeoutError:
                     pass
+
+    async def _recv_once(self, agent: str, limit: int, instance: str | None) -> list[w.Message]:
+        """One look at the agent's inbox; none at all when the hints say it is empty."""
+        if not self.pending.may_have(agent):
+            return []
+        generation = self.pending.generation(agent)  # read before the query (see pending.py)
+        got = await self._write(lambda c, e: messages.recv(c, e, agent, limit, instance, time.time()))
+        if len(got) < limit:
+            self.pending.drained(agent, generation)
+        return got
 
     async def ack(self, ctx: Context, req: w.AckRequest) -> w.AckReply:
         agent = self._agent(ctx)
@@ -231,10 +245,11 @@ class BrokerService(MicroService):
 
     async def counts(self, ctx: Context, req: Empty) -> w.CountsReply:
         agent = self._agent(ctx)
+        maybe_unread = self.pending.may_have(agent)
 
         def read(conn: Any) -> w.CountsReply:
             return w.CountsReply(
-                unread=messages.counts_unread(conn, agent),
+                unread=messages.counts_unread(conn, agent) if maybe_unread else 0,
                 open_questions=questions.count_open(conn, agent),
                 pending_reminders=reminders.count_pending(conn, agent),
             )
