@@ -169,7 +169,8 @@ async def main(args: argparse.Namespace) -> int:
                               stderr=(tmp / "broker.log").open("wb"))
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", server.url], env=env)
     lean = subprocess.Popen([sys.executable, str(Path(__file__).with_name("lean.py")), server.url,
-                             str(tmp / "lean.sqlite"), args.sync], env=env, stderr=(tmp / "lean.log").open("wb"))
+                             str(tmp / "lean.sqlite"), args.sync], env=env, stdout=subprocess.DEVNULL,
+                            stderr=(tmp / "lean.log").open("wb"))
     acked: list[str] = []
     try:
         nc = await nats.connect(server.url)
