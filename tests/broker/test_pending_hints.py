@@ -23,6 +23,17 @@ AGENTS = ["alice", "bob", "carol"]
 _instances = itertools.count()
 
 
+def test_the_floor_rises_with_recvs_and_falls_with_a_put_back() -> None:
+    hints = PendingHints()
+    resets = hints.resets("bob")
+    hints.delivered_upto("bob", 41, resets)
+    assert hints.floor("bob") == 42
+    stale = hints.resets("bob")
+    hints.put_back("bob")  # redelivery after that recv read its count
+    hints.delivered_upto("bob", 99, stale)
+    assert hints.floor("bob") == 0  # a put-back message may sit anywhere below
+
+
 def test_a_drain_read_before_an_add_removes_nothing() -> None:
     hints = PendingHints()
     hints.load(["alice"])
@@ -61,6 +72,13 @@ async def _pending_in_file(broker: BrokerService) -> set[str]:
     return set(await broker.db.read(messages.agents_with_pending))
 
 
+async def _oldest_pending(broker: BrokerService) -> dict[str, int]:
+    rows = await broker.db.read(lambda c: c.execute(
+        "SELECT recipient, MIN(id) FROM messages WHERE acked_at IS NULL AND delivered_at IS NULL GROUP BY recipient"
+    ).fetchall())
+    return {r[0]: r[1] for r in rows}
+
+
 async def _restart(broker: BrokerService, agent: str) -> None:
     """A new harness instance (its in-flight messages come back), as the presence
     subscription would see it; called directly so the step is over when it returns."""
@@ -85,7 +103,8 @@ async def test_no_agent_with_a_pending_message_is_ever_skipped(
 ) -> None:
     """Random sends (broadcasts too), recvs, acks and harness restarts, several at once
     per step (so they share batches in any order); after every step each agent with a
-    pending message in the file is in the hints, and a recv for it gets something."""
+    pending message in the file is in the hints, no pending message lies below its
+    agent's floor, and a recv for it gets something."""
     await bus.register(*AGENTS)
     in_flight: dict[str, list[str]] = {a: [] for a in AGENTS}
 
@@ -106,5 +125,7 @@ async def test_no_agent_with_a_pending_message_is_ever_skipped(
         await asyncio.gather(*(run(op) for op in step))
         pending = await _pending_in_file(broker)
         assert all(broker.pending.may_have(a) for a in pending), (pending, step)
+        oldest = await _oldest_pending(broker)
+        assert all(oldest[a] >= broker.pending.floor(a) for a in oldest), (oldest, step)
     for agent in await _pending_in_file(broker):
         assert await bus.recv(agent, max=1), agent

@@ -19,12 +19,13 @@ MAX_TEXT_LEN = 4096
 class Effects:
     """One per write job (a batch of sends shares one): a plain slotted class, cheap to build."""
 
-    __slots__ = ("changes", "counters", "pollers", "wakes")
+    __slots__ = ("changes", "counters", "pollers", "put_back", "wakes")
 
     def __init__(self) -> None:
         self.wakes: list[tuple[str, str, str]] = []  # (agent, reason, ref)
         self.changes: list[tuple[str, str, str]] = []  # (table, id, op)
         self.pollers: set[str] = set()  # agents whose waiting recv should look again
+        self.put_back: set[str] = set()  # agents whose in-flight messages are pending again
         self.counters: dict[str, int] = {}
 
     def wake(self, agent: str, reason: str, ref: str) -> None:

@@ -134,13 +134,15 @@ def send_many(
 
 
 def recv(
-    conn: sqlite3.Connection, eff: Effects, agent: str, limit: int, instance: str | None, now: float
+    conn: sqlite3.Connection, eff: Effects, agent: str, limit: int, instance: str | None, now: float,
+    from_id: int = 0,
 ) -> list[Message]:
-    """Hand out up to `limit` pending messages, oldest first, marking them in flight."""
+    """Hand out up to `limit` pending messages, oldest first, marking them in flight.
+    `from_id`: the caller knows the agent has no pending message below this id."""
     rows = conn.execute(
         f"SELECT {COLS} FROM messages WHERE recipient = ? AND acked_at IS NULL AND delivered_at IS NULL "
-        "ORDER BY id LIMIT ?",
-        (agent, limit),
+        "AND id >= ? ORDER BY id LIMIT ?",
+        (agent, from_id, limit),
     ).fetchall()
     if not rows:
         return []
@@ -189,6 +191,7 @@ def _put_back(conn: sqlite3.Connection, eff: Effects, where: str, args: tuple[ob
         eff.change("messages", r["id"], "update")
         eff.wake(r["recipient"], "message", str(r["id"]))
         eff.pollers.add(r["recipient"])
+        eff.put_back.add(r["recipient"])
     if rows:
         eff.count(f"redelivered:{cause}", len(rows))
     return len(rows)

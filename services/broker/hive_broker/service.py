@@ -129,6 +129,8 @@ class BrokerService(MicroService):
         return result
 
     async def announce(self, eff: Effects) -> None:
+        for agent in eff.put_back:
+            self.pending.put_back(agent)
         for agent in eff.pollers:
             self.pending.added(agent)  # before the waiters look again
             self.waiters.notify(agent)
@@ -189,11 +191,15 @@ class BrokerService(MicroService):
                     pass
 
     async def _recv_once(self, agent: str, limit: int, instance: str | None) -> list[w.Message]:
-        """One look at the agent's inbox; none at all when the hints say it is empty."""
+        """One look at the agent's inbox: none at all when the hints say it is empty, and
+        from the hints' floor, past the messages it already had."""
         if not self.pending.may_have(agent):
             return []
-        generation = self.pending.generation(agent)  # read before the query (see pending.py)
-        got = await self._write(lambda c, e: messages.recv(c, e, agent, limit, instance, time.time()))
+        generation, resets = self.pending.generation(agent), self.pending.resets(agent)  # before the query
+        floor = self.pending.floor(agent)
+        got = await self._write(lambda c, e: messages.recv(c, e, agent, limit, instance, time.time(), floor))
+        if got:
+            self.pending.delivered_upto(agent, int(got[-1].id), resets)
         if len(got) < limit:
             self.pending.drained(agent, generation)
         return got
