@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from hive_broker import messages
 from hive_broker.pending import PendingHints
 from hive_broker.service import BrokerService
+from hivewire.nats_transport import NatsTransport
+from hivewire.settings import Settings
 from hivewire.transport import Msg
 from hivewire.wire import agent as wa
+from hivewire.wire import broker as w
 
-from .conftest import Bus
+from .conftest import FAST, Bus, eventually
 
 AGENTS = ["alice", "bob", "carol"]
 _instances = itertools.count()
@@ -66,6 +69,37 @@ async def test_recv_for_an_empty_inbox_runs_no_write_job(
     assert jobs == 1  # nothing pending: no transaction at all
     await bus.send("alice", "bob", "two")
     assert [m.body for m in await bus.recv("bob", max=5)] == ["two"]
+
+
+async def test_a_restart_reads_the_pending_agents_once_for_hints_and_wakes(
+    nats_transport: NatsTransport, settings: Settings, nats_url: str
+) -> None:
+    """A broker starting on a file with a pending message wakes its recipient (a wake
+    lost to a crash is re-sent) and knows it may have pending messages; nobody else."""
+    t = await NatsTransport.connect(nats_url, name="hints-test", forever=False)
+    bus = Bus(t)
+    await bus.listen()
+    first = BrokerService(nats_transport, settings, config=FAST)
+    await first.start()
+    await bus.register("alice", "bob")
+    await bus.send("alice", "bob", "left pending")
+    await first.stop()
+    bus.wakes.clear()
+    second = BrokerService(nats_transport, settings, config=FAST)
+    await second.start()
+    try:
+        await eventually(lambda: _value(bus.wakes_for("bob")))
+        assert bus.wakes_for("bob") == [w.Wake(reason="message", ref="")]
+        assert bus.wakes_for("alice") == []
+        assert second.pending.may_have("bob") and not second.pending.may_have("alice")
+        assert [m.body for m in await bus.recv("bob", max=5)] == ["left pending"]
+    finally:
+        await second.stop()
+        await t.close()
+
+
+async def _value(v: object) -> object:
+    return v
 
 
 async def _pending_in_file(broker: BrokerService) -> set[str]:

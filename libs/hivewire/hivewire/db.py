@@ -89,11 +89,7 @@ def in_batches(
     free: measured, a `hive vacuum` of 200,000 rows held the broker's sends for
     3-5 s, up to the busy timeout. `progress(total)` after every commit."""
     total = 0
-    first = True
     while True:
-        if pause_s and not first:  # jittered: a fixed period can phase-lock with the busy handler's retries
-            time.sleep(pause_s * random.uniform(0.5, 1.5))
-        first = False
         conn.execute("BEGIN IMMEDIATE")
         try:
             n = step(conn)
@@ -106,6 +102,8 @@ def in_batches(
             progress(total)
         if n < batch:
             return total
+        if pause_s:  # jittered: a fixed period can phase-lock with the busy handler's retries
+            time.sleep(pause_s * random.uniform(0.5, 1.5))
 
 
 class _Job:

@@ -55,6 +55,7 @@ class BrokerService(MicroService):
         self._presence_sub: Subscription | None = None
         self._deploy_sub: Subscription | None = None
         self._instances: dict[str, str] = {}
+        self._pending_at_start: list[str] = []  # read once in on_prepare: the hints and the start-up wakes
         self.stopping = False
 
     # --- lifecycle ------------------------------------------------------------------
@@ -62,13 +63,14 @@ class BrokerService(MicroService):
         await self.db.open()
         n = await self.db.write(lambda conn: self.client_ids.load(conn, time.time()))
         log.info("dedup_window_loaded", client_ids=n, window_s=self.config.dedup_window_s)
-        self.pending.load(await self.db.write(lambda conn: messages.agents_with_pending(conn)))
+        self._pending_at_start = await self.db.write(messages.agents_with_pending)
+        self.pending.load(self._pending_at_start)
 
     async def on_start(self) -> None:
         self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)
         self._deploy_sub = await self.transport.subscribe(subjects.DEPLOYER_DEPLOY_ALL, self._on_deploy)
         # A wake lost to a crash between commit and publish is re-sent here.
-        for agent in await self.db.read(messages.agents_with_pending):  # (not the hints: they may hold more)
+        for agent in self._pending_at_start:
             await self._publish_wake(agent, "message", "")
         self.background.start()
 
