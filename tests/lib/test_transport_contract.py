@@ -10,7 +10,7 @@ import pytest
 from hivewire import codec
 from hivewire.errors import HiveError
 from hivewire.service import BatchEndpoint, Context, Endpoint, HiveClient, MicroService
-from hivewire.transport import Msg, subject_matches
+from hivewire.transport import Batcher, Msg, _TaskSet, subject_matches
 from hivewire.wire.broker import RecvRequest, SendReply, SendRequest
 from hivewire.wire.common import Empty
 
@@ -197,13 +197,13 @@ class Batched(MicroService):
 
     name = "hive-batched"
 
-    def __init__(self, transport: Any, *, fail: bool = False) -> None:
+    def __init__(self, transport: Any, *, fail: bool = False, max_batch: int = 0) -> None:
         super().__init__(transport)
         self.batches: list[list[str]] = []
-        self.fail = fail
+        self.fail, self.max_batch = fail, max_batch
 
     def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
-        return [BatchEndpoint("send", "b.*.send", SendRequest, self.send)]
+        return [BatchEndpoint("send", "b.*.send", SendRequest, self.send, max_batch=self.max_batch)]
 
     async def send(self, items: list[tuple[Context, SendRequest]]) -> list[Any]:
         self.batches.append([req.body for _, req in items])
@@ -245,6 +245,50 @@ async def test_batch_endpoint_groups_concurrent_requests_and_answers_each(any_tr
         assert err.value.code == "bad_request"
     finally:
         await svc.stop()
+
+
+async def test_batch_endpoint_max_batch_caps_each_handler_call(any_transport: Any) -> None:
+    svc = Batched(any_transport, max_batch=3)
+    await svc.start()
+    client = HiveClient(any_transport, timeout=5)
+    try:
+        got = await asyncio.gather(*(client.call(f"b.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
+                                     for i in range(20)))
+        assert [r.id for r in got] == [f"a{i}:m{i}" for i in range(20)]
+        assert sorted(b for batch in svc.batches for b in batch) == sorted(f"m{i}" for i in range(20))
+        assert max(len(b) for b in svc.batches) == 3, svc.batches  # capped, and still batching
+    finally:
+        await svc.stop()
+
+
+async def test_batcher_answers_each_turn_and_yields_before_the_next() -> None:
+    """One arrival bigger than max_batch: turns run one after another, each turn's
+    replies are handed out, and a loop pass (the transport's writer sending them)
+    happens before the next turn's handler starts."""
+    events: list[tuple[str, list[str]]] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(msgs: list[Msg]) -> list[Any]:
+        events.append(("turn", [m.data.decode() for m in msgs]))
+        return [(m.data, {}) for m in msgs]
+
+    def responder(body: str) -> Any:
+        async def respond(reply: Any) -> None:
+            events.append(("reply", [body]))
+            loop.call_soon(events.append, ("written", [body]))  # like a transport's writer task
+        return respond
+
+    tasks = _TaskSet()
+    batcher = Batcher(handler, tasks, max_batch=2)
+    for i in range(5):
+        batcher.add(Msg("s", f"m{i}".encode(), {}, ""), responder(f"m{i}"))
+    await tasks.drain(5)
+    turns = [i for i, (kind, _) in enumerate(events) if kind == "turn"]
+    assert [events[i][1] for i in turns] == [["m0", "m1"], ["m2", "m3"], ["m4"]]
+    for t in turns[1:]:  # everything before a turn was answered and written already
+        before = [b for kind, bodies in events[:t] if kind == "written" for b in bodies]
+        answered = [b for kind, bodies in events[:t] if kind == "turn" for b in bodies]
+        assert before == answered
 
 
 async def test_batch_handler_failure_answers_every_request_with_internal(any_transport: Any) -> None:

@@ -166,8 +166,10 @@ class NatsTransport:
         )
         tasks = _TaskSet()
         for ep in spec.endpoints:
-            handler = (_micro_batch_handler(Batcher(ep.handler, tasks)) if isinstance(ep, BatchEndpointSpec)
-                       else _micro_handler(ep.handler, tasks))
+            if isinstance(ep, BatchEndpointSpec):
+                handler = _micro_batch_handler(Batcher(ep.handler, tasks, ep.max_batch))
+            else:
+                handler = _micro_handler(ep.handler, tasks)
             await svc.add_endpoint(name=ep.name, subject=ep.subject, queue_group=ep.queue_group, handler=handler)
         return _NatsService(svc, tasks)
 

@@ -56,6 +56,7 @@ class BatchEndpointSpec:
     subject: str
     handler: BatchRequestHandler
     queue_group: str = "q"
+    max_batch: int = 0  # 0: no limit; see `Batcher`
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,18 @@ class Batcher:
     machinery was most of the broker's CPU per send). No timer is involved: the
     batch is whatever the transport delivered before the loop's next pass, so a
     lone request waits for nothing.
+
+    `max_batch` (0: no limit): a bigger arrival is handled in turns of at most that
+    many, one after another, each answered (and its replies handed to the socket)
+    before the next turn's handler starts. Why: callers that loop send → reply →
+    send otherwise move in one convoy, the service idle while they work and they
+    idle while it does; answering the first turn early lets their next requests
+    overlap the later turns' work (the broker's flood benchmark: 0.54 → 0.65 of
+    the echo's rate at 32 agents with a turn of 16).
     """
 
-    def __init__(self, handler: BatchRequestHandler, tasks: _TaskSet) -> None:
-        self.handler, self.tasks = handler, tasks
+    def __init__(self, handler: BatchRequestHandler, tasks: _TaskSet, max_batch: int = 0) -> None:
+        self.handler, self.tasks, self.max_batch = handler, tasks, max_batch
         self._pending: list[tuple[Msg, Responder]] = []
 
     def add(self, msg: Msg, respond: Responder) -> None:
@@ -156,6 +165,15 @@ class Batcher:
         self.tasks.spawn(self._run(items))
 
     async def _run(self, items: list[tuple[Msg, Responder]]) -> None:
+        turn = self.max_batch or len(items)
+        for start in range(0, len(items), turn):
+            if start:
+                # one loop pass, so the transport's writer sends the last turn's
+                # replies before this turn's handler holds the loop
+                await asyncio.sleep(0)
+            await self._turn(items[start:start + turn])
+
+    async def _turn(self, items: list[tuple[Msg, Responder]]) -> None:
         replies = await self.handler([m for m, _ in items])
         for (msg, respond), reply in zip(items, replies, strict=True):
             try:
@@ -237,8 +255,10 @@ class MemoryTransport:
         tasks = _TaskSet()
         subs: list[Subscription] = []
         for ep in spec.endpoints:
-            on_msg = (_batch_responder(self, Batcher(ep.handler, tasks)) if isinstance(ep, BatchEndpointSpec)
-                      else _responder(self, ep.handler, tasks))
+            if isinstance(ep, BatchEndpointSpec):
+                on_msg = _batch_responder(self, Batcher(ep.handler, tasks, ep.max_batch))
+            else:
+                on_msg = _responder(self, ep.handler, tasks)
             subs.append(await self.subscribe(ep.subject, on_msg, ep.queue_group))
         return _MemService(subs, tasks)
 
