@@ -9,7 +9,8 @@ and per send one INSERT, a reply, a wake and a `changed`, like the broker. It
 has none of the broker's checks or bookkeeping (names, sizes, known
 recipients, the duplicate window, Effects, metrics, FTS catch-up, gauges), and
 its SQL runs on the event loop: the requests of one loop pass share a
-transaction, committed before any of them is answered.
+transaction, committed before any of them is answered, in turns of the
+broker's default `send_turn` (each turn answered before the next is stored).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import msgspec
 import nats
 from nats.micro import add_service
 
+from hive_broker.config import BrokerConfig
 from hive_broker.store import open_sync
 from hivewire import subjects
 from hivewire.wire import broker as w
 
 SUBJECT = "bench.lean.*.send"
+TURN = BrokerConfig().send_turn
 INSERT = ("INSERT INTO messages(sender, recipient, body, sent_at, in_reply_to, client_id, kind) "
           "VALUES (?, ?, ?, ?, ?, ?, 'message')")
 
@@ -42,8 +45,8 @@ async def main(url: str, path: str, sync: str) -> None:
     pending: list[tuple[str, str, w.SendRequest]] = []
 
     def flush() -> None:
-        batch = pending[:]
-        pending.clear()
+        batch = pending[:TURN]
+        del pending[:TURN]
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         ids = [conn.execute(INSERT, (sender, req.to, req.body, now, req.in_reply_to, req.id)).lastrowid
@@ -56,6 +59,8 @@ async def main(url: str, path: str, sync: str) -> None:
             await nc.publish(reply, encode(w.SendReply(id=str(mid), sent_at=now, recipients=[req.to])))
             await nc.publish(subjects.wake(req.to), encode(w.Wake(reason="message", ref=str(mid))))
             await nc.publish(subjects.BROKER_CHANGED, encode(w.Changed(table="messages", id=str(mid), op="insert")))
+        if pending:  # the next turn, once this one's replies are with the writer
+            loop.call_soon(flush)
 
     async def handler(req: object) -> None:
         sender = req.subject.split(".")[2]  # type: ignore[attr-defined]

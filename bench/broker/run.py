@@ -172,6 +172,8 @@ async def main(args: argparse.Namespace) -> int:
                              str(tmp / "lean.sqlite"), args.sync], env=env, stdout=subprocess.DEVNULL,
                             stderr=(tmp / "lean.log").open("wb"))
     acked: list[str] = []
+    assert server.proc is not None
+    nats_pid = server.proc.pid
     try:
         nc = await nats.connect(server.url)
         agents = [f"bench-{i}" for i in range(args.agents)]
@@ -190,18 +192,24 @@ async def main(args: argparse.Namespace) -> int:
         await flood(nc, lambda a: subjects.broker(a, "send"), agents, 0.5, [])
         await flood(nc, lambda a: f"bench.lean.{a}.send", agents, 0.5, None)
 
-        # CPU each server process spends per request shows where the ratio goes
+        # CPU each process spends per request shows where the ratio goes; the cores kept
+        # busy (all three processes) show whether a row is CPU-bound or taking turns
         runs: dict[str, tuple[int, list[float], tuple[float, float]]] = {}
+        others: dict[str, tuple[float, float, float]] = {}  # client us/send, nats-server us/send, cores busy
         for name, pid, subject_of, acked_ids in (
             ("echo", echo.pid, lambda a: ECHO_SUBJECT.format(agent=a), None),
             ("announce", echo.pid, lambda a: f"{ANNOUNCE_PREFIX}.{a}.send", None),
             ("broker", broker.pid, lambda a: subjects.broker(a, "send"), acked),
             ("lean", lean.pid, lambda a: f"bench.lean.{a}.send", None),
         ):
-            c0 = cpu_user_sys(pid)
+            c0, k0, s0, t0 = cpu_user_sys(pid), sum(cpu_user_sys(os.getpid())), sum(cpu_user_sys(nats_pid)), \
+                time.perf_counter()
             n, lat = await flood(nc, subject_of, agents, args.seconds, acked_ids)
-            c1 = cpu_user_sys(pid)
+            c1, k1, s1, t1 = cpu_user_sys(pid), sum(cpu_user_sys(os.getpid())), sum(cpu_user_sys(nats_pid)), \
+                time.perf_counter()
             runs[name] = (n, lat, ((c1[0] - c0[0]) / max(n, 1), (c1[1] - c0[1]) / max(n, 1)))
+            others[name] = ((k1 - k0) / max(n, 1), (s1 - s0) / max(n, 1),
+                            (sum(c1) - sum(c0) + k1 - k0 + s1 - s0) / (t1 - t0))
         batch = await mean_commit_batch(nc)
         wake = await wake_latency(nc, agents, args.rate, args.wake_seconds)
         await nc.close()
@@ -228,10 +236,14 @@ async def main(args: argparse.Namespace) -> int:
     echo_p50 = pct(runs["echo"][1], .5) * 1e3
     print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} "
           f"(sqlite synchronous={args.sync.upper()})")
-    print(f"{'':9} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/send (user+sys)':>30}")
+    print(f"{'':9} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/send (user+sys)':>30}"
+          f" {'client':>7} {'nats':>5} {'cores busy':>10}")
     for name, (_, lat, (user, sys_)) in runs.items():
+        client, natsd, busy = others[name]
         print(f"{name:9} {rates[name]:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f} "
-              f"{(user + sys_) * 1e6:17.1f} ({user * 1e6:.1f}+{sys_ * 1e6:.1f})")
+              f"{(user + sys_) * 1e6:17.1f} {f'({user * 1e6:.1f}+{sys_ * 1e6:.1f})':>12}"
+              f" {client * 1e6:7.1f} {natsd * 1e6:5.1f} {busy:10.2f}")
+    print(f"(client, nats: CPU us/send of this process and of nats-server; cores busy: all three, of {os.cpu_count()})")
     print("(announce: an echo that also publishes a wake and a change per send, storing nothing)")
     print("(lean: bench/broker/lean.py, broker.sqlite's schema and sync mode with one INSERT and three publishes"
           " per send, SQL on the event loop, none of the broker's checks or bookkeeping)")
