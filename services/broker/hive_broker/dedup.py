@@ -55,8 +55,11 @@ class ClientIds:
         self._trim(sent_at)
 
     def _trim(self, now: float) -> None:
-        # expiry at most once a second (lookup checks the window itself): this runs per send
-        if len(self._seen) <= self.max_entries and now - self._trimmed_at < 1.0:
+        # runs per send: a full window drops its oldest entry (remember added one); expiry
+        # by time at most once a second (lookup checks the window itself)
+        if now - self._trimmed_at < 1.0:
+            while len(self._seen) > self.max_entries:
+                self._seen.popitem(last=False)
             return
         self._trimmed_at = now
         cutoff = now - self.window_s

@@ -8,6 +8,7 @@ Wakes and `hive.broker.changed` are published after the commit too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,17 @@ from hivewire.wire.common import Empty
 log = structlog.get_logger("hive_broker")
 T = TypeVar("T")
 MAX_WAIT_S = 180.0
+
+
+# Pure str -> str steps every send repeats for the same few agents: memoized (C-level
+# lru_cache; bounded, and a bad name raises, which is never cached).
+@functools.lru_cache(maxsize=4096)
+def _caller(subject: str) -> str:
+    """The calling agent: the third token of `hive.broker.<agent>.<verb>`, validated."""
+    return validate_agent_name(subjects.token(subject, 2), allow_reserved=True)
+
+
+_wake_subject = functools.lru_cache(maxsize=4096)(subjects.wake)
 
 
 class BrokerService(MicroService):
@@ -122,7 +134,7 @@ class BrokerService(MicroService):
 
     @staticmethod
     def _agent(ctx: Context) -> str:
-        return validate_agent_name(ctx.token(2), allow_reserved=True)
+        return _caller(ctx.subject)
 
     async def _write(self, fn: Callable[[Any, Effects], T], weight: int = 1) -> T:
         """Run `fn(conn, effects)` in a write transaction, then announce its effects."""
@@ -148,7 +160,7 @@ class BrokerService(MicroService):
                 _COUNTERS[name].inc(n)
 
     async def _publish_wake(self, agent: str, reason: str, ref: str) -> None:
-        await self._publish(subjects.wake(agent), w.Wake(reason=reason, ref=ref))  # type: ignore[arg-type]
+        await self._publish(_wake_subject(agent), w.Wake(reason=reason, ref=ref))  # type: ignore[arg-type]
 
     async def _publish(self, subject: str, obj: Any) -> None:
         try:
