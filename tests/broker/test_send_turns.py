@@ -1,17 +1,24 @@
-"""Sends that arrive together are stored in turns of `send_turn` (hivewire Batcher):
-every send is still answered, stored once and woken for, whatever the turn size."""
+"""Sends that arrive together: stored in turns of `send_turn` (hivewire Batcher), each
+send still answered, stored once and woken for, whatever the turn size; and a batch
+checks its recipients with one query, with the same answers as one query per send."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import sqlite3
+from pathlib import Path
 from typing import Any
 
+from hive_broker import messages, store
 from hive_broker.config import BrokerConfig
+from hive_broker.dedup import ClientIds
+from hive_broker.effects import Effects
 from hive_broker.service import BrokerService
+from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
+from hivewire.wire.broker import SendReply, SendRequest
 
 from .conftest import FAST, Bus, eventually
 
@@ -54,3 +61,27 @@ async def test_a_burst_bigger_than_a_turn_is_answered_and_stored_once(
     bodies = sorted(b for (b,) in conn.execute("SELECT body FROM messages WHERE recipient = 'bob'"))
     conn.close()
     assert bodies == sorted(f"m{i}" for i in range(40))
+
+
+def test_a_batch_checks_its_recipients_in_one_query(tmp_path: Path) -> None:
+    conn = store.open_sync(tmp_path / "b.sqlite")
+    conn.execute("INSERT INTO known_agents(name, source, added_at, removed_at) VALUES "
+                 "('bob', 'deployer', 0, NULL), ('gone', 'deployer', 0, 5)")
+    many = [f"a{i}" for i in range(1200)]  # more names than one IN list takes
+    conn.executemany("INSERT INTO known_agents(name, source, added_at) VALUES (?, 'deployer', 0)",
+                     [(n,) for n in many[::2]])
+    targets = ["bob", "nobody", "gone", "manager", "operator", "bob", "Bad Name", *many]
+    queries: list[str] = []
+    conn.set_trace_callback(queries.append)
+    conn.execute("BEGIN IMMEDIATE")
+    out = messages.send_many(conn, Effects(), ClientIds(), [("alice", SendRequest(to=t, body="hi")) for t in targets],
+                             100.0)
+    conn.execute("COMMIT")
+    conn.set_trace_callback(None)
+    refused = {t: o.code for t, o in zip(targets, out, strict=True) if isinstance(o, HiveError)}
+    stored = [t for t, o in zip(targets, out, strict=True) if isinstance(o, SendReply)]
+    assert refused == {"nobody": "unknown_recipient", "gone": "unknown_recipient", "Bad Name": "bad_name",
+                       **{n: "unknown_recipient" for n in many[1::2]}}
+    assert stored == ["bob", "manager", "operator", "bob", *many[::2]]
+    assert sorted(r[0] for r in conn.execute("SELECT recipient FROM messages")) == sorted(stored)
+    assert sum("FROM known_agents" in q for q in queries) == 3  # 1,200 names: three chunks, not a query per send

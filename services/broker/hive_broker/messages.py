@@ -78,9 +78,11 @@ def insert(
 
 
 def send(
-    conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, sender: str, req: SendRequest, now: float
+    conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, sender: str, req: SendRequest, now: float,
+    known: set[str] | None = None,
 ) -> SendReply:
-    """Store one send. Every HiveError is raised before the first write (send_many relies on it)."""
+    """Store one send. Every HiveError is raised before the first write (send_many relies on it).
+    `known`: the known agents among the recipients, when the caller looked them up already."""
     validate_agent_name(sender, allow_reserved=True)
     check_body(req.body)
     if req.to != BROADCAST:
@@ -102,7 +104,7 @@ def send(
         if not recipients:
             raise HiveError("unknown_recipient", "broadcast reaches nobody: no other agent is known")
     else:
-        if not registry.is_known(conn, req.to):
+        if not (req.to in known if known is not None else registry.is_known(conn, req.to)):
             raise HiveError("unknown_recipient", f"no agent named {req.to!r} (the deployer has not created it)")
         recipients = [req.to]
 
@@ -125,9 +127,11 @@ def send_many(
     go on (no savepoint per send: two statements each, on the hottest path). A
     storage error is not a refusal: it fails the whole job, like a failed commit."""
     out: list[SendReply | Exception] = []
+    # sends change no agent's registration, so one lookup holds for the whole batch
+    known = registry.known_among(conn, {req.to for _, req in items if req.to != BROADCAST})
     for sender, req in items:
         try:
-            out.append(send(conn, eff, client_ids, sender, req, now))
+            out.append(send(conn, eff, client_ids, sender, req, now, known))
         except HiveError as err:
             out.append(err)
     return out

@@ -26,6 +26,19 @@ def is_known(conn: sqlite3.Connection, name: str) -> bool:
     return row is not None
 
 
+def known_among(conn: sqlite3.Connection, names: set[str]) -> set[str]:
+    """Which of `names` are known: one query for a batch of sends' recipients instead
+    of `is_known` per send (a query each was a tenth of a send's CPU)."""
+    known = names & set(ALWAYS_KNOWN)
+    wanted = sorted(names - known)
+    for start in range(0, len(wanted), 500):  # well under sqlite's bound on parameters
+        chunk = wanted[start:start + 500]
+        known.update(r[0] for r in conn.execute(
+            f"SELECT name FROM known_agents WHERE removed_at IS NULL AND name IN ({','.join('?' * len(chunk))})",
+            chunk))
+    return known
+
+
 def known_agents(conn: sqlite3.Connection) -> list[str]:
     """Every known agent (the operator is not an agent, so not listed)."""
     rows = conn.execute("SELECT name FROM known_agents WHERE removed_at IS NULL").fetchall()
