@@ -307,8 +307,9 @@ async def test_batch_handler_failure_answers_every_request_with_internal(any_tra
         await svc.stop()
 
 
-async def test_stopping_answers_every_request_a_batch_already_took(any_transport: Any) -> None:
-    svc = Batched(any_transport)
+@pytest.mark.parametrize("max_batch", [0, 3], ids=["whole", "turns"])
+async def test_stopping_answers_every_request_a_batch_already_took(any_transport: Any, max_batch: int) -> None:
+    svc = Batched(any_transport, max_batch=max_batch)
     await svc.start()
     client = HiveClient(any_transport, timeout=3)
 
