@@ -9,8 +9,9 @@ and per send one INSERT, a reply, a wake and a `changed`, like the broker. It
 has none of the broker's checks or bookkeeping (names, sizes, known
 recipients, the duplicate window, Effects, metrics, FTS catch-up, gauges), and
 its SQL runs on the event loop: the requests of one loop pass share a
-transaction, committed before any of them is answered, in turns of the
-broker's default `send_turn` (each turn answered before the next is stored).
+transaction, committed before any of them is answered, and past the broker's
+default `first_turn` in two turns, as the broker does (the first answered before
+the rest are stored).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from hivewire import subjects
 from hivewire.wire import broker as w
 
 SUBJECT = "bench.lean.*.send"
-TURN = BrokerConfig().send_turn
+FIRST_TURN = BrokerConfig().first_turn
 INSERT = ("INSERT INTO messages(sender, recipient, body, sent_at, in_reply_to, client_id, kind) "
           "VALUES (?, ?, ?, ?, ?, ?, 'message')")
 
@@ -42,25 +43,33 @@ async def main(url: str, path: str, sync: str) -> None:
     svc = await add_service(nc, name="bench-lean", version="0.0.1")
     loop = asyncio.get_running_loop()
     encode, decode = msgspec.json.Encoder().encode, msgspec.json.Decoder(w.SendRequest).decode
-    pending: list[tuple[str, str, w.SendRequest]] = []
+    pending: list[tuple[str, str, w.SendRequest]] = []  # (reply subject, sender, request)
+
+    Item = tuple[str, str, w.SendRequest]
 
     def flush() -> None:
-        batch = pending[:TURN]
-        del pending[:TURN]
+        batch = pending[:]
+        pending.clear()
+        if len(batch) > FIRST_TURN:  # two turns, as the broker's Batcher does
+            store(batch[:FIRST_TURN], batch[FIRST_TURN:])
+        else:
+            store(batch, [])
+
+    def store(batch: list[Item], rest: list[Item]) -> None:
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         ids = [conn.execute(INSERT, (sender, req.to, req.body, now, req.in_reply_to, req.id)).lastrowid
                for _, sender, req in batch]
         conn.execute("COMMIT")
-        loop.create_task(announce(batch, ids, now))
+        loop.create_task(announce(batch, ids, now, rest))
 
-    async def announce(batch: list[tuple[str, str, w.SendRequest]], ids: list[int | None], now: float) -> None:
+    async def announce(batch: list[Item], ids: list[int | None], now: float, rest: list[Item]) -> None:
         for (reply, _, req), mid in zip(batch, ids, strict=True):
             await nc.publish(reply, encode(w.SendReply(id=str(mid), sent_at=now, recipients=[req.to])))
             await nc.publish(subjects.wake(req.to), encode(w.Wake(reason="message", ref=str(mid))))
             await nc.publish(subjects.BROKER_CHANGED, encode(w.Changed(table="messages", id=str(mid), op="insert")))
-        if pending:  # the next turn, once this one's replies are with the writer
-            loop.call_soon(flush)
+        if rest:  # the second turn, once the first one's replies are with the writer
+            loop.call_soon(store, rest, [])
 
     async def handler(req: object) -> None:
         sender = req.subject.split(".")[2]  # type: ignore[attr-defined]

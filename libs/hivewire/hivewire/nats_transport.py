@@ -167,7 +167,7 @@ class NatsTransport:
         tasks = _TaskSet()
         for ep in spec.endpoints:
             if isinstance(ep, BatchEndpointSpec):
-                handler = _micro_batch_handler(Batcher(ep.handler, tasks, ep.max_batch))
+                handler = _micro_batch_handler(Batcher(ep.handler, tasks, ep.first_turn))
             else:
                 handler = _micro_handler(ep.handler, tasks)
             await svc.add_endpoint(name=ep.name, subject=ep.subject, queue_group=ep.queue_group, handler=handler)

@@ -66,9 +66,9 @@ class BatchEndpoint(Generic[Req]):
     The handler gets `[(context, request), ...]` and returns, in the same order,
     each request's result or the `HiveError` (or other exception) that refuses
     it alone; raising fails the whole batch. For stores that commit a batch in
-    one transaction (the broker's send). `max_batch` > 0 caps a handler call:
-    a bigger arrival is handled in turns, each answered before the next starts
-    (why: `hivewire.transport.Batcher`).
+    one transaction (the broker's send). `first_turn` > 0: a bigger arrival is
+    handled in two calls, its first `first_turn` requests answered before the
+    rest are handled (why: `hivewire.transport.Batcher`).
     """
 
     name: str
@@ -76,7 +76,7 @@ class BatchEndpoint(Generic[Req]):
     request_type: type[Req]
     handler: Callable[[list[tuple[Context, Req]]], Awaitable[list[Any]]]
     queue_group: str = "q"
-    max_batch: int = 0
+    first_turn: int = 0
 
 
 class MicroService:
@@ -122,7 +122,7 @@ class MicroService:
             description=self.description,
             metadata=self.metadata(),
             endpoints=[
-                BatchEndpointSpec(ep.name, ep.subject, self._wrap_batch(ep), ep.queue_group, ep.max_batch)
+                BatchEndpointSpec(ep.name, ep.subject, self._wrap_batch(ep), ep.queue_group, ep.first_turn)
                 if isinstance(ep, BatchEndpoint)
                 else EndpointSpec(ep.name, ep.subject, self._wrap(ep), ep.queue_group)
                 for ep in self.endpoints()

@@ -56,7 +56,7 @@ class BatchEndpointSpec:
     subject: str
     handler: BatchRequestHandler
     queue_group: str = "q"
-    max_batch: int = 0  # 0: no limit; see `Batcher`
+    first_turn: int = 0  # 0: one call per arrival; see `Batcher`
 
 
 @dataclass(frozen=True)
@@ -142,17 +142,19 @@ class Batcher:
     batch is whatever the transport delivered before the loop's next pass, so a
     lone request waits for nothing.
 
-    `max_batch` (0: no limit): a bigger arrival is handled in turns of at most that
-    many, one after another, each answered (and its replies handed to the socket)
-    before the next turn's handler starts. Why: callers that loop send → reply →
-    send otherwise move in one convoy, the service idle while they work and they
-    idle while it does; answering the first turn early lets their next requests
-    overlap the later turns' work (the broker's flood benchmark: 0.54 → 0.64-0.69 of
-    the echo's rate at 32 agents with a turn of 16).
+    `first_turn` (0: off): an arrival bigger than that is handled in two turns:
+    its first `first_turn` requests, answered (the replies handed to the socket)
+    before the rest go to the handler as one call. Why: callers that loop send →
+    reply → send otherwise move in one convoy, the service idle while they work
+    and they idle while it does; answering some of them early lets their next
+    requests overlap the rest's work (the broker's flood benchmark, 32 agents:
+    0.54 → 0.64-0.69 of the echo's rate with a first turn of 16). Two turns, not
+    turns of that size all the way: a one-off burst of 1,000 then pays one more
+    commit, not 62 more (answered in 46 ms, against 73 ms in turns of 16).
     """
 
-    def __init__(self, handler: BatchRequestHandler, tasks: _TaskSet, max_batch: int = 0) -> None:
-        self.handler, self.tasks, self.max_batch = handler, tasks, max_batch
+    def __init__(self, handler: BatchRequestHandler, tasks: _TaskSet, first_turn: int = 0) -> None:
+        self.handler, self.tasks, self.first_turn = handler, tasks, first_turn
         self._pending: list[tuple[Msg, Responder]] = []
 
     def add(self, msg: Msg, respond: Responder) -> None:
@@ -165,13 +167,15 @@ class Batcher:
         self.tasks.spawn(self._run(items))
 
     async def _run(self, items: list[tuple[Msg, Responder]]) -> None:
-        turn = self.max_batch or len(items)
-        for start in range(0, len(items), turn):
-            if start:
-                # one loop pass, so the transport's writer sends the last turn's
-                # replies before this turn's handler holds the loop
-                await asyncio.sleep(0)
-            await self._turn(items[start:start + turn])
+        first = self.first_turn
+        if not 0 < first < len(items):
+            await self._turn(items)
+            return
+        await self._turn(items[:first])
+        # one loop pass, so the transport's writer sends the first turn's replies
+        # before the second turn's handler holds the loop
+        await asyncio.sleep(0)
+        await self._turn(items[first:])
 
     async def _turn(self, items: list[tuple[Msg, Responder]]) -> None:
         replies = await self.handler([m for m, _ in items])
@@ -256,7 +260,7 @@ class MemoryTransport:
         subs: list[Subscription] = []
         for ep in spec.endpoints:
             if isinstance(ep, BatchEndpointSpec):
-                on_msg = _batch_responder(self, Batcher(ep.handler, tasks, ep.max_batch))
+                on_msg = _batch_responder(self, Batcher(ep.handler, tasks, ep.first_turn))
             else:
                 on_msg = _responder(self, ep.handler, tasks)
             subs.append(await self.subscribe(ep.subject, on_msg, ep.queue_group))

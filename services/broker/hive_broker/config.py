@@ -34,10 +34,10 @@ class BrokerConfig:
     # a retried send with the same client id is stored once within this window (see dedup)
     dedup_window_s: float = 86400.0
     dedup_max: int = 100_000
-    # sends handled per turn when many arrive together: each turn commits and is
-    # answered before the next starts, so callers work while the broker stores the
-    # rest (hivewire Batcher; 16 measured best at 32 agents, see benchmarks.md)
-    send_turn: int = 16
+    # when more sends arrive together, the first this many are committed and answered
+    # before the rest, so their callers work while the broker stores the rest
+    # (hivewire Batcher; 16 measured best at 32 agents, see benchmarks.md)
+    first_turn: int = 16
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> BrokerConfig:
@@ -51,6 +51,6 @@ class BrokerConfig:
             index_s=_num(e, "HIVE_BROKER_INDEX_S", 1.0),
             dedup_window_s=_num(e, "HIVE_BROKER_DEDUP_WINDOW_S", 86400.0),
             dedup_max=int(_num(e, "HIVE_BROKER_DEDUP_MAX", 100_000)),
-            send_turn=int(_num(e, "HIVE_BROKER_SEND_TURN", 16)),
+            first_turn=int(_num(e, "HIVE_BROKER_FIRST_TURN", 16)),
             sync="NORMAL" if (e.get("HIVE_BROKER_SYNC") or "").upper() == "NORMAL" else "FULL",
         )

@@ -121,9 +121,9 @@ class BrokerService(MicroService):
             ("registry_remove", reg("remove"), w.RegistryRequest, self.registry_remove),
             ("registry_list", reg("list"), Empty, self.registry_list),
         ]
-        # sends arriving together share one write job and one commit, in turns of send_turn
+        # sends arriving together share one write job and one commit (two, past first_turn)
         send: list[Endpoint[Any] | BatchEndpoint[Any]] = [
-            BatchEndpoint("send", b("send"), w.SendRequest, self.send, max_batch=self.config.send_turn)]
+            BatchEndpoint("send", b("send"), w.SendRequest, self.send, first_turn=self.config.first_turn)]
         return send + [Endpoint(name, subject, rt, h) for name, subject, rt, h in table]
 
     def on_error(self, endpoint: str, subject: str, code: str, err: HiveError | None) -> None:
