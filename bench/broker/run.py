@@ -1,7 +1,7 @@
 """Broker benchmark: N concurrent agents sending through the real broker process,
 against a bare nats.micro echo service measured in the same run.
 
-    python bench/broker/run.py [--agents 32] [--seconds 5] [--rate 1000]
+    python bench/broker/run.py [--agents 32] [--seconds 5] [--rounds 1] [--rate 1000]
 
 Prints sends/s, p50/p99 send latency for both, the broker/echo ratio, the p99
 send-to-wake latency at a fixed send rate, and checks that every acknowledged
@@ -193,23 +193,32 @@ async def main(args: argparse.Namespace) -> int:
         await flood(nc, lambda a: f"bench.lean.{a}.send", agents, 0.5, None)
 
         # CPU each process spends per request shows where the ratio goes; the cores kept
-        # busy (all three processes) show whether a row is CPU-bound or taking turns
-        runs: dict[str, tuple[int, list[float], tuple[float, float]]] = {}
-        others: dict[str, tuple[float, float, float]] = {}  # client us/send, nats-server us/send, cores busy
-        for name, pid, subject_of, acked_ids in (
-            ("echo", echo.pid, lambda a: ECHO_SUBJECT.format(agent=a), None),
-            ("announce", echo.pid, lambda a: f"{ANNOUNCE_PREFIX}.{a}.send", None),
-            ("broker", broker.pid, lambda a: subjects.broker(a, "send"), acked),
-            ("lean", lean.pid, lambda a: f"bench.lean.{a}.send", None),
-        ):
-            c0, k0, s0, t0 = cpu_user_sys(pid), sum(cpu_user_sys(os.getpid())), sum(cpu_user_sys(nats_pid)), \
-                time.perf_counter()
-            n, lat = await flood(nc, subject_of, agents, args.seconds, acked_ids)
-            c1, k1, s1, t1 = cpu_user_sys(pid), sum(cpu_user_sys(os.getpid())), sum(cpu_user_sys(nats_pid)), \
-                time.perf_counter()
-            runs[name] = (n, lat, ((c1[0] - c0[0]) / max(n, 1), (c1[1] - c0[1]) / max(n, 1)))
-            others[name] = ((k1 - k0) / max(n, 1), (s1 - s0) / max(n, 1),
-                            (sum(c1) - sum(c0) + k1 - k0 + s1 - s0) / (t1 - t0))
+        # busy (all three processes) show whether a row is CPU-bound or taking turns.
+        # With --rounds N the four floods run N times in rotation, so that drift of the
+        # machine's speed hits every row alike; the table sums the rounds.
+        names = ("echo", "announce", "broker", "lean")
+        sends = dict.fromkeys(names, 0)
+        lats: dict[str, list[float]] = {name: [] for name in names}
+        # per row: server user s, server sys s, client s, nats-server s, wall s
+        cpu = {name: [0.0] * 5 for name in names}
+        per_round: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(args.rounds):
+            for name, pid, subject_of, acked_ids in (
+                ("echo", echo.pid, lambda a: ECHO_SUBJECT.format(agent=a), None),
+                ("announce", echo.pid, lambda a: f"{ANNOUNCE_PREFIX}.{a}.send", None),
+                ("broker", broker.pid, lambda a: subjects.broker(a, "send"), acked),
+                ("lean", lean.pid, lambda a: f"bench.lean.{a}.send", None),
+            ):
+                c0, k0, s0, t0 = cpu_user_sys(pid), sum(cpu_user_sys(os.getpid())), sum(cpu_user_sys(nats_pid)), \
+                    time.perf_counter()
+                n, lat = await flood(nc, subject_of, agents, args.seconds, acked_ids)
+                c1, k1, s1, t1 = cpu_user_sys(pid), sum(cpu_user_sys(os.getpid())), sum(cpu_user_sys(nats_pid)), \
+                    time.perf_counter()
+                sends[name] += n
+                lats[name] += lat
+                for i, d in enumerate((c1[0] - c0[0], c1[1] - c0[1], k1 - k0, s1 - s0, t1 - t0)):
+                    cpu[name][i] += d
+                per_round[name].append(n / args.seconds)
         batch = await mean_commit_batch(nc)
         wake = await wake_latency(nc, agents, args.rate, args.wake_seconds)
         await nc.close()
@@ -231,15 +240,17 @@ async def main(args: argparse.Namespace) -> int:
     stored = set(ids)
     missing = [i for i in acked if i not in stored]
 
-    rates = {name: n / args.seconds for name, (n, _, _) in runs.items()}
+    rates = {name: n / (args.seconds * args.rounds) for name, n in sends.items()}
     fsync = commit_ms(tmp / "fsync-probe.sqlite")
-    echo_p50 = pct(runs["echo"][1], .5) * 1e3
-    print(f"agents={args.agents} seconds={args.seconds} cores={os.cpu_count()} "
+    echo_p50 = pct(lats["echo"], .5) * 1e3
+    print(f"agents={args.agents} seconds={args.seconds} rounds={args.rounds} cores={os.cpu_count()} "
           f"(sqlite synchronous={args.sync.upper()})")
     print(f"{'':9} {'sends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU us/send (user+sys)':>30}"
           f" {'client':>7} {'nats':>5} {'cores busy':>10}")
-    for name, (_, lat, (user, sys_)) in runs.items():
-        client, natsd, busy = others[name]
+    for name in names:
+        lat, n = lats[name], max(sends[name], 1)
+        user, sys_, client, natsd = (x / n for x in cpu[name][:4])
+        busy = sum(cpu[name][:4]) / cpu[name][4]
         print(f"{name:9} {rates[name]:10.0f} {pct(lat, .5) * 1e3:8.2f} {pct(lat, .99) * 1e3:8.2f} "
               f"{(user + sys_) * 1e6:17.1f} {f'({user * 1e6:.1f}+{sys_ * 1e6:.1f})':>12}"
               f" {client * 1e6:7.1f} {natsd * 1e6:5.1f} {busy:10.2f}")
@@ -252,6 +263,10 @@ async def main(args: argparse.Namespace) -> int:
           f" and publishes; broker/lean: {rates['broker'] / rates['lean']:.2f})")
     print(f"ratio broker/echo (sends/s): {rates['broker'] / rates['echo']:.2f}"
           f"  (broker: {batch:.1f} requests per commit on average)")
+    if args.rounds > 1:
+        each = [b / e for b, e in zip(per_round["broker"], per_round["echo"], strict=True)]
+        print(f"ratio broker/echo per round: {' '.join(f'{r:.2f}' for r in each)}"
+              f" (median {statistics.median(each):.2f}, spread {max(each) - min(each):.2f})")
     print(f"disk: a one-row FULL commit (its fsync) takes {fsync:.2f} ms (median of 200); a send that waited "
           f"one on top of the echo's p50 of {echo_p50:.2f} ms caps a FULL ratio near "
           f"{echo_p50 / (echo_p50 + fsync):.2f} (an estimate, not a measurement)")
@@ -273,6 +288,9 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=32)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the four floods this many times in rotation (pairs each broker run with an echo run "
+                        "made just before it; prints the ratio per round)")
     p.add_argument("--rate", type=float, default=1000.0, help="send rate for the send-to-wake phase")
     p.add_argument("--wake-seconds", type=float, default=5.0)
     p.add_argument("--keep", action="store_true", help="keep the run's HIVE_HOME and logs (kept anyway on a loss)")
