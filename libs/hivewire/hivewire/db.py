@@ -255,10 +255,7 @@ class Database:
         if self._pending:
             self._aloop.call_soon(self._run_pending)
         if failed is not None:
-            COMMIT_FAILURES.labels(self.label).inc()
-            log.error("begin_failed", db=self.label, jobs=len(batch), error=str(failed))
-            for job in batch:
-                job.error = failed
+            self._fail(batch, failed, "begin_failed")
         else:
             self._commit(self._wconn, batch, begun=True)
         _resolve(batch)
@@ -305,14 +302,18 @@ class Database:
         try:
             self._run_batch(conn, batch, begun=begun)
         except BaseException as exc:  # commit failed: every job in it is unchanged
-            COMMIT_FAILURES.labels(self.label).inc()
-            log.error("commit_failed", db=self.label, jobs=len(batch), error=str(exc))
-            for job in batch:
-                job.error, job.result = exc, None
+            self._fail(batch, exc, "commit_failed")
         size = sum(job.weight for job in batch)
         BATCH_SIZE.labels(self.label).observe(size)
         if self.on_batch is not None:
             self.on_batch(size)
+
+    def _fail(self, batch: list[_Job], exc: BaseException, event: str) -> None:
+        """A transaction that did not happen: counted, logged once, and every job gets `exc`."""
+        COMMIT_FAILURES.labels(self.label).inc()
+        log.error(event, db=self.label, jobs=len(batch), error=str(exc))
+        for job in batch:
+            job.error, job.result = exc, None
 
     @staticmethod
     def _run_batch(conn: sqlite3.Connection, batch: list[_Job], *, begun: bool = False) -> None:

@@ -20,10 +20,7 @@ ALWAYS_KNOWN = (MANAGER, OPERATOR)
 
 
 def is_known(conn: sqlite3.Connection, name: str) -> bool:
-    if name in ALWAYS_KNOWN:
-        return True
-    row = conn.execute("SELECT 1 FROM known_agents WHERE name = ? AND removed_at IS NULL", (name,)).fetchone()
-    return row is not None
+    return name in known_among(conn, {name})
 
 
 def known_among(conn: sqlite3.Connection, names: set[str]) -> set[str]:
