@@ -43,9 +43,8 @@ async def main(url: str, path: str, sync: str) -> None:
     svc = await add_service(nc, name="bench-lean", version="0.0.1")
     loop = asyncio.get_running_loop()
     encode, decode = msgspec.json.Encoder().encode, msgspec.json.Decoder(w.SendRequest).decode
-    pending: list[tuple[str, str, w.SendRequest]] = []  # (reply subject, sender, request)
-
-    Item = tuple[str, str, w.SendRequest]
+    Item = tuple[str, str, w.SendRequest]  # (reply subject, sender, request)
+    pending: list[Item] = []
 
     def flush() -> None:
         batch = pending[:]

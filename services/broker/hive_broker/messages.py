@@ -104,7 +104,9 @@ def send(
         if not recipients:
             raise HiveError("unknown_recipient", "broadcast reaches nobody: no other agent is known")
     else:
-        if not (req.to in known if known is not None else registry.is_known(conn, req.to)):
+        if known is None:
+            known = registry.known_among(conn, {req.to})
+        if req.to not in known:
             raise HiveError("unknown_recipient", f"no agent named {req.to!r} (the deployer has not created it)")
         recipients = [req.to]
 
