@@ -121,16 +121,19 @@ def send(
 
 
 def send_many(
-    conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, items: list[tuple[str, SendRequest]], now: float
+    conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, items: list[tuple[str, SendRequest]], now: float,
+    roster: registry.Roster | None = None,
 ) -> list[SendReply | Exception]:
     """Several (sender, request) sends inside the caller's transaction. `send` raises
     every refusal before its first write, so a refused send changed nothing and
     recorded no effects: its HiveError takes its place in the result and the others
     go on (no savepoint per send: two statements each, on the hottest path). A
-    storage error is not a refusal: it fails the whole job, like a failed commit."""
+    storage error is not a refusal: it fails the whole job, like a failed commit.
+    `roster`: the service's in-memory known agents, else they are looked up here."""
     out: list[SendReply | Exception] = []
     # sends change no agent's registration, so one lookup holds for the whole batch
-    known = registry.known_among(conn, {req.to for _, req in items if req.to != BROADCAST})
+    wanted = {req.to for _, req in items if req.to != BROADCAST}
+    known = roster.known_among(wanted) if roster is not None else registry.known_among(conn, wanted)
     for sender, req in items:
         try:
             out.append(send(conn, eff, client_ids, sender, req, now, known))

@@ -10,6 +10,7 @@ does not resurrect it).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 from hive_broker import approvals, messages
 from hive_broker.effects import Effects
@@ -34,6 +35,36 @@ def known_among(conn: sqlite3.Connection, names: set[str]) -> set[str]:
             f"SELECT name FROM known_agents WHERE removed_at IS NULL AND name IN ({','.join('?' * len(chunk))})",
             chunk))
     return known
+
+
+class Roster:
+    """The known agents, held in memory, so that a batch of sends checks its recipients
+    without a query (that query was ~6% of a send's CPU in the flood benchmark).
+
+    The service loads it when it opens broker.sqlite and applies each committed
+    transaction's `known_agents` changes (from its Effects) before answering, so it
+    never holds what a rollback undid. Sound because the broker is the file's only
+    writer while it runs (an in-place restore needs Hive stopped).
+    """
+
+    __slots__ = ("_names",)
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._names = {*names, *ALWAYS_KNOWN}
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection) -> Roster:
+        return cls(r[0] for r in conn.execute("SELECT name FROM known_agents WHERE removed_at IS NULL"))
+
+    def known_among(self, names: set[str]) -> set[str]:
+        return names & self._names
+
+    def apply(self, name: str, op: str) -> None:
+        """One committed `known_agents` change (op as in `hive.broker.changed`)."""
+        if op == "delete":
+            self._names.discard(name)
+        else:
+            self._names.add(name)
 
 
 def known_agents(conn: sqlite3.Connection) -> list[str]:

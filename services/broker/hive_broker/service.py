@@ -63,6 +63,7 @@ class BrokerService(MicroService):
         self.client_ids = ClientIds(self.config.dedup_window_s, self.config.dedup_max)
         self.waiters = Waiters()
         self.pending = PendingHints()
+        self.roster = registry.Roster()  # loaded in on_prepare
         self.background = Background(self)
         self._presence_sub: Subscription | None = None
         self._deploy_sub: Subscription | None = None
@@ -77,6 +78,7 @@ class BrokerService(MicroService):
         log.info("dedup_window_loaded", client_ids=n, window_s=self.config.dedup_window_s)
         self._pending_at_start = await self.db.write(messages.agents_with_pending)
         self.pending.load(self._pending_at_start)
+        self.roster = await self.db.write(registry.Roster.load)
 
     async def on_start(self) -> None:
         self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)
@@ -152,6 +154,8 @@ class BrokerService(MicroService):
         for agent, reason, ref in eff.wakes:
             await self._publish_wake(agent, reason, ref)
         for table, id_, op in eff.changes:
+            if table == "known_agents":
+                self.roster.apply(id_, op)
             await self._publish(subjects.BROKER_CHANGED, w.Changed(table=table, id=id_, op=op))  # type: ignore[arg-type]
         for name, n in eff.counters.items():
             if name.startswith("redelivered:"):
@@ -180,7 +184,8 @@ class BrokerService(MicroService):
                 senders.append(err)
         batch = [(s, req) for s, (_, req) in zip(senders, items, strict=True) if isinstance(s, str)]
         now = time.time()
-        results = iter(await self._write(lambda c, e: messages.send_many(c, e, self.client_ids, batch, now),
+        roster, client_ids = self.roster, self.client_ids
+        results = iter(await self._write(lambda c, e: messages.send_many(c, e, client_ids, batch, now, roster),
                                          weight=len(batch)) if batch else [])
         return [next(results) if isinstance(s, str) else s for s in senders]
 
