@@ -30,6 +30,7 @@ class Background:
         self._tasks: list[asyncio.Task[None]] = []
         self._seen_agents: set[str] = set()
         self._last_stale_check = 0.0
+        self._index_at, self._index_sends = time.monotonic(), 0  # the last index pass, for the send rate
 
     def start(self) -> None:
         self._tasks = [
@@ -37,7 +38,7 @@ class Background:
             asyncio.create_task(self._loop("retention", self.retention_pass, self._retention_delay)),
             asyncio.create_task(self._loop("gauges", self.refresh_gauges, self._gauges_delay)),
             asyncio.create_task(self._loop("checkpoint", self.checkpoint, self._checkpoint_delay)),
-            asyncio.create_task(self._loop("search_index", self.index_messages, self._index_delay)),
+            asyncio.create_task(self._loop("search_index", self._index_pass, self._index_delay)),
         ]
 
     def kick(self) -> None:
@@ -144,12 +145,32 @@ class Background:
         return self.svc.config.retention_interval_s
 
     # --- full-text index, off the send path --------------------------------------------
-    async def index_messages(self) -> int:
-        """Index every stored message not yet searchable, batch by batch."""
-        total = await self._in_batches(search_index.index_batch, search_index.BATCH)
+    async def index_messages(self, keep: int = 0) -> int:
+        """Index the stored messages not yet searchable, batch by batch, all but (at most)
+        the newest `keep`: a search calls this with 0, so it misses none."""
+        total = 0
+        while True:
+            excess = await self.svc.db.read(search_index.lag) - keep
+            if excess <= 0:
+                break
+            n = await self.svc.db.write(lambda c, n=min(excess, search_index.BATCH): search_index.index_batch(c, n))
+            total += n
+            if n == 0:
+                break
+            await asyncio.sleep(0)  # let requests in between batches
         if total:
             metrics.INDEXED.inc(total)
         return total
+
+    async def _index_pass(self) -> None:
+        """The background indexing. While sends arrive faster than `index_busy_rate` per
+        second it leaves the newest `index_max_lag` messages for later: a batch of 1,000
+        bodies holds the writer ~1.3 ms, which every send queued behind it waits (flood
+        benchmark: p99 send 4.6-5.0 ms with the indexing, 2.7 ms without)."""
+        now, sends = time.monotonic(), self.svc.sends_counted
+        rate = (sends - self._index_sends) / max(now - self._index_at, 1e-3)
+        self._index_at, self._index_sends = now, sends
+        await self.index_messages(self.svc.config.index_max_lag if rate > self.svc.config.index_busy_rate else 0)
 
     async def _index_delay(self) -> float:
         return self.svc.config.index_s

@@ -28,6 +28,10 @@ class BrokerConfig:
     gauges_s: float = 5.0
     # new messages become searchable within this long (a search also indexes first)
     index_s: float = 1.0
+    # while sends arrive faster than this per second, that indexing waits (sends first)
+    # until the index lags index_max_lag messages behind; a search still indexes first
+    index_busy_rate: float = 1000.0
+    index_max_lag: int = 100_000
     # FULL: an acked send survives power loss (fsync per commit batch). NORMAL: it
     # survives kill -9 of the broker (WAL in the OS cache), not an OS crash.
     sync: Literal["FULL", "NORMAL"] = "FULL"
@@ -49,6 +53,8 @@ class BrokerConfig:
             tick_s=_num(e, "HIVE_BROKER_TICK_S", 5.0),
             gauges_s=_num(e, "HIVE_BROKER_GAUGES_S", 5.0),
             index_s=_num(e, "HIVE_BROKER_INDEX_S", 1.0),
+            index_busy_rate=_num(e, "HIVE_BROKER_INDEX_BUSY_RATE", 1000.0),
+            index_max_lag=int(_num(e, "HIVE_BROKER_INDEX_MAX_LAG", 100_000)),
             dedup_window_s=_num(e, "HIVE_BROKER_DEDUP_WINDOW_S", 86400.0),
             dedup_max=int(_num(e, "HIVE_BROKER_DEDUP_MAX", 100_000)),
             first_turn=int(_num(e, "HIVE_BROKER_FIRST_TURN", 16)),

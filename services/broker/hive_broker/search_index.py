@@ -71,6 +71,15 @@ def backlog(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def lag(conn: sqlite3.Connection) -> int:
+    """At most how many messages are not yet searchable: the ids above the index (ids
+    only grow). Cheap, unlike `backlog`, which counts the rows."""
+    row = conn.execute(
+        "SELECT COALESCE((SELECT MAX(id) FROM messages), 0) - (SELECT indexed_upto FROM fts_state)"
+    ).fetchone()
+    return max(int(row[0]), 0)
+
+
 def index_batch(conn: sqlite3.Connection, limit: int = BATCH) -> int:
     """Index up to `limit` not-yet-indexed messages, oldest first; returns how many."""
     upto = indexed_upto(conn)

@@ -64,6 +64,7 @@ class BrokerService(MicroService):
         self.waiters = Waiters()
         self.pending = PendingHints()
         self.roster = registry.Roster()  # loaded in on_prepare
+        self.sends_counted = 0  # sends handled since start (the indexer yields while they pour in)
         self.background = Background(self)
         self._presence_sub: Subscription | None = None
         self._deploy_sub: Subscription | None = None
@@ -184,6 +185,7 @@ class BrokerService(MicroService):
                 senders.append(err)
         batch = [(s, req) for s, (_, req) in zip(senders, items, strict=True) if isinstance(s, str)]
         now = time.time()
+        self.sends_counted += len(batch)
         roster, client_ids = self.roster, self.client_ids
         results = iter(await self._write(lambda c, e: messages.send_many(c, e, client_ids, batch, now, roster),
                                          weight=len(batch)) if batch else [])
