@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from hive_broker import search_index
 from hive_broker.service import BrokerService
@@ -48,8 +49,12 @@ async def test_a_busy_pass_leaves_only_the_newest_unindexed_and_a_quiet_one_catc
     assert await lag(svc) == 50
     await svc.background._index_pass()  # 50 sends just now: far above 10/s
     assert await lag(svc) == BUSY.index_max_lag
+    await svc.background.refresh_gauges()
+    assert REGISTRY.get_sample_value("hive_broker_search_lag_messages") == BUSY.index_max_lag
     await svc.background._index_pass()  # no send since: quiet
     assert await lag(svc) == 0
+    await svc.background.refresh_gauges()
+    assert REGISTRY.get_sample_value("hive_broker_search_lag_messages") == 0
 
 
 async def test_a_search_during_a_flood_finds_every_message(busy: tuple[BrokerService, Bus]) -> None:

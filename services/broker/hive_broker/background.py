@@ -186,15 +186,16 @@ class Background:
 
     # --- gauges --------------------------------------------------------------------
     async def refresh_gauges(self) -> None:
-        def read(conn: Any) -> tuple[dict[str, int], int, int, int]:
+        def read(conn: Any) -> tuple[dict[str, int], int, int, int, int]:
             return (
                 messages.inbox_depths(conn),
                 approvals.count_pending(conn),
                 questions.count_open(conn),
                 reminders.count_pending(conn),
+                search_index.lag(conn),
             )
 
-        depths, pending, open_q, rem = await self.svc.db.read(read)
+        depths, pending, open_q, rem, lag = await self.svc.db.read(read)
         for agent in self._seen_agents - depths.keys():
             metrics.INBOX_DEPTH.labels(agent).set(0)
         for agent, n in depths.items():
@@ -203,6 +204,7 @@ class Background:
         metrics.PENDING_APPROVALS.set(pending)
         metrics.OPEN_QUESTIONS.set(open_q)
         metrics.PENDING_REMINDERS.set(rem)
+        metrics.SEARCH_LAG.set(lag)
 
     async def _gauges_delay(self) -> float:
         return self.svc.config.gauges_s

@@ -28,6 +28,9 @@ INBOX_DEPTH = Gauge("hive_broker_inbox_depth", "Messages not yet acked, by recip
 PENDING_APPROVALS = Gauge("hive_broker_pending_approvals", "Approvals waiting for the operator.")
 OPEN_QUESTIONS = Gauge("hive_broker_open_questions", "Questions not yet answered.")
 PENDING_REMINDERS = Gauge("hive_broker_pending_reminders", "Reminders not yet due.")
+SEARCH_LAG = Gauge(
+    "hive_broker_search_lag_messages", "Newest messages not yet in the full-text index (a search indexes them first)."
+)
 WAITING_POLLS = Gauge("hive_broker_waiting_polls", "recv long-polls currently waiting.")
 
 COMMIT_BATCH = Histogram(
