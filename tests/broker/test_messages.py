@@ -310,3 +310,27 @@ async def test_list_paging_and_search(bus: Bus) -> None:
     assert e.value.code == "bad_request"
     since = await bus.op("messages", "list", w.MessagesListRequest(since=9e18), w.MessagesListReply)
     assert since.messages == []
+
+
+async def test_a_failed_wake_publish_loses_nothing_and_is_counted(
+    bus: Bus, broker: BrokerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import REGISTRY
+
+    real = broker.transport.publish
+
+    async def flaky(subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        if subject.endswith(".wake"):
+            raise ConnectionError("nats went away")
+        await real(subject, data, headers)
+
+    before = REGISTRY.get_sample_value("hive_broker_publish_failures_total") or 0.0
+    monkeypatch.setattr(broker.transport, "publish", flaky)
+    sent = await bus.send("alice", "bob", "wake me if you can")  # acknowledged all the same
+    assert REGISTRY.get_sample_value("hive_broker_publish_failures_total") == before + 1
+    await eventually(lambda: _async(any(c.table == "messages" and c.id == sent.id for c in bus.changes)))
+    assert [m.id for m in await bus.recv("bob")] == [sent.id]  # stored: the next poll finds it
+
+
+async def _async(v: object) -> object:
+    return v

@@ -24,7 +24,7 @@ from hive_broker.effects import Effects
 from hive_broker.pending import PendingHints
 from hive_broker.store import BrokerDatabase
 from hive_broker.waiters import Waiters
-from hivewire import subjects
+from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, OPERATOR, validate_agent_name
 from hivewire.service import BatchEndpoint, Context, Endpoint, MicroService
@@ -152,12 +152,15 @@ class BrokerService(MicroService):
         for agent in eff.pollers:
             self.pending.added(agent)  # before the waiters look again
             self.waiters.notify(agent)
-        for agent, reason, ref in eff.wakes:
-            await self._publish_wake(agent, reason, ref)
+        encode = codec.encode
+        out = [(_wake_subject(agent), encode(w.Wake(reason=reason, ref=ref)))  # type: ignore[arg-type]
+               for agent, reason, ref in eff.wakes]
         for table, id_, op in eff.changes:
             if table == "known_agents":
                 self.roster.apply(id_, op)
-            await self._publish(subjects.BROKER_CHANGED, w.Changed(table=table, id=id_, op=op))  # type: ignore[arg-type]
+            out.append((subjects.BROKER_CHANGED, encode(w.Changed(table=table, id=id_, op=op))))  # type: ignore[arg-type]
+        for subject, data in out:  # straight to the transport: a send publishes two of these
+            await self._publish_raw(subject, data)
         for name, n in eff.counters.items():
             if name.startswith("redelivered:"):
                 metrics.REDELIVERED.labels(name.split(":", 1)[1]).inc(n)
@@ -168,8 +171,11 @@ class BrokerService(MicroService):
         await self._publish(_wake_subject(agent), w.Wake(reason=reason, ref=ref))  # type: ignore[arg-type]
 
     async def _publish(self, subject: str, obj: Any) -> None:
+        await self._publish_raw(subject, codec.encode(obj))
+
+    async def _publish_raw(self, subject: str, data: bytes) -> None:
         try:
-            await self.publish(subject, obj)
+            await self.transport.publish(subject, data)
         except Exception as exc:
             metrics.PUBLISH_FAILURES.inc()
             log.warning("publish_failed", subject=subject, error=str(exc))
@@ -325,7 +331,6 @@ class BrokerService(MicroService):
         return w.RegistryReply(agents=await self.db.read(registry.known_agents))
 
     async def _on_presence(self, msg: Msg) -> None:
-        from hivewire import codec
         from hivewire.wire.agent import Presence
 
         try:
@@ -344,7 +349,6 @@ class BrokerService(MicroService):
 
     async def _on_deploy(self, msg: Msg) -> None:
         """The deployer finished an approved (or denied) approval: record deployed/failed."""
-        from hivewire import codec
         from hivewire.wire.deployer import DeployEvent
 
         try:
