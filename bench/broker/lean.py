@@ -5,13 +5,13 @@ stack could have, to tell the broker's own overhead from what the stack costs.
 
 It is not a broker: it has broker.sqlite's schema (hive_broker.store's
 migrations, so the same indexes), the same sync mode, nats-py and nats.micro,
-and per send one INSERT, a reply, a wake and a `changed`, like the broker. It
-has none of the broker's checks or bookkeeping (names, sizes, known
-recipients, the duplicate window, Effects, metrics, FTS catch-up, gauges), and
-its SQL runs on the event loop: the requests of one loop pass share a
-transaction, committed before any of them is answered, and past the broker's
-default `first_turn` in two turns, as the broker does (the first answered before
-the rest are stored).
+and per send one INSERT, a reply, a wake and a `changed`, like the broker
+(published as the broker does, through hivewire's `publish_many`). It has none of
+the broker's checks or bookkeeping (names, sizes, known recipients, the duplicate
+window, Effects, metrics, FTS catch-up, gauges), and its SQL runs on the event
+loop: the requests of one loop pass share a transaction, committed before any of
+them is answered, and past the broker's default `first_turn` in two turns, as the
+broker does (the first answered before the rest are stored).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from nats.micro import add_service
 from hive_broker.config import BrokerConfig
 from hive_broker.store import open_sync
 from hivewire import subjects
+from hivewire.nats_transport import NatsTransport
 from hivewire.wire import broker as w
 
 SUBJECT = "bench.lean.*.send"
@@ -40,6 +41,7 @@ async def main(url: str, path: str, sync: str) -> None:
     conn = open_sync(path)
     conn.execute(f"PRAGMA synchronous={'NORMAL' if sync == 'normal' else 'FULL'}")
     nc = await nats.connect(url)
+    transport = NatsTransport(nc)
     svc = await add_service(nc, name="bench-lean", version="0.0.1")
     loop = asyncio.get_running_loop()
     encode, decode = msgspec.json.Encoder().encode, msgspec.json.Decoder(w.SendRequest).decode
@@ -63,10 +65,12 @@ async def main(url: str, path: str, sync: str) -> None:
         loop.create_task(announce(batch, ids, now, rest))
 
     async def announce(batch: list[Item], ids: list[int | None], now: float, rest: list[Item]) -> None:
+        out: list[tuple[str, bytes]] = []
         for (reply, _, req), mid in zip(batch, ids, strict=True):
-            await nc.publish(reply, encode(w.SendReply(id=str(mid), sent_at=now, recipients=[req.to])))
-            await nc.publish(subjects.wake(req.to), encode(w.Wake(reason="message", ref=str(mid))))
-            await nc.publish(subjects.BROKER_CHANGED, encode(w.Changed(table="messages", id=str(mid), op="insert")))
+            out.append((reply, encode(w.SendReply(id=str(mid), sent_at=now, recipients=[req.to]))))
+            out.append((subjects.wake(req.to), encode(w.Wake(reason="message", ref=str(mid)))))
+            out.append((subjects.BROKER_CHANGED, encode(w.Changed(table="messages", id=str(mid), op="insert"))))
+        await transport.publish_many(out)  # as the broker publishes: one batch through hivewire
         if rest:  # the second turn, once the first one's replies are with the writer
             loop.call_soon(store, rest, [])
 

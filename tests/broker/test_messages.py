@@ -324,8 +324,14 @@ async def test_a_failed_wake_publish_loses_nothing_and_is_counted(
             raise ConnectionError("nats went away")
         await real(subject, data, headers)
 
+    async def flaky_many(msgs: list[tuple[str, bytes]]) -> None:
+        if any(subject.endswith(".wake") for subject, _ in msgs):
+            raise ConnectionError("nats went away")
+        await broker.transport.__class__.publish_many(broker.transport, msgs)  # type: ignore[arg-type]
+
     before = REGISTRY.get_sample_value("hive_broker_publish_failures_total") or 0.0
     monkeypatch.setattr(broker.transport, "publish", flaky)
+    monkeypatch.setattr(broker.transport, "publish_many", flaky_many)
     sent = await bus.send("alice", "bob", "wake me if you can")  # acknowledged all the same
     assert REGISTRY.get_sample_value("hive_broker_publish_failures_total") == before + 1
     await eventually(lambda: _async(any(c.table == "messages" and c.id == sent.id for c in bus.changes)))

@@ -275,16 +275,15 @@ async def test_batcher_answers_the_first_turn_before_the_rest() -> None:
         events.append(("turn", [m.data.decode() for m in msgs]))
         return [(m.data, {}) for m in msgs]
 
-    def responder(body: str) -> Any:
-        async def respond(reply: Any) -> None:
-            events.append(("reply", [body]))
-            loop.call_soon(events.append, ("written", [body]))  # like a transport's writer task
-        return respond
+    async def reply(replies: list[tuple[str, Any]]) -> None:
+        bodies = [data.decode() for _, (data, _) in replies]
+        events.append(("reply", bodies))
+        loop.call_soon(events.append, ("written", bodies))  # like a transport's writer task
 
     tasks = _TaskSet()
-    batcher = Batcher(handler, tasks, first_turn=2)
+    batcher = Batcher(handler, tasks, reply, first_turn=2)
     for i in range(5):
-        batcher.add(Msg("s", f"m{i}".encode(), {}, ""), responder(f"m{i}"))
+        batcher.add(Msg("s", f"m{i}".encode(), {}, f"inbox.{i}"))
     await tasks.drain(5)
     turns = [i for i, (kind, _) in enumerate(events) if kind == "turn"]
     assert [events[i][1] for i in turns] == [["m0", "m1"], ["m2", "m3", "m4"]]
@@ -292,7 +291,7 @@ async def test_batcher_answers_the_first_turn_before_the_rest() -> None:
     assert written == ["m0", "m1"]  # the first turn was answered and written before the rest began
     events.clear()
     for i in range(2):
-        batcher.add(Msg("s", f"n{i}".encode(), {}, ""), responder(f"n{i}"))
+        batcher.add(Msg("s", f"n{i}".encode(), {}, f"inbox.n{i}"))
     await tasks.drain(5)
     assert [bodies for kind, bodies in events if kind == "turn"] == [["n0", "n1"]]
 

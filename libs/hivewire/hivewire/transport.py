@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Coroutine
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +21,8 @@ import structlog
 from hivewire.errors import HiveError
 
 log = structlog.get_logger("hivewire.transport")
+
+_WHITESPACE = re.compile(r"\s")
 
 
 class Msg(msgspec.Struct, frozen=True):
@@ -74,6 +77,11 @@ class Subscription(Protocol):
 
 class Transport(Protocol):
     async def publish(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None: ...
+
+    async def publish_many(self, msgs: Sequence[tuple[str, bytes]]) -> None:
+        """Publish several (subject, data) messages without headers, in order: all
+        of them, or (raising) none."""
+        ...
 
     async def request(
         self, subject: str, data: bytes, timeout: float = 5.0, headers: dict[str, str] | None = None
@@ -130,7 +138,8 @@ class _TaskSet:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-Responder = Callable[[Reply], Awaitable[None]]
+Replier = Callable[[list[tuple[str, Reply]]], Awaitable[None]]
+# Sends one turn's replies, each (reply subject, reply), in order.
 
 
 class Batcher:
@@ -153,12 +162,13 @@ class Batcher:
     commit, not 62 more (answered in 46 ms, against 73 ms in turns of 16).
     """
 
-    def __init__(self, handler: BatchRequestHandler, tasks: _TaskSet, first_turn: int = 0) -> None:
-        self.handler, self.tasks, self.first_turn = handler, tasks, first_turn
-        self._pending: list[tuple[Msg, Responder]] = []
+    def __init__(self, handler: BatchRequestHandler, tasks: _TaskSet, reply: Replier, first_turn: int = 0) -> None:
+        self.handler, self.tasks, self.reply, self.first_turn = handler, tasks, reply, first_turn
+        self._pending: list[Msg] = []
 
-    def add(self, msg: Msg, respond: Responder) -> None:
-        self._pending.append((msg, respond))
+    def add(self, msg: Msg) -> None:
+        """Queue a request; its reply goes to `msg.reply` (none if that is empty)."""
+        self._pending.append(msg)
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
 
@@ -166,7 +176,7 @@ class Batcher:
         items, self._pending = self._pending, []
         self.tasks.spawn(self._run(items))
 
-    async def _run(self, items: list[tuple[Msg, Responder]]) -> None:
+    async def _run(self, items: list[Msg]) -> None:
         first = self.first_turn
         if not 0 < first < len(items):
             await self._turn(items)
@@ -177,13 +187,13 @@ class Batcher:
         await asyncio.sleep(0)
         await self._turn(items[first:])
 
-    async def _turn(self, items: list[tuple[Msg, Responder]]) -> None:
-        replies = await self.handler([m for m, _ in items])
-        for (msg, respond), reply in zip(items, replies, strict=True):
-            try:
-                await respond(reply)
-            except Exception as exc:  # one lost reply must not cost the others theirs
-                log.warning("reply_failed", subject=msg.subject, error=str(exc))
+    async def _turn(self, items: list[Msg]) -> None:
+        replies = await self.handler(items)
+        out = [(m.reply, r) for m, r in zip(items, replies, strict=True) if m.reply]
+        try:
+            await self.reply(out)
+        except Exception as exc:  # the Replier answers each it can; this is what it could not
+            log.warning("reply_failed", subject=items[0].subject, replies=len(out), error=str(exc))
 
 
 # --- in-memory ------------------------------------------------------------------
@@ -228,6 +238,12 @@ class MemoryTransport:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
+    async def publish_many(self, msgs: Sequence[tuple[str, bytes]]) -> None:
+        if any(not subject or _WHITESPACE.search(subject) for subject, _ in msgs):  # NATS refuses them too
+            raise HiveError("bad_request", "a subject is empty or has whitespace")
+        for subject, data in msgs:
+            await self.publish(subject, data)
+
     async def request(
         self, subject: str, data: bytes, timeout: float = 5.0, headers: dict[str, str] | None = None
     ) -> Msg:
@@ -260,11 +276,15 @@ class MemoryTransport:
         subs: list[Subscription] = []
         for ep in spec.endpoints:
             if isinstance(ep, BatchEndpointSpec):
-                on_msg = _batch_responder(self, Batcher(ep.handler, tasks, ep.first_turn))
+                on_msg = _batch_responder(Batcher(ep.handler, tasks, self._reply_each, ep.first_turn))
             else:
                 on_msg = _responder(self, ep.handler, tasks)
             subs.append(await self.subscribe(ep.subject, on_msg, ep.queue_group))
         return _MemService(subs, tasks)
+
+    async def _reply_each(self, replies: list[tuple[str, Reply]]) -> None:
+        for to, (data, headers) in replies:
+            await self.publish(to, data, headers)
 
     async def flush(self) -> None:
         while self._pending:
@@ -287,12 +307,8 @@ def _responder(bus: MemoryTransport, handler: RequestHandler, tasks: _TaskSet) -
     return on_msg
 
 
-def _batch_responder(bus: MemoryTransport, batcher: Batcher) -> Handler:
+def _batch_responder(batcher: Batcher) -> Handler:
     async def on_msg(msg: Msg) -> None:
-        async def respond(reply: Reply) -> None:
-            if msg.reply:
-                await bus.publish(msg.reply, reply[0], reply[1])
-
-        batcher.add(msg, respond)
+        batcher.add(msg)
 
     return on_msg

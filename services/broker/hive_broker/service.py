@@ -159,8 +159,12 @@ class BrokerService(MicroService):
             if table == "known_agents":
                 self.roster.apply(id_, op)
             out.append((subjects.BROKER_CHANGED, encode(w.Changed(table=table, id=id_, op=op))))  # type: ignore[arg-type]
-        for subject, data in out:  # straight to the transport: a send publishes two of these
-            await self._publish_raw(subject, data)
+        if out:
+            try:  # in one batch: a send publishes two of these
+                await self.transport.publish_many(out)
+            except Exception:  # then each on its own, so one bad notice costs only itself
+                for subject, data in out:
+                    await self._publish_raw(subject, data)
         for name, n in eff.counters.items():
             if name.startswith("redelivered:"):
                 metrics.REDELIVERED.labels(name.split(":", 1)[1]).inc(n)
