@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
@@ -22,11 +23,17 @@ from support.procs import ServiceProcess, wait_for
 pytestmark = pytest.mark.chaos
 
 
-async def test_kill9_during_concurrent_sends(broker_proc: ServiceProcess, settings: Settings, nats_url: str) -> None:
+@pytest.mark.parametrize("sync", ["normal", "full"])
+async def test_kill9_during_concurrent_sends(
+    broker_proc: ServiceProcess, settings: Settings, nats_url: str, sync: str
+) -> None:
     t = await NatsTransport.connect(nats_url, name="crash-test", forever=False)
     client = HiveClient(t)
+    broker_proc.env["HIVE_BROKER_SYNC"] = sync
     broker_proc.start()
     await _ready(client)
+    info = json.loads((await t.request("$SRV.INFO.hive-broker", b"", timeout=2.0)).data)
+    assert info["metadata"]["sync"] == sync  # the process under test runs in that mode
     senders = [f"agent-{i}" for i in range(16)]
     per_sender = 25
     acked: dict[tuple[str, str], str] = {}

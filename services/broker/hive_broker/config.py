@@ -32,9 +32,13 @@ class BrokerConfig:
     # until the index lags index_max_lag messages behind; a search still indexes first
     index_busy_rate: float = 1000.0
     index_max_lag: int = 100_000
-    # FULL: an acked send survives power loss (fsync per commit batch). NORMAL: it
-    # survives kill -9 of the broker (WAL in the OS cache), not an OS crash.
-    sync: Literal["FULL", "NORMAL"] = "FULL"
+    # NORMAL (HIVE_BROKER_SYNC=normal, the default): a send is committed to the WAL
+    # before its reply, so an acked send survives kill -9 of the broker at any moment;
+    # the WAL reaches the disk at the reader's checkpoint every second, so an OS crash
+    # or power loss can cost the last ~second of acked sends. FULL: an fsync per commit
+    # batch before any reply, so not even power loss can; ~15% fewer sends/s in the
+    # flood benchmark (docs/broker.md, "Durability mode").
+    sync: Literal["FULL", "NORMAL"] = "NORMAL"
     # a retried send with the same client id is stored once within this window (see dedup)
     dedup_window_s: float = 86400.0
     dedup_max: int = 100_000
@@ -58,5 +62,14 @@ class BrokerConfig:
             dedup_window_s=_num(e, "HIVE_BROKER_DEDUP_WINDOW_S", 86400.0),
             dedup_max=int(_num(e, "HIVE_BROKER_DEDUP_MAX", 100_000)),
             first_turn=int(_num(e, "HIVE_BROKER_FIRST_TURN", 16)),
-            sync="NORMAL" if (e.get("HIVE_BROKER_SYNC") or "").upper() == "NORMAL" else "FULL",
+            sync=_sync(e),
         )
+
+
+def _sync(env: dict[str, str] | os._Environ[str]) -> Literal["FULL", "NORMAL"]:
+    """Unlike the numbers, a mistyped durability mode stops the broker: falling back
+    to the default could silently weaken what an operator asked for."""
+    value = (env.get("HIVE_BROKER_SYNC") or "normal").strip().lower()
+    if value not in ("full", "normal"):
+        raise ValueError(f"HIVE_BROKER_SYNC must be 'full' or 'normal', not {value!r}")
+    return "FULL" if value == "full" else "NORMAL"

@@ -72,9 +72,14 @@ class BrokerService(MicroService):
         self._pending_at_start: list[str] = []  # read once in on_prepare: the hints and the start-up wakes
         self.stopping = False
 
+    def metadata(self) -> dict[str, str]:
+        # the durability mode, for `nats micro info hive-broker` (see BrokerConfig.sync)
+        return {**super().metadata(), "sync": self.config.sync.lower()}
+
     # --- lifecycle ------------------------------------------------------------------
     async def on_prepare(self) -> None:
         await self.db.open()
+        log.info("durability", sync=self.config.sync.lower())
         n = await self.db.write(lambda conn: self.client_ids.load(conn, time.time()))
         log.info("dedup_window_loaded", client_ids=n, window_s=self.config.dedup_window_s)
         self._pending_at_start = await self.db.write(messages.agents_with_pending)

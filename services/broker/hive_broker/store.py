@@ -206,13 +206,13 @@ WAL_CHECKPOINT_PAGES = 4000
 
 
 class BrokerDatabase(Database):
-    """broker.sqlite: FULL sync by default (an acknowledged send survives power
-    loss too; HIVE_BROKER_SYNC=normal trades that for speed and still survives
-    kill -9); checkpoints as described at WAL_CHECKPOINT_PAGES. Writes run on the
+    """broker.sqlite: NORMAL sync by default (an acknowledged send survives kill -9;
+    HIVE_BROKER_SYNC=full adds an fsync per commit so it survives power loss too, see
+    BrokerConfig.sync); checkpoints as described at WAL_CHECKPOINT_PAGES. Writes run on the
     event loop (hivewire.db, writer="loop"): nearly every broker request is a short
     write, and the two thread hops per batch cost more than its SQL (benchmarks.md)."""
 
-    def __init__(self, path: Path | str, *, max_batch: int = 256, synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    def __init__(self, path: Path | str, *, max_batch: int = 256, synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
                  ) -> None:
         super().__init__(path, MIGRATIONS, synchronous=synchronous, label="broker", max_batch=max_batch,
                          autocheckpoint=WAL_CHECKPOINT_PAGES, on_batch=metrics.COMMIT_BATCH.observe, writer="loop")
