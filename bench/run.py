@@ -62,7 +62,9 @@ def broker_rows(out: str) -> list[dict[str, Any]]:
     ratio = num(r"ratio broker/echo \(sends/s\): ([\d.]+)", out)
     wake = num(r"send-to-wake at \d+ msg/s: n=\d+ p50=[\d.]+ ms p99=([\d.]+) ms", out)
     missing = num(r"(\d+) missing from broker.sqlite", out)
-    rows = [{"name": "broker sends/s (32 agents, FULL sync)", "ratio": ratio, "baseline": "bare nats.micro echo",
+    sync = re.search(r"synchronous=(\w+)", out)
+    name = f"broker sends/s (32 agents, {sync.group(1) if sync else '?'} sync)"
+    rows = [{"name": name, "ratio": ratio, "baseline": "bare nats.micro echo",
              "better": "higher", "figures": {"broker_sends_s": float(m.group(1)) if m else None,
                                              "echo_sends_s": float(e.group(1)) if e else None,
                                              "broker_p99_ms": float(m.group(3)) if m else None,
