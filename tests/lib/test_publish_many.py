@@ -1,5 +1,6 @@
 """`Transport.publish_many`: several messages in one call, in order, all or none;
-on NATS through the batched fast path, with nats-py's publish as the fallback."""
+on NATS through the batched fast path, with nats-py's publish as the fallback.
+(How batch endpoints' replies fall back: test_transport_contract.py.)"""
 
 from __future__ import annotations
 
@@ -11,23 +12,7 @@ import pytest
 
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
-from hivewire.service import BatchEndpoint, Context, HiveClient, MicroService
 from hivewire.transport import Msg
-from hivewire.wire.broker import SendReply, SendRequest
-
-
-class Batched(MicroService):
-    """A batch endpoint answering `bad*` bodies with an error, the rest with an id."""
-
-    name = "hive-batched-pm"
-
-    def endpoints(self) -> list[Any]:
-        return [BatchEndpoint("send", "b.*.send", SendRequest, self.send)]
-
-    async def send(self, items: list[tuple[Context, SendRequest]]) -> list[Any]:
-        await asyncio.sleep(0.01)  # later arrivals form the next batch
-        return [HiveError("bad_request", "refused") if req.body.startswith("bad")
-                else SendReply(id=f"{ctx.token(1)}:{req.body}", sent_at=1.0) for ctx, req in items]
 
 
 async def _collect(transport: Any, pattern: str) -> list[Msg]:
@@ -106,33 +91,3 @@ async def test_nats_on_a_closed_connection_raises_like_publish(nats_url: str) ->
     await t.close()
     with pytest.raises(nats.errors.ConnectionClosedError):
         await t.publish_many([("pm.a", b"1")])
-
-
-async def test_replies_fall_back_one_by_one_when_the_batch_fails(
-    nats_transport: NatsTransport, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A turn's replies go out in one publish_many; if that raises, each reply is
-    sent on its own, so every caller is still answered."""
-    failed: list[int] = []
-
-    async def broken(msgs: list[tuple[str, bytes]]) -> None:
-        failed.append(len(msgs))
-        raise nats.errors.OutboundBufferLimitError
-
-    monkeypatch.setattr(nats_transport, "publish_many", broken)
-    svc = Batched(nats_transport)
-    await svc.start()
-    client = HiveClient(nats_transport, timeout=5)
-    try:
-        async def one(i: int) -> Any:
-            body = f"bad{i}" if i % 4 == 0 else f"m{i}"
-            try:
-                return (await client.call(f"b.a{i}.send", SendRequest(to="x", body=body), SendReply)).id
-            except HiveError as err:
-                return err.code
-
-        results = await asyncio.gather(*(one(i) for i in range(12)))
-    finally:
-        await svc.stop()
-    assert results == ["bad_request" if i % 4 == 0 else f"a{i}:m{i}" for i in range(12)]
-    assert failed and sum(failed) == 9  # the nine plain replies were tried as batches first

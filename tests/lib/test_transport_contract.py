@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import nats.errors
 import pytest
 
 from hivewire import codec
 from hivewire.errors import HiveError
+from hivewire.nats_transport import NatsTransport
 from hivewire.service import BatchEndpoint, Context, Endpoint, HiveClient, MicroService
 from hivewire.transport import Batcher, Msg, _TaskSet, subject_matches
 from hivewire.wire.broker import RecvRequest, SendReply, SendRequest
@@ -214,19 +216,24 @@ class Batched(MicroService):
                 else SendReply(id=f"{ctx.token(1)}:{req.body}", sent_at=1.0) for ctx, req in items]
 
 
+async def send_batched(client: HiveClient, n: int, bad_every: int) -> list[SendReply | HiveError]:
+    """n concurrent sends to `Batched`, every `bad_every`th refused: each reply or error."""
+    async def one(i: int) -> SendReply | HiveError:
+        body = f"bad{i}" if i % bad_every == 0 else f"m{i}"
+        try:
+            return await client.call(f"b.a{i}.send", SendRequest(to="x", body=body), SendReply)
+        except HiveError as err:
+            return err
+
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
 async def test_batch_endpoint_groups_concurrent_requests_and_answers_each(any_transport: Any) -> None:
     svc = Batched(any_transport)
     await svc.start()
     client = HiveClient(any_transport, timeout=5)
     try:
-        async def one(i: int) -> Any:
-            body = f"bad{i}" if i % 5 == 0 else f"m{i}"
-            try:
-                return await client.call(f"b.a{i}.send", SendRequest(to="x", body=body), SendReply)
-            except HiveError as err:
-                return err
-
-        results = await asyncio.gather(*(one(i) for i in range(40)))
+        results = await send_batched(client, 40, 5)
         for i, got in enumerate(results):
             if i % 5 == 0:
                 assert isinstance(got, HiveError) and got.code == "bad_request"
@@ -336,3 +343,26 @@ async def test_stopping_answers_every_request_a_batch_already_took(any_transport
     for i, outcome in enumerate(got):
         if f"m{i}" in taken:
             assert outcome == f"a{i}:m{i}"  # taken means answered, stop or not
+
+
+async def test_replies_fall_back_one_by_one_when_the_batch_fails(
+    nats_transport: NatsTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn's replies go out in one publish_many; if that raises, each reply is
+    sent on its own, so every caller is still answered."""
+    failed: list[int] = []
+
+    async def broken(msgs: list[tuple[str, bytes]]) -> None:
+        failed.append(len(msgs))
+        raise nats.errors.OutboundBufferLimitError
+
+    monkeypatch.setattr(nats_transport, "publish_many", broken)
+    svc = Batched(nats_transport)
+    await svc.start()
+    try:
+        results = await send_batched(HiveClient(nats_transport, timeout=5), 12, 4)
+    finally:
+        await svc.stop()
+    assert [r.code if isinstance(r, HiveError) else r.id for r in results] == [
+        "bad_request" if i % 4 == 0 else f"a{i}:m{i}" for i in range(12)]
+    assert failed and sum(failed) == 9  # the nine plain replies were tried as batches first
