@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from prometheus_client import Counter
 from hivewire.errors import HiveError
 from hivewire.natsauth import Credentials, resolve_credentials
 from hivewire.transport import (
+    BAD_SUBJECT,
     BatchEndpointSpec,
     Batcher,
     Handler,
@@ -30,9 +30,6 @@ from hivewire.transport import (
 )
 
 log = structlog.get_logger("hivewire.nats")
-
-# What nats-py's own publish refuses in a subject: whitespace (a CR or LF would inject protocol).
-_BAD_SUBJECT = re.compile(r"\s")
 
 NATS_EVENTS = Counter(
     "hive_nats_connection_events_total", "NATS connection events (disconnect, reconnect, error).", ["event"]
@@ -161,7 +158,7 @@ class NatsTransport:
             return
         limit, size, cmds = nc.max_payload, 0, []
         for subject, data in msgs:
-            if not subject or _BAD_SUBJECT.search(subject):
+            if not subject or BAD_SUBJECT.search(subject):
                 raise nats.errors.BadSubjectError
             if len(data) > limit:
                 raise nats.errors.MaxPayloadError

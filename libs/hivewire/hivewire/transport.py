@@ -22,7 +22,8 @@ from hivewire.errors import HiveError
 
 log = structlog.get_logger("hivewire.transport")
 
-_WHITESPACE = re.compile(r"\s")
+# What NATS refuses in a subject: whitespace (a CR or LF would inject protocol).
+BAD_SUBJECT = re.compile(r"\s")
 
 
 class Msg(msgspec.Struct, frozen=True):
@@ -80,7 +81,8 @@ class Transport(Protocol):
 
     async def publish_many(self, msgs: Sequence[tuple[str, bytes]]) -> None:
         """Publish several (subject, data) messages without headers, in order: all
-        of them, or (raising) none."""
+        of them, or (raising) none. (On NATS while not connected, each goes through
+        nats-py's publish, which buffers them, or raises once its buffer is full.)"""
         ...
 
     async def request(
@@ -239,7 +241,7 @@ class MemoryTransport:
             task.add_done_callback(self._pending.discard)
 
     async def publish_many(self, msgs: Sequence[tuple[str, bytes]]) -> None:
-        if any(not subject or _WHITESPACE.search(subject) for subject, _ in msgs):  # NATS refuses them too
+        if any(not subject or BAD_SUBJECT.search(subject) for subject, _ in msgs):  # NATS refuses them too
             raise HiveError("bad_request", "a subject is empty or has whitespace")
         for subject, data in msgs:
             await self.publish(subject, data)

@@ -54,7 +54,7 @@ class Roster:
 
     @classmethod
     def load(cls, conn: sqlite3.Connection) -> Roster:
-        return cls(r[0] for r in conn.execute("SELECT name FROM known_agents WHERE removed_at IS NULL"))
+        return cls(known_agents(conn))
 
     def known_among(self, names: set[str]) -> set[str]:
         return names & self._names

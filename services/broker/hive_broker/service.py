@@ -177,10 +177,7 @@ class BrokerService(MicroService):
                 _COUNTERS[name].inc(n)
 
     async def _publish_wake(self, agent: str, reason: str, ref: str) -> None:
-        await self._publish(_wake_subject(agent), w.Wake(reason=reason, ref=ref))  # type: ignore[arg-type]
-
-    async def _publish(self, subject: str, obj: Any) -> None:
-        await self._publish_raw(subject, codec.encode(obj))
+        await self._publish_raw(_wake_subject(agent), codec.encode(w.Wake(reason=reason, ref=ref)))  # type: ignore[arg-type]
 
     async def _publish_raw(self, subject: str, data: bytes) -> None:
         try:
