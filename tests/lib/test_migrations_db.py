@@ -91,6 +91,29 @@ async def test_concurrent_writes_are_batched_and_isolated(tmp_path: Path, writer
 
 
 @pytest.mark.parametrize("writer", ["thread", "loop"])
+async def test_on_connect_runs_on_the_writer_and_every_reader(tmp_path: Path, writer: Writer) -> None:
+    """The hook a file uses to ATTACH another one (the broker's search index attaches
+    broker.sqlite read-only): every connection, writer and readers, gets it."""
+    other = connect(tmp_path / "other.sqlite")
+    other.execute("CREATE TABLE src (v TEXT)")
+    other.execute("INSERT INTO src VALUES ('from the other file')")
+    other.close()
+    seen: list[int] = []
+
+    def attach(conn: sqlite3.Connection) -> None:
+        seen.append(id(conn))
+        conn.execute("ATTACH DATABASE ? AS o", (f"file:{tmp_path / 'other.sqlite'}?mode=ro",))
+
+    db = await Database(tmp_path / "b.sqlite", STEPS, writer=writer, on_connect=attach).open()
+    await db.write(lambda c: c.execute("INSERT INTO items(v) SELECT v FROM o.src"))
+    reads = await asyncio.gather(*(db.read(lambda c: c.execute(
+        "SELECT (SELECT v FROM items), (SELECT COUNT(*) FROM o.src)").fetchone()[:]) for _ in range(8)))
+    assert set(reads) == {("from the other file", 1)}
+    assert len(seen) == len(set(seen)) and len(seen) >= 2  # the writer, and each reader thread once
+    await db.close()
+
+
+@pytest.mark.parametrize("writer", ["thread", "loop"])
 @pytest.mark.parametrize("pages", [False, 40])
 async def test_writer_checkpoint_bounds_the_wal_under_steady_writes(tmp_path: Path, pages: bool | int,
                                                                      writer: Writer) -> None:

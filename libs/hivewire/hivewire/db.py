@@ -141,6 +141,7 @@ class Database:
         autocheckpoint: bool | int = True,
         on_batch: BatchHook | None = None,
         writer: Writer = "thread",
+        on_connect: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.writer: Writer = writer
@@ -154,6 +155,7 @@ class Database:
         # which under steady writes may be never).
         self.autocheckpoint = autocheckpoint
         self.on_batch = on_batch
+        self.on_connect = on_connect  # run on every connection once open (e.g. to ATTACH another file)
         self._reader_pool = ThreadPoolExecutor(2, thread_name_prefix=f"db-r-{self.label}")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -188,6 +190,8 @@ class Database:
             conn.execute("PRAGMA busy_timeout=0")  # BEGIN must not wait: see _run_pending
         if self.autocheckpoint is not True:
             conn.execute(f"PRAGMA wal_autocheckpoint={int(self.autocheckpoint)}")
+        if self.on_connect is not None:
+            self.on_connect(conn)
         return conn
 
     async def close(self) -> None:
@@ -343,6 +347,8 @@ class Database:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path, synchronous=self.synchronous)
+            if self.on_connect is not None:
+                self.on_connect(conn)
             self._local.conn = conn
             self._readers.append(conn)
         return fn(conn)
