@@ -82,10 +82,14 @@ async def test_snapshot_under_continuous_writer_is_consistent_and_restores(home:
 
 
 async def test_every_layout_item_is_in_the_manifest(home: Path, cfg: Config) -> None:
+    make_db(home / "broker-search.sqlite", 5)  # derived from broker.sqlite: rebuilt, never backed up
+    make_db(home / "deployer.sqlite", 5)  # any other top-level database is
     snap = await Backups(home, cfg).run()
     sources = {f.source: f for f in snap.files}
     assert {"broker.sqlite", "agents/alpha/state/events.sqlite", "agents/alpha/state/turn-stats.sqlite",
-            "agents/alpha/config", "applied/alpha", "meta", "secrets", "sessions", "agents/alpha/state"} <= set(sources)
+            "agents/alpha/config", "applied/alpha", "meta", "secrets", "sessions", "agents/alpha/state",
+            "deployer.sqlite"} <= set(sources)
+    assert "broker-search.sqlite" not in sources
     assert sources["broker.sqlite"].rows == {"messages": 200, "schema_version": 1}
     snapdir = home / "backups" / snap.snapshot_id
     assert read_manifest(snapdir).files == snap.files

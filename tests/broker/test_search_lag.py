@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import REGISTRY
 
-from hive_broker import search_index
 from hive_broker.service import BrokerService
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
@@ -37,7 +36,7 @@ async def busy(nats_transport: NatsTransport, settings: Settings, nats_url: str)
 
 
 async def lag(svc: BrokerService) -> int:
-    return await svc.db.read(search_index.lag)
+    return await svc.search.lag()
 
 
 async def test_a_busy_pass_leaves_only_the_newest_unindexed_and_a_quiet_one_catches_up(

@@ -33,12 +33,14 @@ def test_old_seed_file_gains_columns_and_keeps_rows(tmp_path: Path) -> None:
     row = conn.execute("SELECT body, redelivery_count, kind FROM messages").fetchone()
     assert tuple(row) == ("legacy wombat", 0, "message")
     assert conn.execute("SELECT COUNT(*) FROM approvals").fetchone()[0] == 1
-    # the old row is searchable: the FTS index was rebuilt, and counts as indexed
-    hit = conn.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'wombat'").fetchall()
-    assert len(hit) == 1
-    assert search_index.backlog(conn) == 0
+    # the FTS index left this file (migration 6); the old row is searchable from the index's own
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '%fts%'").fetchone()[0] == 0
     assert store.MIGRATIONS.current(conn) == store.MIGRATIONS.latest
     conn.close()
+    idx = search_index.open_sync(tmp_path / "broker-search.sqlite", path)
+    assert search_index.backlog(idx) == 1 and search_index.catch_up_sync(idx) == 1
+    assert _hits(idx, "wombat") == [1]
+    idx.close()
 
 
 def _insert(conn: object, body: str) -> int:
@@ -59,51 +61,29 @@ def test_down_and_up_again(tmp_path: Path) -> None:
         assert store.MIGRATIONS.down(conn) is not None
     store.MIGRATIONS.up(conn)
     assert conn.execute("SELECT body FROM messages").fetchone()[0] == "kept quokka"
-    assert _hits(conn, "quokka") == [1]  # v2's rebuild indexed it, v3 counts it as indexed
+    assert store.MIGRATIONS.current(conn) == store.MIGRATIONS.latest
     conn.close()
 
 
-def test_down_from_v3_reindexes_rows_not_yet_indexed(tmp_path: Path) -> None:
+def test_down_from_v6_puts_the_index_back_with_every_row(tmp_path: Path) -> None:
     conn = store.open_sync(tmp_path / "b.sqlite")
     mid = _insert(conn, "late numbat")
-    assert _hits(conn, "numbat") == []  # sends do not index
+    store.MIGRATIONS.down(conn)
+    assert store.MIGRATIONS.current(conn) == 5
+    assert _hits(conn, "numbat") == [mid]  # rebuilt, and counted as indexed, as v3 keeps it
+    assert conn.execute("SELECT indexed_upto FROM fts_state").fetchone()[0] == mid
+    later = _insert(conn, "later numbat")  # v3: not indexed on insert
+    assert _hits(conn, "numbat") == [mid]
     while store.MIGRATIONS.current(conn) > 2:  # back to index-on-insert: rebuilt
         store.MIGRATIONS.down(conn)
-    assert store.MIGRATIONS.current(conn) == 2
-    assert _hits(conn, "numbat") == [mid]
-    conn.close()
-
-
-def test_index_is_built_off_the_send_path_and_deletes_stay_consistent(tmp_path: Path) -> None:
-    conn = store.open_sync(tmp_path / "b.sqlite")
-    first = _insert(conn, "echidna one")
-    assert _hits(conn, "echidna") == [] and search_index.backlog(conn) == 1
-    assert search_index.catch_up_sync(conn) == 1
-    second = _insert(conn, "echidna two")
-    assert _hits(conn, "echidna") == [first] and search_index.indexed_upto(conn) == first
-    # deleting an unindexed row must not touch the index; deleting an indexed one must
-    conn.execute("DELETE FROM messages WHERE id = ?", (second,))
-    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
-    conn.execute("DELETE FROM messages WHERE id = ?", (first,))
-    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
-    assert _hits(conn, "echidna") == []
-    assert search_index.catch_up_sync(conn) == 0
-    # batches: a backlog larger than one batch is indexed in several
-    for i in range(25):
-        _insert(conn, f"wallaby {i}")
-    conn.execute("BEGIN")
-    assert search_index.index_batch(conn, limit=10) == 10
-    conn.execute("COMMIT")
-    assert len(_hits(conn, "wallaby")) == 10 and search_index.backlog(conn) == 15
-    assert search_index.catch_up_sync(conn) == 15
-    assert len(_hits(conn, "wallaby")) == 25
+    assert _hits(conn, "numbat") == [mid, later]
     conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
     conn.close()
 
 
 def test_registered_for_hive_migrate(settings: Settings) -> None:
-    specs = [s for s in discover_databases(settings) if s.label == "broker"]
-    assert len(specs) == 1 and specs[0].path == settings.broker_db
+    specs = {s.label: s.path for s in discover_databases(settings) if s.label.startswith("broker")}
+    assert specs == {"broker": settings.broker_db, "broker-search": settings.broker_search_db}
 
 
 def test_metric_names_follow_the_rules() -> None:

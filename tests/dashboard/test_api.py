@@ -70,7 +70,10 @@ async def test_bearer_token_works_without_csrf(client: Client, stack: Stack) -> 
     assert stack.harnesses["alice"].prompts == ["hello"]
 
 
-async def test_overview_has_every_section(authed: Client, stack: Stack) -> None:
+async def test_overview_has_every_section(authed: Client, stack: Stack, hive_home: Path) -> None:
+    # the broker's disk use counts its search index (the fake broker writes neither file)
+    (hive_home / "broker.sqlite").write_bytes(b"x" * 1000)
+    (hive_home / "broker-search.sqlite").write_bytes(b"x" * 300)
     await wait_for(lambda: _presence_seen(authed))
     ov = (await authed.get("/api/overview")).json()
     assert ov["errors"] == {}
@@ -85,6 +88,7 @@ async def test_overview_has_every_section(authed: Client, stack: Stack) -> None:
     assert len(ov["messages"]) == 2
     assert ov["backups"]["snapshots"][0]["verified"] is True
     assert ov["storage"]["per_agent"]["alice"] == 12_345 and ov["storage"]["total_bytes"] >= 12_345
+    assert ov["storage"]["broker_bytes"] == 1300
 
 
 async def _presence_seen(c: Client) -> bool:

@@ -57,6 +57,12 @@ class Settings(msgspec.Struct, kw_only=True):
     def broker_db(self) -> Path:
         return self.home / "broker.sqlite"
 
+    @property
+    def broker_search_db(self) -> Path:
+        """The broker's full-text index of message bodies: derived from broker.sqlite,
+        rebuilt from it when lost, so backups leave it out."""
+        return self.home / "broker-search.sqlite"
+
     def agent_dir(self, name: str) -> Path:
         from hivewire.names import validate_agent_name
 

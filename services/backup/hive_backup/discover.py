@@ -10,7 +10,8 @@
   `agents/*/state`), without sqlite files and secrets.
 
 `backups/` (the local target) and `backup/` (our config and keys) are never
-included.
+included, nor derived files, which their owner rebuilds from what is backed up
+(`broker-search.sqlite`, the broker's full-text index of broker.sqlite).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hive_backup.config import Config
 log = structlog.get_logger("hive_backup.discover")
 
 NEVER = ("backups", "backup")
+DERIVED = ("broker-search.sqlite",)  # rebuilt from broker.sqlite by the broker
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SIDE_FILES = ("-wal", "-shm", "-journal")
 SECRET_GLOBS = ("agents/*/creds/**/*", "operator.token", "*.creds", "run/*.creds", "nats/**/*")
@@ -45,7 +47,7 @@ def _rel(home: Path, p: Path) -> str:
 
 def _excluded(rel: str, cfg: Config) -> bool:
     top = rel.split("/", 1)[0]
-    return top in NEVER or any(fnmatch.fnmatch(rel, pat) for pat in cfg.exclude)
+    return top in NEVER or rel in DERIVED or any(fnmatch.fnmatch(rel, pat) for pat in cfg.exclude)
 
 
 def _glob(home: Path, pattern: str) -> list[Path]:

@@ -298,7 +298,8 @@ def check_search(req: MessagesSearchRequest) -> None:
 
 
 def search(conn: sqlite3.Connection, req: MessagesSearchRequest) -> MessagesListReply:
-    """Over indexed bodies only: callers index first (search_index)."""
+    """Over indexed bodies only: callers index first. `conn` is one of the search index's
+    connections (search_index.SearchIndex), with broker.sqlite attached as `b`."""
     check_search(req)
     limit = _limit(req.limit)
     where, args = "messages_fts MATCH ?", [_fts_query(req.query)]
@@ -307,7 +308,7 @@ def search(conn: sqlite3.Connection, req: MessagesSearchRequest) -> MessagesList
         args += [req.agent, req.agent]
     cols = ", ".join(f"m.{c.strip()}" for c in COLS.split(","))
     rows = conn.execute(
-        f"SELECT {cols} FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+        f"SELECT {cols} FROM messages_fts JOIN b.messages m ON m.id = messages_fts.rowid "
         f"WHERE {where} ORDER BY rank LIMIT ?",
         (*args, limit),
     ).fetchall()

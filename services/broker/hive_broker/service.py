@@ -22,6 +22,7 @@ from hive_broker.config import BrokerConfig
 from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects
 from hive_broker.pending import PendingHints
+from hive_broker.search_index import SearchIndex
 from hive_broker.store import BrokerDatabase
 from hive_broker.waiters import Waiters
 from hivewire import codec, subjects
@@ -60,6 +61,7 @@ class BrokerService(MicroService):
         self.settings = settings
         self.config = config or BrokerConfig.from_env()
         self.db = BrokerDatabase(settings.broker_db, synchronous=self.config.sync)
+        self.search = SearchIndex(settings.broker_search_db, settings.broker_db)
         self.client_ids = ClientIds(self.config.dedup_window_s, self.config.dedup_max)
         self.waiters = Waiters()
         self.pending = PendingHints()
@@ -78,7 +80,8 @@ class BrokerService(MicroService):
 
     # --- lifecycle ------------------------------------------------------------------
     async def on_prepare(self) -> None:
-        await self.db.open()
+        await self.db.open()  # first: it migrates broker.sqlite, which the index attaches
+        await self.search.open()
         log.info("durability", sync=self.config.sync.lower())
         n = await self.db.write(lambda conn: self.client_ids.load(conn, time.time()))
         log.info("dedup_window_loaded", client_ids=n, window_s=self.config.dedup_window_s)
@@ -105,6 +108,7 @@ class BrokerService(MicroService):
     async def stop(self) -> None:
         await super().stop()
         await self.db.close()
+        await self.search.close()
 
     # --- plumbing -------------------------------------------------------------------
     def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
@@ -322,7 +326,7 @@ class BrokerService(MicroService):
     async def op_messages_search(self, ctx: Context, req: w.MessagesSearchRequest) -> w.MessagesListReply:
         messages.check_search(req)  # a bad query must not cost an indexing pass
         await self.background.index_messages()  # every message committed before now is searchable
-        return await self.db.read(lambda c: messages.search(c, req))
+        return await self.search.db.read(lambda c: messages.search(c, req))
 
     # --- registry (deployer) --------------------------------------------------------
     async def registry_upsert(self, ctx: Context, req: w.RegistryRequest) -> w.RegistryReply:

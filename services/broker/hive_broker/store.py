@@ -6,7 +6,8 @@ untouched; the second adds every newer column with `ensure_columns` (an old
 file keeps its rows) plus the newer tables, indexes and the FTS5 index; the
 third moves FTS indexing off the send path (see search_index); the fourth
 narrows the inbox index to unacked messages (see V4_UP); the fifth leaves a
-send only index pages that every send of a commit shares (see V5_UP).
+send only index pages that every send of a commit shares (see V5_UP); the
+sixth moves the FTS index out to broker-search.sqlite (see search_index).
 
 Every id that crosses the wire is the row's integer id as a string.
 """
@@ -191,6 +192,7 @@ MIGRATIONS = Migrations(
         Migration(3, "fts_indexed_off_the_send_path", search_index.V3_UP, search_index.V3_DOWN),
         Migration(4, "inbox_index_unacked_only", V4_UP, V4_DOWN),
         Migration(5, "send_path_indexes_append_only", V5_UP, V5_DOWN),
+        Migration(6, "search_index_own_file", search_index.V6_UP, search_index.V6_DOWN),
     ],
 )
 
@@ -219,8 +221,8 @@ class BrokerDatabase(Database):
 
 
 def databases(settings: Settings) -> list[DatabaseSpec]:
-    """Entry point `hive.databases`: broker.sqlite for `hive migrate`."""
-    return [DatabaseSpec("broker", settings.broker_db, MIGRATIONS)]
+    """Entry point `hive.databases`: broker.sqlite and its search index, for `hive migrate`."""
+    return [DatabaseSpec("broker", settings.broker_db, MIGRATIONS), *search_index.databases(settings.broker_search_db)]
 
 
 def open_sync(path: Path | str) -> sqlite3.Connection:

@@ -184,7 +184,8 @@ class OverviewBuilder:
             per[info.name] = info.state_bytes or dir_size(self.settings.agent_dir(info.name))
         for a in agents:
             per.setdefault(a.name, dir_size(self.settings.agent_dir(a.name)))
-        broker = sum(dir_size(self.settings.home / f) for f in ("broker.sqlite", "broker.sqlite-wal"))
+        broker = sum(dir_size(self.settings.home / (db + side)) for db in ("broker.sqlite", "broker-search.sqlite")
+                     for side in ("", "-wal"))
         backups = dir_size(self.settings.home / "backups")
         return StorageView(per_agent=per, broker_bytes=broker, backups_bytes=backups,
                            total_bytes=sum(per.values()) + broker + backups)
