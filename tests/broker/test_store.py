@@ -100,11 +100,11 @@ def test_metric_names_follow_the_rules() -> None:
 
 
 def test_hot_queries_use_small_indexes_not_a_scan_of_all_history(tmp_path: Path) -> None:
-    """recv, counts, depths, redelivery and the operator inbox run often over a table
-    holding 30 days of messages: none may scan it."""
+    """recv, counts, depths, redelivery, the operator inbox and retention run often over a
+    table holding 30 days of messages: none may scan it."""
     import sqlite3
 
-    from hive_broker import messages
+    from hive_broker import messages, retention
     from hivewire.wire.broker import MessagesListRequest
 
     conn = store.open_sync(tmp_path / "b.sqlite")
@@ -113,7 +113,7 @@ def test_hot_queries_use_small_indexes_not_a_scan_of_all_history(tmp_path: Path)
 
     class Recorder(sqlite3.Connection):
         def execute(self, sql: str, params: object = (), /) -> sqlite3.Cursor:  # type: ignore[override]
-            if sql.lstrip().upper().startswith(("SELECT", "UPDATE")):
+            if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
                 for row in real_execute(self, "EXPLAIN QUERY PLAN " + sql, params):  # type: ignore[arg-type]
                     plans.append(f"{row[3]}    <- {sql[:70]}")
             return real_execute(self, sql, params)  # type: ignore[arg-type]
@@ -134,4 +134,9 @@ def test_hot_queries_use_small_indexes_not_a_scan_of_all_history(tmp_path: Path)
     assert plans, "nothing was recorded"
     scans = [p for p in plans if p.startswith("SCAN messages") and "USING" not in p]
     assert scans == [], "\n".join(plans)
+    # a retention batch reads the first expired entries of its index, never sorts them all
+    # (in id order, 200,000 expired messages cost 21.5 ms a batch instead of 0.36)
+    plans.clear()
+    retention.delete_batch(rec, 1.0)
+    assert any("messages_acked" in p for p in plans) and not any("TEMP B-TREE" in p for p in plans), "\n".join(plans)
     conn.close()
