@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from hive_broker import search_index, store
 from hive_broker.service import BrokerService
@@ -100,6 +101,23 @@ def test_an_index_of_another_broker_file_starts_over(tmp_path: Path, case: str) 
     idx.close()
 
 
+async def test_opening_on_another_broker_file_starts_over_and_counts_it(tmp_path: Path) -> None:
+    b, s = tmp_path / "b.sqlite", tmp_path / "s.sqlite"
+    _restore(b, ["bilby 1", "bilby 2"])
+    idx = search_index.open_sync(s, b)
+    assert search_index.catch_up_sync(idx) == 2
+    idx.close()
+    _restore(b, ["potoroo"])
+    before = REGISTRY.get_sample_value("hive_broker_search_index_rebuilds_total", {"reason": "foreign"}) or 0.0
+    index = search_index.SearchIndex(s, b)
+    await index.open()
+    try:
+        assert REGISTRY.get_sample_value("hive_broker_search_index_rebuilds_total", {"reason": "foreign"}) == before + 1
+        assert await index.lag() == 1 and await index.index() == 1
+    finally:
+        await index.close()
+
+
 # --- in the service ---------------------------------------------------------------
 async def test_sends_are_answered_while_an_index_batch_holds_the_index(
     broker: BrokerService, bus: Bus, monkeypatch: pytest.MonkeyPatch
@@ -170,6 +188,7 @@ async def test_an_index_file_sqlite_cannot_open_is_set_aside_and_rebuilt(
     conn.commit()
     conn.close()
     settings.broker_search_db.write_bytes(b"not a database at all, " * 100)
+    before = REGISTRY.get_sample_value("hive_broker_search_index_rebuilds_total", {"reason": "unreadable"}) or 0.0
     svc = BrokerService(nats_transport, settings, config=FAST)
     await svc.start()  # the broker starts all the same
     t = await NatsTransport.connect(nats_url, name="search-index-test", forever=False)
@@ -178,6 +197,8 @@ async def test_an_index_file_sqlite_cannot_open_is_set_aside_and_rebuilt(
         assert [m.body for m in found.messages] == ["emu kept"]
         aside = list(settings.home.glob("broker-search.sqlite.broken-*"))
         assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a database")
+        after = REGISTRY.get_sample_value("hive_broker_search_index_rebuilds_total", {"reason": "unreadable"})
+        assert after == before + 1
     finally:
         await t.close()
         await svc.stop()

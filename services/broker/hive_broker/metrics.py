@@ -22,6 +22,11 @@ BAD_EVENTS = Counter(
 )
 PUBLISH_FAILURES = Counter("hive_broker_publish_failures_total", "wake/changed publishes that failed.")
 INDEXED = Counter("hive_broker_search_indexed_total", "Message bodies added to the full-text index.")
+INDEX_REBUILDS = Counter(
+    "hive_broker_search_index_rebuilds_total",
+    "Times the full-text index was started over: its file unreadable (set aside), or built from another broker.sqlite.",
+    ["reason"],
+)
 LOOP_FAILURES = Counter("hive_broker_loop_failures_total", "Background loop iterations that failed.", ["loop"])
 
 INBOX_DEPTH = Gauge("hive_broker_inbox_depth", "Messages not yet acked, by recipient.", ["agent"])

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import structlog
 
+from hive_broker import metrics
 from hivewire.db import Database, connect, in_batches
 from hivewire.migrations import DatabaseSpec, Migration, Migrations
 
@@ -242,11 +243,13 @@ class SearchIndex:
                 self.path.with_name(self.path.name + side).unlink(missing_ok=True)
             self.path.rename(aside)
             log.error("search_index_set_aside", error=str(exc), moved_to=str(aside))
+            metrics.INDEX_REBUILDS.labels("unreadable").inc()
             self.db = self._database()
             await self.db.open()
         dropped = await self.db.write(start_over_if_foreign)
         if dropped:
             log.warning("search_index_rebuilt", dropped=dropped, reason="broker.sqlite is not the file it indexed")
+            metrics.INDEX_REBUILDS.labels("foreign").inc()
 
     async def close(self) -> None:
         await self.db.close()
