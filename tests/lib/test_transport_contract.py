@@ -303,6 +303,37 @@ async def test_batcher_answers_the_first_turn_before_the_rest() -> None:
     assert [bodies for kind, bodies in events if kind == "turn"] == [["n0", "n1"]]
 
 
+async def test_batcher_hands_requests_over_in_arrival_order() -> None:
+    """What arrives while a split arrival's first turn is being handled joins its second
+    turn: a handler call of its own would reach the handler (the broker: the writer's
+    queue) before that second turn."""
+    seen: list[str] = []
+    first_turn_done = asyncio.Event()
+
+    async def handler(msgs: list[Msg]) -> list[Any]:
+        seen.extend(m.data.decode() for m in msgs)
+        if msgs[0].data == b"m0":
+            await first_turn_done.wait()  # a commit that takes a while
+        return [(m.data, {}) for m in msgs]
+
+    async def reply(replies: list[tuple[str, Any]]) -> None:
+        return None
+
+    tasks = _TaskSet()
+    batcher = Batcher(handler, tasks, reply, first_turn=2)
+    for i in range(5):
+        batcher.add(Msg("s", f"m{i}".encode(), {}, f"inbox.{i}"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert seen == ["m0", "m1"]
+    for i in range(5, 8):  # later arrivals, one loop pass each
+        batcher.add(Msg("s", f"m{i}".encode(), {}, f"inbox.{i}"))
+        await asyncio.sleep(0)
+    first_turn_done.set()
+    await tasks.drain(5)
+    assert seen == [f"m{i}" for i in range(8)]
+
+
 async def test_batch_handler_failure_answers_every_request_with_internal(any_transport: Any) -> None:
     svc = Batched(any_transport, fail=True)
     await svc.start()
