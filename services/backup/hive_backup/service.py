@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import structlog
@@ -15,6 +14,7 @@ from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.service import Context, Endpoint, MicroService
 from hivewire.settings import Settings
+from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Transport
 from hivewire.wire.backup import (
     BackupDone,
@@ -70,11 +70,8 @@ class BackupService(MicroService):
             self._task = asyncio.create_task(self.scheduler.run_forever(), name="backup-scheduler")
 
     async def on_stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     # --- helpers ------------------------------------------------------------------------
     def _on_progress(self, step: str, done: int, total: int, item: str) -> None:

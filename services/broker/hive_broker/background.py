@@ -16,6 +16,7 @@ import structlog
 
 from hive_broker import approvals, messages, metrics, questions, reminders, retention, search_index
 from hive_broker.effects import Effects
+from hivewire.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from hive_broker.service import BrokerService
@@ -46,9 +47,7 @@ class Background:
         self._kick.set()
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     async def _loop(self, name: str, work: Any, delay: Any) -> None:

@@ -27,6 +27,7 @@ from hive_dashboard.config import DashboardConfig
 from hive_dashboard.metrics import BAD_MESSAGES, HUB_EVENTS, SSE_CLIENTS, SSE_DROPPED
 from hivewire import subjects
 from hivewire.names import is_agent_name
+from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire.agent import LiveEvent, Presence, TurnStats
 from hivewire.wire.backup import BackupDone
@@ -109,9 +110,7 @@ class Hub:
         self._watch = asyncio.create_task(self._watch_heartbeats())
 
     async def stop(self) -> None:
-        if self._watch:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        await cancel_and_wait(self._watch)
         for sub in self._subs:
             await sub.unsubscribe()
         self._subs.clear()

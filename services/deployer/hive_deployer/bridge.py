@@ -27,6 +27,7 @@ from hive_deployer.deploys import Deploys
 from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
+from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire.broker import Approval, ApprovalsListReply, ApprovalsListRequest, Changed
 from hivewire.wire.deployer import DeployEvent
@@ -52,9 +53,7 @@ class BrokerBridge:
     async def stop(self) -> None:
         if self._sub:
             await self._sub.unsubscribe()
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     def kick(self) -> None:
         """Sync now (also done periodically: a broker that restarted announces nothing)."""

@@ -26,6 +26,7 @@ from hivewire.names import OPERATOR
 from hivewire.runner import resolve_nats_url
 from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
+from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire.agent import AgentState, Presence
 from hivewire.wire.broker import RegistryReply, RegistryRequest, SendReply, SendRequest
@@ -121,9 +122,7 @@ class NatsNotifier:
                 log.info("broker_call_failed", kind=kind, target=a, error=str(exc))
 
     async def close(self) -> None:
-        if self._worker:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        await cancel_and_wait(self._worker)
 
 
 class DeployerService(MicroService):
@@ -210,9 +209,7 @@ class DeployerService(MicroService):
         ]
 
     async def on_stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         await self.bridge.stop()
         for sub in self._subs:
             await sub.unsubscribe()
