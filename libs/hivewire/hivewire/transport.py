@@ -19,6 +19,7 @@ import msgspec
 import structlog
 
 from hivewire.errors import HiveError
+from hivewire.tasks import cancel_and_wait
 
 log = structlog.get_logger("hivewire.transport")
 
@@ -134,10 +135,7 @@ class _TaskSet:
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(*pending)
 
 
 Replier = Callable[[list[tuple[str, Reply]]], Awaitable[None]]
