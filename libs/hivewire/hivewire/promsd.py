@@ -38,6 +38,31 @@ from hivewire.names import validate_agent_name
 
 FILE_NAME = "agents.json"
 ANNOUNCE_FILE = "metrics.json"  # in an agent's state dir: {"instance", "metrics_url"}
+METRICS_PATH = "/metrics"
+LOOPBACK = ("127.0.0.1", "::1")
+WILDCARD = ("0.0.0.0", "::")  # a harness bound on every address (containers): only with HIVE_PROMSD_HOST
+
+
+def check_announced_url(url: object, *, any_bind: bool = False) -> str:
+    """An agent's announced metrics URL, if it is `http://127.0.0.1:<port>/metrics`
+    (or `[::1]`); else ValueError. The agent can rewrite its metrics.json, and the
+    file_sd target makes Prometheus fetch that URL: only its own loopback port and
+    the fixed path, so it cannot point Prometheus at another host or path.
+    `any_bind`: a wildcard host (0.0.0.0, ::) is accepted too (its host is replaced
+    by HIVE_PROMSD_HOST, so only the port comes from the agent)."""
+    if not isinstance(url, str) or len(url) > 200:
+        raise ValueError("metrics URL refused: not a short string")
+    u = urlsplit(url)
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    hosts = LOOPBACK + WILDCARD if any_bind else LOOPBACK
+    if (u.scheme != "http" or u.hostname not in hosts or u.username is not None or u.password is not None
+            or port is None or not 0 < port < 65536 or u.path != METRICS_PATH or u.query or u.fragment
+            or "@" in u.netloc):
+        raise ValueError(f"metrics URL refused: {url[:200]!r} is not http://127.0.0.1:<port>{METRICS_PATH}")
+    return url
 
 
 def sd_path(home: Path) -> Path:
@@ -113,6 +138,8 @@ def set_agent(home: Path, agent: str, metrics_url: str | None) -> dict[str, str]
     path = sd_path(home)
     agent = validate_agent_name(agent, allow_reserved=True)
     host = os.environ.get("HIVE_PROMSD_HOST", "").strip()
+    if metrics_url:
+        check_announced_url(metrics_url, any_bind=bool(host))  # before anything is written
     if metrics_url and host:
         u = urlsplit(metrics_url)
         metrics_url = u._replace(netloc=f"{host}:{u.port}").geturl()
@@ -137,7 +164,9 @@ def announce(state_dir: Path, instance: str, metrics_url: str) -> Path:
 
 
 def announced(state_dir: Path, instance: str | None = None) -> str | None:
-    """The metrics URL a harness announced (only if written by `instance`, when given)."""
+    """The metrics URL a harness announced (only if written by `instance`, when given);
+    None when there is none. ValueError (the deployer logs and counts it) when the URL
+    is not the agent's own loopback `/metrics` (`check_announced_url`)."""
     try:
         data = json.loads((Path(state_dir) / ANNOUNCE_FILE).read_text())
     except (OSError, ValueError):
@@ -145,4 +174,6 @@ def announced(state_dir: Path, instance: str | None = None) -> str | None:
     if not isinstance(data, dict) or (instance is not None and data.get("instance") != instance):
         return None
     url = data.get("metrics_url")
-    return url if isinstance(url, str) and url else None
+    if url is None or url == "":
+        return None
+    return check_announced_url(url, any_bind=bool(os.environ.get("HIVE_PROMSD_HOST", "").strip()))
