@@ -1,11 +1,23 @@
-"""Export and import of one agent as a single archive (seed 002).
+"""Export and import of one agent as a single archive (seed 002, hardened by issue 21).
 
-`export` writes a .tar.gz with `manifest.json`, `config/` and `applied/`
-(whole git repos), `state/` (sqlite files copied online with the sqlite
-backup API, so a running agent need not stop; -wal/-shm are not copied) and,
-only when asked, `creds/`. `import` unpacks it (safely: no absolute paths,
-no `..`, no links or devices) under the same or a new name; an existing
-agent of that name is a conflict unless `force`.
+An archive (`hive-agent-export/2`, a .tar.gz) holds, in this order:
+`manifest.json`; `repos/config.bundle` and `repos/applied.bundle` (each repo
+as a `git bundle` of all its refs, HEAD named in the manifest); `config/`
+(the config work tree as plain files, uncommitted edits included, no `.git`);
+`state/` (sqlite files copied online with the sqlite backup API, so a running
+agent need not stop; -wal/-shm/-journal are not copied) and, only when asked,
+`creds/`. Export never follows a symlink: links, fifos, sockets and devices
+in the agent's dirs are left out (listed under `skipped` in the manifest), and
+the config repo is bundled without git opening it (`safegit.bundle_create`).
+
+Import validates every member while extracting into a temp dir under
+HIVE_HOME (`safefs.extract_checked`: plain files and dirs only, no absolute
+path, `..`, `.git`, duplicate, link or device, size and count limits), then
+builds each repo from its bundle with hardened git (`git init` + fetch of all
+refs, objects fsck'd) and only then moves it into place; a refusal
+(bad_request, with the reason) leaves nothing behind. Archives with raw
+`.git` directories (`hive-agent-export/1`) are refused: git never runs on
+them.
 """
 
 from __future__ import annotations
@@ -14,26 +26,28 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hive_deployer import git
+import structlog
+
+from hive_deployer import git, safefs
 from hive_deployer.layout import Layout, check_name, wipe
+from hivewire import safegit
 from hivewire.errors import HiveError
 
-FORMAT = "hive-agent-export/1"
+log = structlog.get_logger("hive_deployer.archive")
+FORMAT = "hive-agent-export/2"
+OLD_FORMATS = ("hive-agent-export/1",)
 SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _is_sqlite(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(16) == SQLITE_MAGIC
-    except OSError:
-        return False
+TOP = ("manifest.json", "repos", "config", "state", "creds")
+REPOS = ("config", "applied")
+MANIFEST_MAX = 16 * 1024 * 1024
 
 
 def copy_sqlite_online(src: Path, dst: Path) -> None:
@@ -46,18 +60,24 @@ def copy_sqlite_online(src: Path, dst: Path) -> None:
         s.close()
 
 
-def _copy_state(src: Path, dst: Path) -> None:
-    for root, _dirs, files in os.walk(src):
-        rel = Path(root).relative_to(src)
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for f in files:
-            p = Path(root) / f
-            if f.endswith(("-wal", "-shm", "-journal")) or p.is_symlink():
-                continue
-            if _is_sqlite(p):
-                copy_sqlite_online(p, dst / rel / f)
-            else:
-                shutil.copy2(p, dst / rel / f)
+def _copy_state_file(dir_fd: int, name: str, fd: int, dst: Path) -> None:
+    """A verified regular file of state/: sqlite files through the backup API, the rest byte for byte."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    if os.read(fd, 16) != SQLITE_MAGIC:
+        os.lseek(fd, 0, os.SEEK_SET)
+        safefs.copy_fd(fd, dst)
+        return
+    before = os.fstat(fd)
+    # the directory is pinned by its fd: no symlinked parent can be swapped in under us
+    copy_sqlite_online(Path(f"/proc/self/fd/{dir_fd}/{name}"), dst)
+    after = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        dst.unlink(missing_ok=True)
+        raise HiveError("conflict", f"state file {name} was replaced during the export; try again")
+
+
+def _skip_state(name: str) -> bool:
+    return name.endswith(("-wal", "-shm", "-journal"))
 
 
 def export_agent(layout: Layout, name: str, row: dict[str, Any], dest: Path, include_creds: bool = False) -> int:
@@ -69,63 +89,115 @@ def export_agent(layout: Layout, name: str, row: dict[str, Any], dest: Path, inc
         raise HiveError("bad_request", "export path must be absolute")
     with tempfile.TemporaryDirectory(prefix="hive-export-") as tmp:
         t = Path(tmp)
-        manifest = {"format": FORMAT, "name": name, "exported_at": time.time(), "include_creds": include_creds,
-                    "agent": row}
-        (t / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _copy_state(layout.state(name), t / "state")
+        (t / "repos").mkdir()
+        heads: dict[str, str | None] = {}
         for sub, src in (("config", layout.config(name)), ("applied", layout.applied(name))):
-            if src.is_dir():
-                shutil.copytree(src, t / sub, symlinks=True)
-        if include_creds and layout.creds(name).is_dir():
-            shutil.copytree(layout.creds(name), t / "creds", symlinks=False)
+            if os.path.lexists(src / ".git"):
+                gd = safegit.agent_git_dir(src)
+                if safegit.bundle_create(gd, t / "repos" / f"{sub}.bundle", parent=t):
+                    heads[sub] = safegit.read_refs(gd)[1]
+        skipped = {
+            "config": safefs.copy_tree(layout.config(name), t / "config"),
+            "state": safefs.copy_tree(layout.state(name), t / "state", skip=_skip_state, copy=_copy_state_file),
+            "creds": safefs.copy_tree(layout.creds(name), t / "creds") if include_creds else [],
+        }
+        skipped = {k: v for k, v in skipped.items() if v}
+        if skipped:
+            log.warning("export_skipped", agent=name, skipped=skipped)
+        manifest = {"format": FORMAT, "name": name, "exported_at": time.time(), "include_creds": include_creds,
+                    "agent": row, "repos": heads, "skipped": skipped}
+        (t / "manifest.json").write_text(json.dumps(manifest, indent=2))
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         with tarfile.open(part, "w:gz") as tar:
-            for item in sorted(t.iterdir()):
-                tar.add(item, arcname=item.name)
+            for item in TOP:
+                if (t / item).exists():
+                    tar.add(t / item, arcname=item)
         os.chmod(part, 0o600)
         os.replace(part, dest)
     return dest.stat().st_size
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    with tarfile.open(path, "r:gz") as tar:
-        m = tar.extractfile("manifest.json")
-        if m is None:
-            raise HiveError("bad_request", "archive has no manifest.json")
-        manifest: dict[str, Any] = json.loads(m.read())
-    if manifest.get("format") != FORMAT:
-        raise HiveError("bad_request", f"not a {FORMAT} archive")
+def _check_manifest(root: Path) -> dict[str, Any]:
+    f = root / "manifest.json"
+    if not f.is_file() or f.stat().st_size > MANIFEST_MAX:
+        raise safefs.refuse("no manifest.json (or a huge one)")
+    try:
+        manifest = json.loads(f.read_text())
+    except (ValueError, UnicodeError) as exc:
+        raise safefs.refuse(f"manifest.json is not JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise safefs.refuse("manifest.json is not an object")
+    fmt = manifest.get("format")
+    if fmt in OLD_FORMATS:
+        raise safefs.refuse(f"{fmt} archives carry raw .git directories and are not accepted; export again")
+    if fmt != FORMAT:
+        raise safefs.refuse(f"not a {FORMAT} archive")
+    if not isinstance(manifest.get("name"), str) or not isinstance(manifest.get("agent", {}), dict):
+        raise safefs.refuse("manifest.json lacks a name")
+    heads = manifest.get("repos") or {}
+    if not isinstance(heads, dict):
+        raise safefs.refuse("manifest.json repos is not an object")
+    for sub, head in heads.items():
+        ok = head is None or (isinstance(head, str) and (
+            (head.startswith("ref: ") and safegit.REF_RE.match(head[5:]) is not None and ".." not in head)
+            or safegit.SHA1_RE.match(head) is not None))
+        if sub not in REPOS or not ok:
+            raise safefs.refuse(f"manifest.json names a bad repo head {sub}={head!r}")
     return manifest
 
 
-def unpack(layout: Layout, path: Path, name: str) -> dict[str, Any]:
-    """Extract into agents/<name> and applied/<name> (which must not exist)."""
+@dataclass
+class Staged:
+    """A validated archive, unpacked and with its repos built, in a temp dir under HIVE_HOME."""
+
+    manifest: dict[str, Any]
+    tmp: Path
+
+    @property
+    def root(self) -> Path:
+        return self.tmp / "x"
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def stage(layout: Layout, path: Path, *, max_bytes: int | None = None, max_members: int | None = None) -> Staged:
+    """Validate and unpack `path`; the caller installs or discards the result. Refusals raise bad_request."""
+    lim_bytes, lim_members = safefs.limits()
+    layout.home.mkdir(parents=True, exist_ok=True)
+    st = Staged({}, Path(tempfile.mkdtemp(prefix=".hive-import-", dir=layout.home)))
+    try:
+        safefs.extract_checked(path, st.root, TOP, max_bytes=max_bytes or lim_bytes,
+                               max_members=max_members or lim_members)
+        st.manifest = _check_manifest(st.root)
+        heads = st.manifest.get("repos") or {}
+        for sub in REPOS:
+            bundle = st.root / "repos" / f"{sub}.bundle"
+            if not bundle.is_file():
+                continue
+            try:
+                git.restore_bundle(bundle, st.root / sub, heads.get(sub), checkout=(sub == "applied"))
+            except HiveError as exc:
+                raise safefs.refuse(f"repos/{sub}.bundle is unusable: {exc.message}") from None
+        return st
+    except BaseException:
+        st.discard()
+        raise
+
+
+def install(layout: Layout, st: Staged, name: str) -> None:
+    """Move a staged archive into agents/<name> and applied/<name> (which must not exist)."""
     name = check_name(name, new=True)
-    manifest = read_manifest(path)
-    with tempfile.TemporaryDirectory(prefix="hive-import-", dir=layout.home) as tmp:
-        t = Path(tmp)
-        with tarfile.open(path, "r:gz") as tar:
-            for member in tar.getmembers():
-                if member.name.startswith("/") or ".." in Path(member.name).parts or not (
-                    member.isfile() or member.isdir()
-                ):
-                    raise HiveError("bad_request", f"unsafe archive member {member.name!r}")
-            tar.extractall(t, filter="data")
-        adir = layout.agent_dir(name)
-        adir.mkdir(parents=True)
-        for sub in ("config", "state", "creds"):
-            if (t / sub).is_dir():
-                shutil.move(str(t / sub), str(adir / sub))
-        if (t / "applied").is_dir():
-            layout.applied_root.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(t / "applied"), str(layout.applied(name)))
-        layout.make_agent_dirs(name)
-    applied = layout.applied(name)
-    if git.is_repo(applied):
-        # a moved repo keeps no absolute paths, but its work tree must match main
-        git.git(applied, "reset", "-q", "--hard")
-    return manifest
+    adir = layout.agent_dir(name)
+    adir.mkdir(parents=True)
+    for sub in ("config", "state", "creds"):
+        if (st.root / sub).is_dir():
+            os.replace(st.root / sub, adir / sub)
+    if (st.root / "applied").is_dir():
+        layout.applied_root.mkdir(parents=True, exist_ok=True)
+        os.replace(st.root / "applied", layout.applied(name))
+    layout.make_agent_dirs(name)
 
 
 def remove_agent_files(layout: Layout, name: str) -> None:

@@ -13,6 +13,7 @@ these directly.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,8 +21,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hive_deployer import git
+from hive_deployer import git, safefs
 from hive_deployer.layout import Layout, check_name
+from hivewire import safegit
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER
 
@@ -60,23 +62,49 @@ def deploy_id(raw: str) -> str:
 
 
 # --- config ---------------------------------------------------------------------
+TEMPLATE = (("agent.nix", AGENT_NIX), ("flake.nix", FLAKE_NIX), ("hive.env", HIVE_ENV))
+
+
 def init_config(layout: Layout, name: str) -> str:
-    """Seed a new agent's config repo from the template (idempotent); returns HEAD."""
+    """Seed a new agent's config repo from the template (idempotent); returns HEAD.
+
+    The config dir is agent-writable, so the first commit is made in a temp
+    repo of ours (plain files already there, symlinks and devices left out, are
+    kept) and its .git moved in; git never opens a .git an agent made.
+    """
     repo = layout.config(check_name(name, new=True))
-    git.init(repo)
-    existing = git.head(repo)
-    if existing:
-        return existing
-    (repo / "agent.nix").write_text(AGENT_NIX.format(name=name))
-    (repo / "flake.nix").write_text(FLAKE_NIX.format(name=name))
-    (repo / "hive.env").write_text(HIVE_ENV)
-    return git.commit_all(repo, f"init_config {name} from the hive template")
+    if os.path.lexists(repo / ".git"):
+        existing = git.agent_head(repo)
+        if existing:
+            return existing
+        raise HiveError("conflict", f"agents/{name}/config/.git exists but has no commit; remove it to re-seed")
+    repo.mkdir(parents=True, exist_ok=True)
+    if repo.is_symlink():
+        raise HiveError("bad_request", f"agents/{name}/config is a symlink")
+    with tempfile.TemporaryDirectory(prefix=".hive-init-config-", dir=layout.home) as tmp:
+        t = Path(tmp) / "repo"
+        safefs.copy_tree(repo, t)
+        for fname, text in TEMPLATE:
+            f = t / fname
+            f.unlink(missing_ok=True)
+            f.write_text(text.format(name=name))
+        git.init(t)
+        sha = git.commit_all(t, f"init_config {name} from the hive template")
+        for fname, _ in TEMPLATE:
+            try:
+                fd = os.open(repo / fname, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                raise HiveError("bad_request", f"agents/{name}/config/{fname}: {exc.strerror}") from None
+            with os.fdopen(fd, "w") as out:
+                out.write((t / fname).read_text())
+        os.rename(t / ".git", repo / ".git")
+    return sha
 
 
 def resolve_config_commit(layout: Layout, name: str, commit_ref: str) -> str:
     if not isinstance(commit_ref, str) or not SHA_RE.fullmatch(commit_ref):
         raise HiveError("bad_request", "commit_ref must be a 7-40 hex sha")
-    sha = git.rev(layout.config(name), commit_ref)
+    sha = git.agent_rev(layout.config(name), commit_ref)
     if sha is None:
         raise HiveError("not_found", f"commit {commit_ref} is not in agents/{name}/config")
     return sha
@@ -88,9 +116,7 @@ def _fetch(layout: Layout, name: str, sha: str) -> None:
     git.init(applied)
     if git.rev(applied, sha):
         return
-    git.git(applied, "fetch", "-q", "--no-tags", str(layout.config(name)), "+refs/heads/*:refs/remotes/config/*")
-    if not git.rev(applied, sha):
-        git.git(applied, "fetch", "-q", "--no-tags", str(layout.config(name)), sha)
+    git.fetch_from_agent(applied, layout.config(name), sha)
     if not git.rev(applied, sha):
         raise HiveError("not_found", f"commit {sha} could not be copied into applied/{name}")
 
@@ -179,7 +205,7 @@ def read_env(tree: Path) -> dict[str, str]:
     """`hive.env` of a config tree: KEY=VALUE lines, comments and junk ignored."""
     env: dict[str, str] = {}
     f = tree / "hive.env"
-    if not f.is_file():
+    if f.is_symlink() or not f.is_file():  # a link in the tree must not read a host file into the env
         return env
     for line in f.read_text(errors="replace").splitlines():
         line = line.strip()
@@ -193,10 +219,11 @@ def read_env(tree: Path) -> dict[str, str]:
 
 def export_tree(layout: Layout, name: str, sha: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "-C", str(layout.applied(name)), "archive", "--format=tar", sha], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    proc = safegit.run("archive", "--format=tar", sha, cwd=layout.applied(name), text=False)
+    if proc.returncode != 0:
+        raise git.GitError(f"git archive {sha[:12]} in applied/{name} failed")
+    subprocess.run(["tar", "-x", "--no-same-owner", "-C", str(dest)], input=proc.stdout, check=True,
+                   capture_output=True)
     return dest
 
 
@@ -213,6 +240,9 @@ def check_tree(tree: Path) -> list[str]:
     """Every .nix file of a config tree must parse; returns the errors."""
     errors = []
     for f in sorted(tree.rglob("*.nix")):
+        if f.is_symlink():
+            errors.append(f"{f.relative_to(tree)}: a symlink (not allowed in a config)")
+            continue
         err = nix_parse(f)
         if err:
             errors.append(f"{f.relative_to(tree)}: {err}")

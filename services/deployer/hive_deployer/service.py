@@ -327,26 +327,32 @@ class DeployerService(MicroService):
 async def import_agent(agents: Lifecycle, path: Path, name: str | None, *, force: bool = False) -> AgentInfo:
     if not path.is_absolute() or not await asyncio.to_thread(path.is_file):
         raise HiveError("not_found", f"no archive at {path} (an absolute path on the deployer host)")
-    manifest = await asyncio.to_thread(archive.read_manifest, path)
-    name = check_name(name or manifest["name"], new=True)
     layout = agents.layout
-    exists = await agents.store.agent(name) is not None or layout.agent_dir(name).exists() or \
-        layout.applied(name).exists()
-    if exists and not force:
-        raise HiveError("conflict", f"agent {name} already exists here (use force to replace it)")
-    async with agents.transition(name, "importing", "import"):
-        if exists:
-            await agents.procs.stop(name, timeout=agents.opts.stop_timeout)
-            await asyncio.to_thread(archive.remove_agent_files, layout, name)
-            await agents.store.delete_agent(name)
-        await asyncio.to_thread(archive.unpack, layout, path, name)
-        src = manifest.get("agent") or {}
-        now = time.time()
-        row = AgentRow(name=name, state="stopped", desired="stopped", runtime=agents.runtime.kind, created_at=now,
-                       since=now, deployed_tag=src.get("deployed_tag"), deployed_sha=src.get("deployed_sha"))
-        await agents.store.save(row)
-        await agents.write_meta(f"import {name} {row.deployed_tag} {(row.deployed_sha or '')[:12]}")
-        await agents._changed(row, f"[hive-deployer] imported as {name} from {manifest['name']}")
+    # validated and unpacked beside HIVE_HOME's agents first: a refused archive changes nothing
+    staged = await asyncio.to_thread(archive.stage, layout, path)
+    try:
+        manifest = staged.manifest
+        name = check_name(name or manifest["name"], new=True)
+        exists = await agents.store.agent(name) is not None or layout.agent_dir(name).exists() or \
+            layout.applied(name).exists()
+        if exists and not force:
+            raise HiveError("conflict", f"agent {name} already exists here (use force to replace it)")
+        async with agents.transition(name, "importing", "import"):
+            if exists:
+                await agents.procs.stop(name, timeout=agents.opts.stop_timeout)
+                await asyncio.to_thread(archive.remove_agent_files, layout, name)
+                await agents.store.delete_agent(name)
+            await asyncio.to_thread(archive.install, layout, staged, name)
+            src = manifest.get("agent") or {}
+            now = time.time()
+            row = AgentRow(name=name, state="stopped", desired="stopped", runtime=agents.runtime.kind,
+                           created_at=now, since=now, deployed_tag=src.get("deployed_tag"),
+                           deployed_sha=src.get("deployed_sha"))
+            await agents.store.save(row)
+            await agents.write_meta(f"import {name} {row.deployed_tag} {(row.deployed_sha or '')[:12]}")
+            await agents._changed(row, f"[hive-deployer] imported as {name} from {manifest['name']}")
+    finally:
+        await asyncio.to_thread(staged.discard)
     return await agents.info(await agents.row(name), sizes=True)
 
 
