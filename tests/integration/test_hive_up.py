@@ -66,6 +66,17 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
+def wait_line(path: Path, needle: str, timeout: float = 60) -> str:
+    """The file's text once it holds `needle`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text()
+        if needle in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"{needle!r} never printed; got:\n{path.read_text()}")
+
+
 def test_up_status_restart_and_clean_stop(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "HIVE_HOME": str(home), "HIVE_METRICS_ADDR": "127.0.0.1:0",
@@ -78,8 +89,8 @@ def test_up_status_restart_and_clean_stop(tmp_path: Path) -> None:
         started = time.monotonic()
         found = wait_services(home, 15)
         assert time.monotonic() - started < 15
-        out = (tmp_path / "up.log").read_text()
-        assert "dashboard: http://" in out
+        out = wait_line(tmp_path / "up.log", "Hive is ready")
+        assert "dashboard:  http://" in out
         kids = children(up.pid)
         assert len(kids) == 5  # nats + four services; the deployer runs the manager's harness
         assert found["hive-harness"]["metadata"]["agent"] == "manager"  # type: ignore[index]
@@ -89,7 +100,8 @@ def test_up_status_restart_and_clean_stop(tmp_path: Path) -> None:
         os.kill(broker_pid, signal.SIGKILL)
         again = wait_services(home, 20, exclude_pids={str(broker_pid)})
         assert again["hive-broker"]["metadata"]["pid"] != str(broker_pid)  # type: ignore[index]
-        assert "child_exited" in (tmp_path / "up.log").read_text()
+        assert "child_exited" in (home / "run" / "logs" / "hive-up.log").read_text()  # logs go to files
+        assert "child_exited" not in (tmp_path / "up.log").read_text()
 
         kids = descendants(up.pid)
         assert len(kids) > 5  # the manager's harness (and its sandbox) run under the deployer

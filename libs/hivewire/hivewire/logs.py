@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(level: str = "info", *, json: bool | None = None, service: str | None = None) -> None:
+def configure_logging(
+    level: str = "info", *, json: bool | None = None, service: str | None = None, stream: TextIO | None = None,
+) -> None:
+    """structlog and stdlib logging to `stream` (default stderr; `hive up` passes its log file)."""
+    out = sys.stderr if stream is None else stream
     if json is None:
-        json = not sys.stderr.isatty()
+        json = not out.isatty()
     lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s")
+    logging.basicConfig(level=lvl, stream=out, format="%(message)s", force=stream is not None)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -26,7 +31,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, service:
     structlog.configure(
         processors=[*processors, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
 

@@ -14,17 +14,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import structlog
 import typer
 
 from hivewire import natsauth
-from hivewire.cli.app import app, console, err_console, settings
+from hivewire.cli import upready
+from hivewire.cli.app import app, err_console, settings
 from hivewire.logs import configure_logging
 from hivewire.natsd import nats_command
-from hivewire.procs import free_port, wait_port
+from hivewire.procs import wait_port
 from hivewire.settings import Settings, ensure_secret_file
 from hivewire.supervisor import ChildSpec, Supervisor
 
@@ -37,11 +37,12 @@ SERVICES = ("broker", "deployer", "dashboard", "backup")
 
 def service_specs(
     s: Settings, nats_url: str, only: tuple[str, ...] = SERVICES, auth: natsauth.AuthSetup | None = None,
-    *, no_auth: bool = False,
+    *, no_auth: bool = False, extra_env: dict[str, dict[str, str]] | None = None,
 ) -> list[ChildSpec]:
     """One child per service; each gets its own NATS identity (`auth`), never `hive up`'s own.
 
     `no_auth`: HIVE_NATS_CREDS=none, so no child falls back to the operator's file.
+    `extra_env`: per service, e.g. the free port that replaced a busy one (`upready.plan_ports`).
     """
     base = {"HIVE_HOME": str(s.home), "HIVE_NATS_URL": nats_url}
     base.update(dict.fromkeys(natsauth.IDENTITY_ENV, ""))  # whatever identity the operator's shell carries
@@ -52,17 +53,9 @@ def service_specs(
         env = dict(base)
         if auth is not None:
             env.update(auth.env_for(short))
+        env.update((extra_env or {}).get(short, {}))
         specs.append(ChildSpec(short, [sys.executable, "-m", f"hive_{short}"], env))
     return specs
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _already_running(pid_file: os.PathLike[str]) -> int | None:
@@ -86,7 +79,6 @@ def up(
 ) -> None:
     """Start NATS and every service, restart any that dies, stop all on Ctrl-C/SIGTERM."""
     s = settings()
-    configure_logging(s.log_level, service="hive-up")
     chosen = tuple(x.strip() for x in only.split(",") if x.strip())
     unknown = [x for x in chosen if x not in SERVICES]
     if unknown:
@@ -99,10 +91,15 @@ def up(
         err_console.print(f"[red]error[/red] hive up is already running for {s.home} (pid {other})")
         raise typer.Exit(2)
     pid_file.write_text(f"{os.getpid()}\n")
-    try:
-        asyncio.run(_up(s, chosen, stop_timeout, nats_port, no_auth=no_auth, monitor_port=nats_monitor_port))
-    finally:
-        pid_file.unlink(missing_ok=True)
+    log_dir = s.run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # The console is for the operator: hive up's own JSON log lines go to a file, like every service's.
+    with open(log_dir / "hive-up.log", "a", buffering=1) as log_file:
+        configure_logging(s.log_level, service="hive-up", json=True, stream=log_file)
+        try:
+            asyncio.run(_up(s, chosen, stop_timeout, nats_port, no_auth=no_auth, monitor_port=nats_monitor_port))
+        finally:
+            pid_file.unlink(missing_ok=True)
 
 
 def _auth(s: Settings, no_auth: bool) -> tuple[natsauth.AuthSetup | None, str]:
@@ -127,10 +124,11 @@ async def _up(
     url_file = s.run_dir / "nats.url"
     auth, auth_line = _auth(s, no_auth)
     embedded_pid = natsauth.pid_path(s.home)
+    ports = upready.plan_ports(s, chosen, nats_port)  # every port checked before anything is printed
+    port = ports.nats
     if s.nats_url:
-        nats_url, port = s.nats_url, 0
+        nats_url = s.nats_url
     else:
-        port = nats_port if nats_port and _port_free(nats_port) else free_port()
         nats_url = f"nats://127.0.0.1:{port}"
         # Ours to own: a stale pid file must not lead a reload (agent issued/revoked) to another process.
         embedded_pid.unlink(missing_ok=True)
@@ -138,28 +136,36 @@ async def _up(
         if monitor_port:
             cmd += ["-m", str(monitor_port)]
         specs.append(ChildSpec("nats", cmd))
-    token = s.operator_token or ensure_secret_file(s.home / "operator.token")
-    specs += service_specs(s, nats_url, chosen, auth, no_auth=no_auth)
+    if not s.operator_token:
+        ensure_secret_file(s.home / "operator.token")
+    specs += service_specs(s, nats_url, chosen, auth, no_auth=no_auth, extra_env=ports.env)
     sup = Supervisor(specs, s.run_dir / "logs")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    upready.say(f"starting Hive in {s.home}: {', '.join(spec.name for spec in specs)}")
+    for note in ports.notes:
+        upready.say(note)
+    upready.say(auth_line)
     await sup.start()
     if port and not await asyncio.to_thread(wait_port, "127.0.0.1", port, 10.0):
         err_console.print("[red]error[/red] embedded nats-server did not start; see logs in " + str(sup.log_dir))
     if port:
         url_file.write_text(nats_url + "\n")
-    console.print(f"[bold]Hive is up[/bold]  home={s.home}  nats={nats_url}")
-    console.print(auth_line)
-    console.print(f"dashboard: http://{s.dashboard_addr}/  (operator token: {token})")
-    console.print(f"logs: {sup.log_dir}   stop with Ctrl-C")
     try:
+        if ports.dashboard and not await upready.wait_healthz(ports.dashboard_url, 120.0, stop):
+            if not stop.is_set():
+                err_console.print(f"[red]error[/red] the dashboard did not answer {ports.dashboard_url}healthz; "
+                                  f"see {sup.log_dir / 'dashboard.log'}")
+        if not stop.is_set():
+            for line in upready.ready_block(s, ports, sup.log_dir, bool(s.operator_token)):
+                upready.say(line)
         await stop.wait()
     finally:
-        console.print("stopping ...")
+        upready.say("stopping ...")
         await sup.stop(stop_timeout)
         if port:
             url_file.unlink(missing_ok=True)
             embedded_pid.unlink(missing_ok=True)
-        console.print("stopped")
+        upready.say("stopped")
