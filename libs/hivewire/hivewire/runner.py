@@ -12,7 +12,6 @@ import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import structlog
 
@@ -20,7 +19,7 @@ from hivewire.logs import configure_logging
 from hivewire.metrics import BUILD_INFO, UP_SINCE, serve_metrics
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import MicroService
-from hivewire.settings import Settings
+from hivewire.settings import Settings, secure_home
 from hivewire.transport import Transport
 
 log = structlog.get_logger("hivewire.runner")
@@ -79,5 +78,5 @@ async def serve(short: str, build: Builder, settings: Settings, stop: asyncio.Ev
 def run_service(short: str, build: Builder) -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level, service=f"hive-{short}")
-    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    secure_home(settings.home)  # umask 077, HIVE_HOME 0700: nothing it writes is world-readable
     asyncio.run(serve(short, build, settings))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 import msgspec
+import structlog
+
+log = structlog.get_logger("hivewire.settings")
 
 DEFAULT_METRICS_PORTS = {"broker": 9411, "deployer": 9412, "backup": 9413, "harness": 0, "dashboard": 0}
 
@@ -83,6 +87,32 @@ class Settings(msgspec.Struct, kw_only=True):
             host, _, port = self.metrics_addr.rpartition(":")
             return host or "127.0.0.1", int(port)
         return "127.0.0.1", DEFAULT_METRICS_PORTS.get(service, 0)
+
+
+HOME_MODE = 0o700
+UMASK = 0o077
+
+
+def secure_home(home: Path) -> Path:
+    """What every Hive process does first: umask 077 and a private HIVE_HOME.
+
+    Everything the process (and any child: nats-server, agents) creates after
+    this is 0600/0700: sqlite files and their -wal/-shm, logs, tokens,
+    credentials. `home` is created 0700; an existing one that group or others
+    may enter is tightened to 0700 (logged). Returns `home`. A home this process
+    cannot chmod (not its owner) is logged and left as is.
+    """
+    os.umask(UMASK)
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True, mode=HOME_MODE)
+    try:
+        mode = stat.S_IMODE(home.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(home, HOME_MODE)
+            log.warning("hive_home_tightened", home=str(home), mode=oct(mode), now=oct(HOME_MODE))
+    except OSError as exc:
+        log.error("hive_home_not_private", home=str(home), error=str(exc))
+    return home
 
 
 def ensure_secret_file(path: Path, nbytes: int = 32) -> str:

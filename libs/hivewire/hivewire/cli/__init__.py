@@ -16,6 +16,7 @@ import structlog
 from hivewire.cli import inspect, migrate, natsconfig, up  # noqa: F401  (registers commands)
 from hivewire.cli.app import app
 from hivewire.logs import configure_logging
+from hivewire.settings import UMASK
 
 log = structlog.get_logger("hive.cli")
 
@@ -31,6 +32,7 @@ def load_plugins() -> None:
 def main() -> None:
     # CLI output is for people: quiet, readable logs on stderr (`hive up` reconfigures).
     configure_logging(os.environ.get("HIVE_LOG_LEVEL", "warning"), json=False)
+    os.umask(UMASK)  # what the CLI writes under HIVE_HOME (nats config, migrations, restores) stays private
     load_plugins()
     app()
 

@@ -25,7 +25,7 @@ from hivewire.cli.app import app, err_console, settings
 from hivewire.logs import configure_logging
 from hivewire.natsd import nats_command
 from hivewire.procs import wait_port
-from hivewire.settings import Settings, ensure_secret_file
+from hivewire.settings import Settings, ensure_secret_file, secure_home
 from hivewire.supervisor import ChildSpec, Supervisor
 
 log = structlog.get_logger("hive.up")
@@ -79,6 +79,7 @@ def up(
 ) -> None:
     """Start NATS and every service, restart any that dies, stop all on Ctrl-C/SIGTERM."""
     s = settings()
+    secure_home(s.home)  # umask 077 (inherited by nats-server and every service) and HIVE_HOME 0700
     chosen = tuple(x.strip() for x in only.split(",") if x.strip())
     unknown = [x for x in chosen if x not in SERVICES]
     if unknown:
