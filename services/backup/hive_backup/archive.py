@@ -10,13 +10,15 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import sqlite3
 import subprocess
 import tarfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
+
+from hive_backup import confine, safetar
 
 CHUNK = 1 << 20
 # Written data is flushed to disk in bounded chunks as it goes: one big fsync at
@@ -50,10 +52,14 @@ def publish(tmp: Path, final: Path) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+        return sha256_fileobj(f)
+
+
+def sha256_fileobj(f: BinaryIO) -> str:
+    h = hashlib.sha256()
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
     return h.hexdigest()
 
 
@@ -64,7 +70,7 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def sqlite_copy(src: Path, dst: Path, *, flush_every: int = 16 << 20) -> None:
+def sqlite_copy(src: Path, dst: Path, *, flush_every: int = 16 << 20, expect: tuple[int, int] | None = None) -> None:
     """A consistent online copy of a live (WAL) database, without blocking its writer.
 
     The backup API copies every page in ONE step (`pages=-1`) inside a single
@@ -78,6 +84,11 @@ def sqlite_copy(src: Path, dst: Path, *, flush_every: int = 16 << 20) -> None:
     fsyncs; and once the copy is done we run a PASSIVE checkpoint ourselves,
     so the writer's next auto-checkpoint does not have to catch up alone on
     the WAL that grew while our read transaction pinned it.
+
+    `expect` (st_dev, st_ino): the file sqlite must have opened. sqlite opens
+    by path and follows symlinks, so a file swapped for a symlink after it was
+    checked would be copied; sqlite's new fds (/proc/self/fd) must include one
+    on this very file, else the copy is refused (UnsafePath).
     """
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -98,8 +109,13 @@ def sqlite_copy(src: Path, dst: Path, *, flush_every: int = 16 << 20) -> None:
             except OSError:
                 continue
 
+    before = confine.fds_on(*expect) if expect else set()
     source = open_readonly(src)
     try:
+        if expect:
+            source.execute("PRAGMA schema_version").fetchone()
+            if not confine.fds_on(*expect) - before:
+                raise confine.UnsafePath(str(src), "not the file that was checked (swapped for a symlink?)")
         target = sqlite3.connect(tmp, isolation_level=None)
         helper = threading.Thread(target=flusher, name="backup-flush", daemon=True)
         helper.start()
@@ -251,14 +267,25 @@ def gzip_file(src: Path, dst: Path, level: int) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def gunzip_file(src: Path, dst: Path) -> str:
-    """Decompress `src` to `dst`, flushed as it goes; returns the content sha256 (raises on a bad stream)."""
+def gunzip_file(src: Path | BinaryIO, dst: Path, limit: int = confine.MAX_MEMBER_BYTES) -> str:
+    """Decompress `src` (a path or an open file) to `dst`, flushed as it goes; returns the content sha256.
+
+    Raises on a bad stream, and (UnsafePath) on more than `limit` bytes of content: a gzip bomb.
+    """
     h = hashlib.sha256()
+    size = 0
     tmp = dst.with_name(dst.name + ".tmp")
-    with gzip.open(src, "rb") as gz, io.BufferedWriter(SyncingFile(tmp), CHUNK) as out:
-        while chunk := gz.read(CHUNK):
-            h.update(chunk)
-            out.write(chunk)
+    try:
+        with gzip.open(src, "rb") as gz, io.BufferedWriter(SyncingFile(tmp), CHUNK) as out:
+            while chunk := gz.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise confine.UnsafePath(str(dst.name), f"decompresses to more than {limit} bytes")
+                h.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     publish(tmp, dst)
     return h.hexdigest()
 
@@ -272,52 +299,24 @@ def write_bytes(dst: Path, data: bytes) -> None:
 
 
 # --- tars ------------------------------------------------------------------------------
-def tar_gz_bytes(home: Path, files: Iterable[Path], level: int) -> tuple[bytes, bytes]:
-    """(tar bytes, gzip of them) of `files`, named relative to `home`, modes kept."""
+def tar_gz_bytes(home: Path, rels: Iterable[str], level: int, skips: confine.Skips) -> tuple[bytes, bytes, int]:
+    """(tar bytes, gzip of them, files added) of home/<rel> (confined, see `safetar.add_files`)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for p in files:
-            tar.add(p, arcname=p.relative_to(home).as_posix(), recursive=False)
+        n = safetar.add_files(tar, home, rels, skips, max_bytes=confine.MAX_SECRETS_BYTES)
     raw = buf.getvalue()
-    return raw, gzip.compress(raw, compresslevel=level, mtime=0)
+    return raw, gzip.compress(raw, compresslevel=level, mtime=0), n
 
 
-def tar_gz_file(home: Path, files: Iterable[Path], dst: Path, level: int) -> tuple[str, int]:
+def tar_gz_file(home: Path, rels: Iterable[str], dst: Path, level: int, skips: confine.Skips) -> tuple[str, int, int]:
+    """(content sha256, content size, files added) of a gzipped tar of home/<rel> written to `dst`."""
     tmp_tar = dst.with_name(dst.name + ".tar-tmp")
     with tarfile.open(tmp_tar, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for p in files:
-            tar.add(p, arcname=p.relative_to(home).as_posix(), recursive=False)
+        n = safetar.add_files(tar, home, rels, skips)
     try:
-        return gzip_file(tmp_tar, dst, level)
+        return (*gzip_file(tmp_tar, dst, level), n)
     finally:
         tmp_tar.unlink(missing_ok=True)
-
-
-def safe_extract(tar: tarfile.TarFile, dest: Path, *, private: bool = False) -> list[str]:
-    """Extract regular files and dirs only, never outside `dest`; secrets get 0600."""
-    out = []
-    for m in tar.getmembers():
-        if not (m.isfile() or m.isdir()):
-            continue
-        parts = Path(m.name).parts
-        if m.name.startswith("/") or ".." in parts:
-            raise ValueError(f"unsafe member name in archive: {m.name!r}")
-        target = dest / m.name
-        if m.isdir():
-            target.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o755)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o755)
-        f = tar.extractfile(m)
-        assert f is not None
-        tmp = target.with_name(target.name + ".restore-tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else (m.mode & 0o777) or 0o644)
-        with os.fdopen(fd, "wb") as out_f:
-            shutil.copyfileobj(f, out_f)
-        if private:
-            os.chmod(tmp, 0o600)
-        publish(tmp, target)
-        out.append(m.name)
-    return out
 
 
 # --- git ---------------------------------------------------------------------------------

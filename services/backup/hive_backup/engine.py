@@ -8,7 +8,6 @@ manifest does not exist.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -18,14 +17,16 @@ import socket
 import tarfile
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 import structlog
 
-from hive_backup import archive, discover, keys
+from hive_backup import archive, confine, discover, keys, metrics, safetar
 from hive_backup.config import Config
 from hivewire.wire.backup import Snapshot, SnapshotFile, VerifyReply
 
@@ -36,6 +37,8 @@ SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 MANIFEST = "manifest.json"
 VERIFY = "verify.json"
 AGE_MAGIC = b"age-encryption.org/v1\n"
+SECRETS_OBJECT = "secrets.tar.gz.age"
+OBJECT_NAME = {"sqlite": "db/{}.gz", "git": "repos/{}.bundle", "tree": "bulky/{}.tar.gz"}
 
 
 class VerifyRecord(msgspec.Struct, kw_only=True):
@@ -54,7 +57,52 @@ def valid_snapshot_id(sid: str) -> bool:
 
 
 def read_manifest(snapdir: Path) -> Snapshot:
-    return msgspec.json.decode((snapdir / MANIFEST).read_bytes(), type=Snapshot)
+    """Decode `manifest.json` (a regular file, not a symlink, at most MAX_MANIFEST_BYTES); paths unchecked."""
+    fd, st = confine.open_file(snapdir, MANIFEST)
+    with os.fdopen(fd, "rb") as fh:
+        if st.st_size > confine.MAX_MANIFEST_BYTES:
+            raise confine.UnsafePath(MANIFEST, f"larger than {confine.MAX_MANIFEST_BYTES} bytes")
+        return msgspec.json.decode(fh.read(confine.MAX_MANIFEST_BYTES + 1), type=Snapshot)
+
+
+def check_manifest(snap: Snapshot) -> None:
+    """Every path in a manifest is data: raises UnsafePath naming the first that is not what we write.
+
+    Object names and sources are confined relative paths; each object name is
+    exactly the one its kind and source give (`OBJECT_NAME`); no source under
+    `backups/` or `backup/`; no duplicates; at most MAX_MANIFEST_FILES objects.
+    """
+    if len(snap.files) > confine.MAX_MANIFEST_FILES:
+        raise confine.UnsafePath(snap.snapshot_id, f"manifest lists more than {confine.MAX_MANIFEST_FILES} objects")
+    names: set[str] = set()
+    sources: set[str] = set()
+    for f in snap.files:
+        confine.check_relpath(f.name, "object name")
+        if f.kind == "secrets":
+            if (f.name, f.source) != (SECRETS_OBJECT, "secrets"):
+                raise confine.UnsafePath(f.name, "secrets object is not secrets.tar.gz.age")
+        elif f.kind in OBJECT_NAME:
+            parts = confine.check_relpath(f.source, "source")
+            if parts[0] in confine.NEVER_RESTORED:
+                raise confine.UnsafePath(f.source, "source under backups/ or backup/")
+            if f.name != OBJECT_NAME[f.kind].format(f.source):
+                raise confine.UnsafePath(f.name, f"object name does not match its source {f.source!r}")
+        else:
+            raise confine.UnsafePath(f.name, f"unknown object kind {f.kind!r}")
+        if f.name in names or f.source in sources:
+            raise confine.UnsafePath(f.source, "listed twice in the manifest")
+        names.add(f.name)
+        sources.add(f.source)
+
+
+def open_object(snapdir: Path, f: SnapshotFile) -> tuple[int, os.stat_result]:
+    """Read fd of a stored object: a regular file inside the snapshot dir, never through a symlink."""
+    return confine.open_file(snapdir, f.name)
+
+
+def refused(where: str, exc: Exception, **kw: object) -> None:
+    metrics.REFUSED.inc()
+    log.error("backup_unsafe_snapshot_refused", where=where, error=str(exc), **kw)
 
 
 def list_dir(root: Path) -> list[Snapshot]:
@@ -67,7 +115,7 @@ def list_dir(root: Path) -> list[Snapshot]:
             continue
         try:
             snap = read_manifest(d)
-        except (msgspec.DecodeError, msgspec.ValidationError, OSError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, OSError, ValueError) as exc:
             log.error("backup_manifest_unreadable", snapshot_id=d.name, error=str(exc))
             continue
         rec = read_verify(d)
@@ -116,7 +164,8 @@ class Engine:
         self.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         work = self.local_dir / f".{sid}.partial"
         work.mkdir(mode=0o700)
-        items = discover.discover(self.home, self.cfg, classes)
+        skips = confine.Skips()
+        items = discover.discover(self.home, self.cfg, classes, skips)
         recipients = keys.load_recipients(self.home, self.cfg) if "secrets" in classes else []
         out = Outcome(Snapshot(snapshot_id=sid, created_at=created, classes=sorted(classes),
                                host=socket.gethostname(), recipients=recipients))
@@ -124,7 +173,7 @@ class Engine:
         for i, item in enumerate(items):
             self._progress("snapshot", i, len(items), item.source)
             try:
-                snap.files.append(self._take(item, work, recipients))
+                snap.files.append(self._take(item, work, recipients, skips))
             except archive.Skip as why:
                 snap.skipped.append(f"{item.source}: {why}")
                 log.info("backup_item_skipped", source=item.source, reason=str(why))
@@ -134,6 +183,11 @@ class Engine:
                 snap.skipped.append(f"{item.source}: FAILED {exc}")
                 log.error("backup_item_failed", snapshot_id=sid, source=item.source, cls=item.cls, error=str(exc))
         self._progress("snapshot", len(items), len(items), "manifest")
+        if skips.found:
+            counts = sorted(Counter(skips.found.values()).items())
+            snap.skipped.append("files skipped (never followed or read): "
+                                + ", ".join(f"{why}={n}" for why, n in counts))
+        skips.report(sid)
         snap.bytes = sum(f.stored_size for f in snap.files)
         snap.duration_s = round(time.monotonic() - started, 3)
         archive.write_bytes(work / MANIFEST, msgspec.json.encode(snap))  # last: completes the snapshot
@@ -144,7 +198,7 @@ class Engine:
                  duration_s=snap.duration_s, failed=len(out.failed))
         return out
 
-    def _take(self, item: discover.Item, work: Path, recipients: list[str]) -> SnapshotFile:
+    def _take(self, item: discover.Item, work: Path, recipients: list[str], skips: confine.Skips) -> SnapshotFile:
         level = self.cfg.compress_level
         if item.kind == "sqlite":
             name = f"db/{item.source}.gz"
@@ -152,7 +206,13 @@ class Engine:
             dst.parent.mkdir(parents=True, exist_ok=True)
             copy = dst.with_name(dst.name + ".copy")
             try:
-                archive.sqlite_copy(item.path, copy)
+                try:  # a regular file reached without a symlink; sqlite must open that very file
+                    fd, st = confine.open_file(self.home, item.source)
+                except confine.NotRegular as exc:
+                    skips.add(item.source, exc.reason)
+                    raise archive.Skip(str(exc)) from None
+                os.close(fd)
+                archive.sqlite_copy(item.path, copy, expect=(st.st_dev, st.st_ino))
                 rows, version = archive.describe_db(copy)
                 content_sha, size = archive.gzip_file(copy, dst, level)
             finally:
@@ -170,27 +230,27 @@ class Engine:
             return SnapshotFile(name=name, source=item.source, sha256=sha, size=size, stored_size=size,
                                 kind="git", cls=item.cls, content_sha256=sha)
         if item.kind == "secrets":
-            files = discover.secret_files(self.home, self.cfg)
-            raw, gz = archive.tar_gz_bytes(self.home, files, level)
+            files = discover.secret_files(self.home, self.cfg, skips)
+            raw, gz, added = archive.tar_gz_bytes(self.home, files, level, skips)
             blob = keys.encrypt(gz, recipients)
             dst = work / "secrets.tar.gz.age"
             archive.write_bytes(dst, blob)
             return SnapshotFile(name=dst.name, source="secrets", sha256=hashlib.sha256(blob).hexdigest(),
                                 size=len(raw), stored_size=len(blob), encrypted=True, kind="secrets",
                                 cls=item.cls, content_sha256=hashlib.sha256(raw).hexdigest(),
-                                rows={"files": len(files)})
+                                rows={"files": added})
         if item.kind == "tree":
             name = f"bulky/{item.source}.tar.gz"
             dst = work / name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            secret = set(discover.secret_files(self.home, self.cfg))
-            members = discover.tree_members(self.home, item.path, self.cfg, secret)
+            secret = set(discover.secret_files(self.home, self.cfg, skips))
+            members = discover.tree_members(self.home, item.source, self.cfg, secret, skips)
             if not members:
                 raise archive.Skip("no files")
-            content_sha, size = archive.tar_gz_file(self.home, members, dst, level)
+            content_sha, size, added = archive.tar_gz_file(self.home, members, dst, level, skips)
             return SnapshotFile(name=name, source=item.source, sha256=archive.sha256_file(dst), size=size,
                                 stored_size=dst.stat().st_size, kind="tree", cls=item.cls,
-                                content_sha256=content_sha, rows={"files": len(members)})
+                                content_sha256=content_sha, rows={"files": added})
         raise ValueError(f"unknown item kind {item.kind}")
 
     # --- verify ---------------------------------------------------------------------------
@@ -199,6 +259,10 @@ class Engine:
         sid = snapdir.name
         try:
             snap = read_manifest(snapdir)
+            check_manifest(snap)
+        except confine.UnsafePath as exc:
+            refused("verify", exc, snapshot_id=sid)
+            return VerifyReply(snapshot_id=sid, ok=False, problems=[f"manifest: {exc}"])
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             return VerifyReply(snapshot_id=sid, ok=False, problems=[f"manifest: {exc}"])
         ident = keys.load_identity(identity) if identity else None
@@ -214,17 +278,29 @@ class Engine:
         return VerifyReply(snapshot_id=sid, ok=not problems, problems=problems, checked=len(snap.files))
 
     def _check(self, snapdir: Path, f: SnapshotFile, tmp: Path, ident: object) -> list[str]:
-        path = snapdir / f.name
-        if not path.is_file():
+        try:
+            fd, st = open_object(snapdir, f)
+        except FileNotFoundError:
             return ["missing"]
-        if path.stat().st_size != f.stored_size:
-            return [f"size {path.stat().st_size} != manifest {f.stored_size}"]
-        sha = archive.sha256_file(path)
-        if sha != f.sha256:
-            return [f"sha256 mismatch: stored object is {sha[:16]}…, manifest says {f.sha256[:16]}…"]
-        scratch = tmp / f"obj-{abs(hash(f.name))}"
+        except confine.UnsafePath as exc:
+            refused("verify", exc, snapshot_id=snapdir.name)
+            return [str(exc)]
+        with os.fdopen(fd, "rb") as obj:
+            if st.st_size != f.stored_size:
+                return [f"size {st.st_size} != manifest {f.stored_size}"]
+            sha = archive.sha256_fileobj(obj)
+            if sha != f.sha256:
+                return [f"sha256 mismatch: stored object is {sha[:16]}…, manifest says {f.sha256[:16]}…"]
+            obj.seek(0)
+            try:
+                return self._check_content(obj, snapdir / f.name, f, tmp / f"obj-{abs(hash(f.name))}", ident)
+            except confine.UnsafePath as exc:
+                refused("verify", exc, snapshot_id=snapdir.name, object=f.name)
+                return [str(exc)]
+
+    def _check_content(self, obj: BinaryIO, path: Path, f: SnapshotFile, scratch: Path, ident: object) -> list[str]:
         if f.kind == "sqlite":
-            content = archive.gunzip_file(path, scratch)
+            content = archive.gunzip_file(obj, scratch)
             try:
                 return check_db(scratch, f, content)
             finally:
@@ -232,22 +308,22 @@ class Engine:
         if f.kind == "git":
             return archive.git_check(path, scratch)
         if f.kind == "secrets":
-            with open(path, "rb") as fh:
-                if fh.read(len(AGE_MAGIC)) != AGE_MAGIC:
-                    return ["not an age file"]
+            data = obj.read()
+            if not data.startswith(AGE_MAGIC):
+                return ["not an age file"]
             if ident is None:
                 return []
-            raw = gzip.decompress(keys.decrypt(path.read_bytes(), ident))  # type: ignore[arg-type]
+            raw = safetar.gunzip_bytes(keys.decrypt(data, ident), confine.MAX_SECRETS_BYTES)  # type: ignore[arg-type]
             if hashlib.sha256(raw).hexdigest() != f.content_sha256:
                 return ["decrypted content sha256 mismatch"]
             with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-                tar.getmembers()
+                safetar.check_members(tar, f.name, max_bytes=confine.MAX_SECRETS_BYTES)
             return []
         if f.kind == "tree":
-            content = archive.gunzip_file(path, scratch)
+            content = archive.gunzip_file(obj, scratch, limit=confine.MAX_TAR_STREAM)
             try:
                 with tarfile.open(scratch) as tar:
-                    tar.getmembers()
+                    safetar.check_members(tar, f.name, prefix=f.source)
                 return [] if content == f.content_sha256 else ["content sha256 mismatch"]
             finally:
                 scratch.unlink(missing_ok=True)

@@ -18,3 +18,11 @@ FAILURES = Counter("hive_backup_failures_total", "Backup failures, by stage.", [
 VERIFY = Counter("hive_backup_verify_total", "Verify and restore-drill results.", ["kind", "result"])
 LAST_VERIFY_OK = Gauge("hive_backup_last_verify_ok", "1 if the last verify of a new snapshot passed, else 0.")
 SNAPSHOTS = Gauge("hive_backup_snapshots", "Complete snapshots in the local target.")
+SKIPPED = Counter(
+    "hive_backup_skipped_files_total",
+    "Files discovery left out of a snapshot: symlink, special (FIFO, socket, device), too_large, too_many, too_deep.",
+    ["reason"],
+)
+REFUSED = Counter(
+    "hive_backup_refused_total", "Snapshots refused by a restore or verify as unsafe (paths, members, sizes)."
+)
