@@ -24,6 +24,7 @@ from tests.support.procs import ServiceProcess
 
 T = TypeVar("T")
 TOKEN = "test-operator-token-0123456789"
+TEST_HOST = "testserver.local"
 AGENTS = ["alice", "manager"]
 TOMBSTONES = ["bob"]
 
@@ -135,6 +136,8 @@ def _stack(nats_url: str, hive_home: Path, real_broker: bool) -> Iterator[Stack]
 def dash_settings(hive_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("HIVE_OPERATOR_TOKEN", TOKEN)
     monkeypatch.setenv("HIVE_DASHBOARD_ADDR", f"127.0.0.1:{free_port()}")
+    # the in-process test client's host (`client` below); the Host check refuses any other
+    monkeypatch.setenv("HIVE_DASHBOARD_ALLOWED_HOSTS", TEST_HOST)
     return Settings.from_env()
 
 
@@ -142,7 +145,7 @@ def dash_settings(hive_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 async def client(dash_settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     """The app in-process (Litestar's test client), connected to NATS; not logged in."""
     app = create_app(dash_settings)
-    async with AsyncTestClient(app=app, base_url="https://testserver.local") as c:
+    async with AsyncTestClient(app=app, base_url=f"https://{TEST_HOST}") as c:
         yield c
 
 

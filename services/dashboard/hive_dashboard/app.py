@@ -8,6 +8,7 @@ from importlib.resources import files
 from typing import Any
 
 from litestar import Litestar, Response
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -20,6 +21,7 @@ from hive_dashboard.controllers.pages import PagesController
 from hive_dashboard.controllers.system import BackupsController, StreamController, healthz, metrics
 from hive_dashboard.deps import DEPENDENCIES
 from hive_dashboard.errors import EXCEPTION_HANDLERS
+from hive_dashboard.hosts import HostCheck
 from hive_dashboard.hub import Hub
 from hive_dashboard.metrics import latency_middleware
 from hive_dashboard.overview import OverviewBuilder
@@ -120,7 +122,7 @@ def create_app(
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[latency_middleware],
+        middleware=[DefineMiddleware(HostCheck, config=cfg.host_check), latency_middleware],  # Host first
         after_request=security_headers,
         openapi_config=openapi,
     )

@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from litestar.config.allowed_hosts import AllowedHostsConfig
+
+from hive_dashboard.hosts import host_config, parse_entries
 from hivewire.settings import Settings, ensure_secret_file
 
 TOKEN_FILE = "operator.token"
@@ -31,6 +34,7 @@ class DashboardConfig:
     ping_interval_s: float = 15.0  # SSE keep-alive comment
     stale_after_s: float = 10.0  # a heartbeat older than this means dead
     sse_buffer: int = 2000  # ring buffer of recent SSE events for resume
+    allowed_hosts: tuple[str, ...] = ()  # HIVE_DASHBOARD_ALLOWED_HOSTS: extra Host names (hosts.py)
     call_timeout_s: float = 3.0
     state_timeout_s: float = 0.8  # per-agent ctl.state on the overview
     extra: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +53,7 @@ class DashboardConfig:
             ping_interval_s=_float(e, "HIVE_DASHBOARD_PING_S", 15.0),
             stale_after_s=_float(e, "HIVE_DASHBOARD_STALE_S", 10.0),
             sse_buffer=int(_float(e, "HIVE_DASHBOARD_SSE_BUFFER", 2000)),
+            allowed_hosts=parse_entries(e.get("HIVE_DASHBOARD_ALLOWED_HOSTS", "")),
         )
         return replace(cfg, **overrides) if overrides else cfg
 
@@ -56,3 +61,8 @@ class DashboardConfig:
     def bind(self) -> tuple[str, int]:
         host, _, port = self.settings.dashboard_addr.rpartition(":")
         return host or "127.0.0.1", int(port or 8000)
+
+    @property
+    def host_check(self) -> AllowedHostsConfig:
+        """The Host header values the dashboard answers (hosts.py)."""
+        return host_config(self.bind, self.allowed_hosts)
