@@ -45,7 +45,7 @@ async def test_a_send_whose_reply_was_late_is_retried_and_stored_once(
     await ready(client)
     for name in ("alice", "bob"):
         await client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name=name), w.RegistryReply)
-    bridge = Bridge("alice", nats_url, send_timeout=0.5, retry_backoff=0.2)
+    bridge = Bridge("alice", client, send_timeout=0.5, retry_backoff=0.2)
 
     os.kill(broker_proc.pid, signal.SIGSTOP)  # the broker stalls: the first attempt gets no reply
     try:
@@ -55,17 +55,17 @@ async def test_a_send_whose_reply_was_late_is_retried_and_stored_once(
     finally:
         os.kill(broker_proc.pid, signal.SIGCONT)  # it now handles both attempts, same client id
     out = json.loads(await asyncio.wait_for(sending, 10))
-    await bridge.close()
     rows = stored(settings, "late but once")
     assert rows == [(out["id"], "bob")]
     await t.close()
 
 
 async def test_a_send_with_no_broker_gives_up_with_a_clear_error(nats_url: str) -> None:
-    bridge = Bridge("alice", nats_url, send_timeout=0.5, retry_backoff=0.05)
+    t = await NatsTransport.connect(nats_url, name="bridge-test", forever=False)
+    bridge = Bridge("alice", HiveClient(t), send_timeout=0.5, retry_backoff=0.05)
     started = asyncio.get_running_loop().time()
     out = await bridge.send(w.SendRequest(to="bob", body="nobody home"))
-    await bridge.close()
+    await t.close()
     assert out.startswith("error (unavailable):"), out
     assert "no service answers" in out
     # it did retry (backing off 0.05 s, then 0.1 s, ...) and it stopped: SEND_ATTEMPTS

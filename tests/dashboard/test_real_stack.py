@@ -57,7 +57,7 @@ async def real(hive_home: Path, nats_url: str, tmp_path: Path) -> AsyncIterator[
     env = {
         "HIVE_HOME": str(hive_home), "HIVE_NATS_URL": nats_url, "HIVE_METRICS_ADDR": "127.0.0.1:0",
         # what the deployer hands down to the harness it spawns (process runtime: its own env + the launch's)
-        "HIVE_DEPLOYER_RUNTIME": "process", "HIVE_DEPLOYER_ENSURE_MANAGER": "0",
+        "HIVE_DEPLOYER_RUNTIME": "process", "HIVE_ALLOW_UNCONFINED": "1", "HIVE_DEPLOYER_ENSURE_MANAGER": "0",
         "HIVE_AGENT_CMD": str(CLAUDE), "ANTHROPIC_BASE_URL": sim.url, "ANTHROPIC_API_KEY": "sk-simulator",
         "HOME": str(userhome), "HIVE_HEARTBEAT_S": "0.5", "HIVE_WAKE_POLL_S": "1", "HIVE_ALLOWED_TOOLS": "",
         "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",

@@ -19,6 +19,8 @@ from hivewire.settings import Settings
 from hivewire.wire.broker import SendReply, SendRequest
 from hivewire.wire.deployer import AgentInfo
 
+UNCONFINED = ProcessRuntime(allow_unconfined=True)  # deployer logic only: these fake harnesses run no agent CLI
+
 
 @dataclass
 class FakeBroker:
@@ -59,7 +61,7 @@ async def make_deployer(
                    **opts: Any) -> Env:
         s = settings if home is None else Settings(home=home, nats_url=settings.nats_url,
                                                    metrics_addr=settings.metrics_addr)
-        svc = DeployerService(nats_transport, s, runtime=runtime or ProcessRuntime(), options=fast_options(**opts),
+        svc = DeployerService(nats_transport, s, runtime=runtime or UNCONFINED, options=fast_options(**opts),
                               ensure_manager=ensure_manager)
         broker = FakeBroker()
         states: list[AgentInfo] = []

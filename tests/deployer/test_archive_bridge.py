@@ -109,7 +109,7 @@ async def test_approvals_from_the_broker_are_executed(deployer, nats_transport) 
 
     # apply_commit: pending -> proposal tag at once; approved -> deployed
     cfg = env.home / "agents/bob/config"
-    (cfg / "hive.env").write_text("HIVE_AGENT_PROFILE=from-broker\n")
+    (cfg / "hive.env").write_text("AGENT_PROFILE=from-broker\n")
     sha = git.commit_all(cfg, "profile")
     fake.items.append(Approval(approval_id="2", agent="bob", kind="apply_commit", requested_by="manager",
                                requested_at=2, status="pending", commit_ref=sha))
@@ -122,7 +122,7 @@ async def test_approvals_from_the_broker_are_executed(deployer, nats_transport) 
     assert git.log_subjects(env.home / "meta", 1) == [f"deploy bob deployed/2 {sha[:12]}"]
 
     # denied -> denied tag
-    (cfg / "hive.env").write_text("HIVE_AGENT_PROFILE=nope\n")
+    (cfg / "hive.env").write_text("AGENT_PROFILE=nope\n")
     sha3 = git.commit_all(cfg, "nope")
     fake.items.append(Approval(approval_id="3", agent="bob", kind="apply_commit", requested_by="manager",
                                requested_at=3, status="pending", commit_ref=sha3))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from hivewire.wire.deployer import (
     PathReply,
     SpawnRequest,
 )
+from tests.support.procs import wait_for
 
 NIX = "/usr/bin/nix-instantiate"
 
@@ -37,6 +39,17 @@ def parses(path: Path) -> bool:
 def environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(x.decode().split("=", 1) for x in raw if b"=" in x)
+
+
+def config_env(pid: int) -> dict[str, str]:
+    """The agent's `hive.env` as its harness got it (for its sandboxed CLI only)."""
+    got: dict[str, str] = json.loads(environ(pid)["HIVE_AGENT_CONFIG_ENV"])
+    return got
+
+
+@pytest.fixture(autouse=True)
+def _allow_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIVE_SANDBOX_ENV_ALLOW", "AGENT_PROFILE")  # an operator's own addition to the allowlist
 
 
 def test_pure_approval_flow(tmp_path: Path) -> None:
@@ -83,7 +96,7 @@ async def test_approve_path_over_nats(deployer) -> None:
     env = deployer
     info = await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
     cfg = env.home / "agents/alice/config"
-    sha = commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=v2\n"}, "profile v2")
+    sha = commit(cfg, {"hive.env": "AGENT_PROFILE=v2\n"}, "profile v2")
 
     prop = await env.call("propose", DeployRequest(name="alice", id="41", commit_ref=sha[:8]), DeployReply)
     assert prop.outcome == "proposed" and prop.sha == sha
@@ -97,7 +110,7 @@ async def test_approve_path_over_nats(deployer) -> None:
     agents = await env.call("list", Empty(), AgentList)
     a = agents.agents[0]
     assert a.deployed == "deployed/41" and a.pid != info.pid and a.state == "running"
-    assert environ(a.pid)["HIVE_AGENT_PROFILE"] == "v2" and environ(a.pid)["HIVE_DEPLOYED_REV"] == sha
+    assert config_env(a.pid)["AGENT_PROFILE"] == "v2" and environ(a.pid)["HIVE_DEPLOYED_REV"] == sha
     assert any("deployed/41" in b for b in env.broker.to("manager"))
     assert any("deployed/41" in b for b in env.broker.to("alice"))
 
@@ -113,20 +126,36 @@ async def test_approve_path_over_nats(deployer) -> None:
     assert git.head(env.home / "applied/alice") == sha
     assert git.log_subjects(env.home / "meta", 1) == [f"deploy alice deployed/41 {sha[:12]}"]
 
-    # a runtime failure (the new config does not come up) restores the previous deploy
+    # a config env cannot steer the harness: loader/interpreter hooks and hive settings never pass
     env.svc.deploys.probe_timeout = 3
     good_nix = repos.AGENT_NIX.format(name="alice")
-    worse = commit(cfg, {"agent.nix": good_nix, "hive.env": "HIVE_NATS_URL=nats://127.0.0.1:1\nPYTHONHOME=/nonexistent\n"},
-                   "no python")
-    rt = await env.call("approve", DeployRequest(name="alice", id="43", commit_ref=worse), DeployReply)
-    assert rt.outcome == "failed" and "runtime" in (rt.error or "")
-    c = (await env.call("list", Empty(),
-                        AgentList)).agents[0]
-    assert c.state == "running" and c.deployed == "deployed/41" and environ(c.pid)["HIVE_DEPLOYED_REV"] == sha
+    steer = commit(cfg, {"agent.nix": good_nix, "hive.env": "HIVE_NATS_URL=nats://127.0.0.1:1\nPYTHONHOME=/x\n"},
+                   "steer the harness")
+    ok = await env.call("approve", DeployRequest(name="alice", id="50", commit_ref=steer), DeployReply)
+    assert ok.outcome == "deployed", ok.error
+    c = (await env.call("list", Empty(), AgentList)).agents[0]
     assert "PYTHONHOME" not in environ(c.pid) and environ(c.pid)["HIVE_NATS_URL"] != "nats://127.0.0.1:1"
+    assert config_env(c.pid) == {}
+
+    # a runtime failure (the new deploy does not come up) restores the previous deploy
+    harness_cmd = env.svc.agents.opts.harness_cmd
+    env.svc.agents.opts.harness_cmd = "false"
+    try:
+        again = commit(cfg, {"hive.env": "AGENT_PROFILE=v4\n"}, "v4")
+        rt = await env.call("approve", DeployRequest(name="alice", id="51", commit_ref=again), DeployReply)
+    finally:
+        env.svc.agents.opts.harness_cmd = harness_cmd
+    assert rt.outcome == "failed" and "runtime" in (rt.error or "")
+
+    async def restored() -> AgentInfo | None:  # the restart that puts deployed/43 back (crash watch, backoff)
+        d = (await env.call("list", Empty(), AgentList)).agents[0]
+        return d if d.state == "running" and d.pid else None
+
+    d = await wait_for(restored, timeout=20)
+    assert d.deployed == "deployed/50" and environ(d.pid or 0)["HIVE_DEPLOYED_REV"] == steer
 
     # deny
-    other = commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=v3\n"}, "v3")
+    other = commit(cfg, {"hive.env": "AGENT_PROFILE=v3\n"}, "v3")
     await env.call("propose", DeployRequest(name="alice", id="44", commit_ref=other), DeployReply)
     denied = await env.call("deny", DeployRequest(name="alice", id="44", note="not now"), DeployReply)
     assert denied.outcome == "denied" and denied.tags == ["proposal/44", "denied/44"]

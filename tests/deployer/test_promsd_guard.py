@@ -21,7 +21,7 @@ from hivewire.settings import Settings
 
 def agents(home: Path) -> Agents:
     layout = Layout(home)
-    return Agents(layout, Store(layout), ProcessRuntime(), Settings(home=home, nats_url="nats://127.0.0.1:1"),
+    return Agents(layout, Store(layout), ProcessRuntime(allow_unconfined=True), Settings(home=home, nats_url="nats://127.0.0.1:1"),
                   NullNotifier())
 
 

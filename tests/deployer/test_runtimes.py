@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hive_deployer.runtimes import BwrapRuntime, Launch, NixosContainerRuntime, PodmanRuntime, bwrap_works, get_runtime
+from hive_deployer.runtimes import (
+    BwrapRuntime,
+    Launch,
+    NixosContainerRuntime,
+    PodmanRuntime,
+    ProcessRuntime,
+    bwrap_works,
+    get_runtime,
+)
 from hivewire import subjects
+from hivewire.errors import HiveError
 from hivewire.wire.agent import AgentState
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentInfo, NameRequest, SpawnRequest
+from hivewire.wire.deployer import AgentInfo, AgentList, NameRequest, SpawnRequest
 from tests.support.procs import wait_for
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot create namespaces here")
@@ -25,21 +35,33 @@ def launch(tmp_path: Path, argv: list[str]) -> Launch:
     return Launch("x", argv, {"HIVE_AGENT": "x"}, state, writable=[state])
 
 
-@needs_bwrap
-def test_bwrap_isolates(tmp_path: Path) -> None:
-    script = (
-        'echo "pid=$$"; touch "$PWD/ok" && echo wrote-state; '
-        f'touch {tmp_path}/home/agents/x/config/nope 2>/dev/null || echo config-ro; '
-        'touch /usr/nope 2>/dev/null || echo host-ro; hostname'
-    )
-    lc = launch(tmp_path, ["sh", "-c", script])
-    rt = BwrapRuntime("/usr/bin/bwrap")
-    out = subprocess.run(rt.argv(lc), env=rt.env(lc), capture_output=True, text=True, check=True).stdout
-    assert "wrote-state" in out and "config-ro" in out and "host-ro" in out
-    assert "hive-x" in out  # own uts namespace
-    assert int(out.split("pid=")[1].split()[0]) < 10  # own pid namespace
-    assert (lc.cwd / "ok").exists() and not (tmp_path / "home/agents/x/config/nope").exists()
-    assert get_runtime().kind == "bwrap"  # the default where bwrap works
+def test_the_default_runtime_confines_and_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HIVE_DEPLOYER_RUNTIME", raising=False)
+    assert get_runtime().kind == "bwrap"  # also where bwrap is missing: it then fails at start
+    broken = BwrapRuntime("/nonexistent/bwrap")
+    why = broken.check()
+    assert why is not None and "bubblewrap" in why and "HIVE_ALLOW_UNCONFINED=1" in why
+    lc = Launch("x", ["hive-harness"], {"HIVE_AGENT": "x"}, Path("/"))
+    assert BwrapRuntime("/usr/bin/bwrap").env(lc)["HIVE_SANDBOX"] == "bwrap"
+
+
+def test_the_process_runtime_needs_an_explicit_yes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HIVE_ALLOW_UNCONFINED", raising=False)
+    rt = ProcessRuntime()
+    assert rt.check() is not None and "HIVE_ALLOW_UNCONFINED=1" in (rt.check() or "")
+    monkeypatch.setenv("HIVE_ALLOW_UNCONFINED", "1")
+    assert rt.check() is None and not rt.confined
+    lc = Launch("x", ["hive-harness"], {"HIVE_AGENT": "x"}, Path("/"))
+    assert rt.env(lc)["HIVE_SANDBOX"] == "none"
+
+
+async def test_spawn_fails_closed_naming_the_fix(make_deployer: Any) -> None:
+    env = await make_deployer(runtime=BwrapRuntime("/nonexistent/bwrap"))
+    with pytest.raises(HiveError) as err:
+        await env.call("spawn", SpawnRequest(name="bee"), AgentInfo)
+    assert err.value.code == "unavailable" and "apt-get install bubblewrap" in err.value.message
+    a = (await env.call("list", Empty(), AgentList)).agents[0]
+    assert a.state == "stopped" and a.pid is None and "bubblewrap" in (a.last_error or "")
 
 
 @needs_bwrap
@@ -47,15 +69,14 @@ def test_bwrap_isolates(tmp_path: Path) -> None:
 async def test_bwrap_agent_answers_and_is_crash_watched(make_deployer) -> None:
     env = await make_deployer(runtime=BwrapRuntime("/usr/bin/bwrap"))
     info = await env.call("spawn", SpawnRequest(name="bee"), AgentInfo)
-    assert info.runtime == "bwrap"
+    assert info.runtime == "bwrap" and info.confined
     st = await wait_for(lambda: env.client.call(subjects.ctl("bee", "state"), Empty(), AgentState, timeout=1), 20)
     assert st.status == "online"
-    # the outer pid is bwrap; its pid namespace differs from ours
-    kids = _descendants(info.pid)
-    assert kids and any(os.readlink(f"/proc/{k}/ns/pid") != os.readlink("/proc/self/ns/pid") for k in kids)
-    # kill -9 the harness inside the sandbox: the crash watch brings it back
-    harness = max(kids)
-    os.kill(harness, 9)
+    # the harness runs on the host (it confines its agent CLI's turns), told to use bwrap
+    environ = await asyncio.to_thread(Path(f"/proc/{info.pid}/environ").read_bytes)
+    assert environ.count(b"HIVE_SANDBOX=bwrap\0") == 1
+    # kill -9 the harness: the crash watch brings it back
+    os.kill(info.pid, 9)
 
     async def back() -> bool:
         from hivewire.wire.deployer import AgentList

@@ -174,9 +174,7 @@ async def test_429_rate_limited_sentinel_park_and_retry_once(broker: Any, sim: S
 
 async def test_no_credentials_needs_login(broker: Any, sim: SimModel, harness_factory: Any, client: HiveClient,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ANTHROPIC_API_KEY")
-    base = sim.url
-    monkeypatch.delenv("ANTHROPIC_BASE_URL")
+    monkeypatch.delenv("ANTHROPIC_API_KEY")  # the model endpoint stays configured: the sandbox lets only it out
     alice = await harness_factory("alice")
     mid = await send_op(client, "alice", "are you there")
 
@@ -193,7 +191,6 @@ async def test_no_credentials_needs_login(broker: Any, sim: SimModel, harness_fa
     await client.call(subjects.ctl("alice", "login"), {"action": "cancel"}, AgentState)
     # credentials appear (an API key): online again, and the held message is handled
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-simulator")
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", base)
     await wait_for(lambda: _acked(broker, mid), timeout=60)
     st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
     assert st.status == "online"

@@ -9,6 +9,7 @@ operator (`hive.operator.*`, as the dashboard and CLI do).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -116,7 +117,8 @@ async def stack(hive_home: Path, nats_url: str, nats_transport: NatsTransport,
     bt = await NatsTransport.connect(nats_url, name="hive-broker-test", forever=False)
     dt = await NatsTransport.connect(nats_url, name="hive-deployer-test", forever=False)
     opts = Options(stop_timeout=5.0, presence_stale_s=15.0, backoff_base_s=0.2, backoff_max_s=2.0)
-    deployer = DeployerService(dt, settings, runtime=ProcessRuntime(), options=opts, ensure_manager=False)
+    unconfined = ProcessRuntime(allow_unconfined=True)
+    deployer = DeployerService(dt, settings, runtime=unconfined, options=opts, ensure_manager=False)
     stack = Stack(hive_home, HiveClient(nats_transport, timeout=20.0), deployer, settings, bt)
 
     async def on_wake(msg: Any) -> None:
@@ -149,6 +151,17 @@ def environ(pid: int) -> dict[str, str]:
     return dict(x.decode().split("=", 1) for x in raw if b"=" in x)
 
 
+def config_env(pid: int) -> dict[str, str]:
+    """The agent's `hive.env` as its harness got it (for its sandboxed CLI only)."""
+    got: dict[str, str] = json.loads(environ(pid)["HIVE_AGENT_CONFIG_ENV"])
+    return got
+
+
+@pytest.fixture(autouse=True)
+def _allow_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIVE_SANDBOX_ENV_ALLOW", "AGENT_PROFILE")  # an operator's own addition to the allowlist
+
+
 async def has_tag(repo: Path, tag: str) -> bool:
     return git.is_repo(repo) and tag in git.tags(repo)
 
@@ -161,11 +174,11 @@ async def test_apply_commit_deployed_failed_and_denied(stack: Stack) -> None:
     cfg, applied = s.home / "agents/alice/config", s.home / "applied/alice"
 
     # 1. the manager commits and asks; the deployer tags the proposal while it is pending
-    sha = commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=v2\n"}, "profile v2")
+    sha = commit(cfg, {"hive.env": "AGENT_PROFILE=v2\n"}, "profile v2")
     aid = await s.request("apply_commit", "alice", sha)
     await wait_for(lambda: has_tag(applied, f"proposal/{aid}"), timeout=20)
     assert (await s.approval(aid)).status == "pending"
-    commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=later-edit\n"}, "a later edit cannot change the proposal")
+    commit(cfg, {"hive.env": "AGENT_PROFILE=later-edit\n"}, "a later edit cannot change the proposal")
 
     # 2. the operator approves; the deployer builds and deploys; the broker records `deployed`
     await s.resolve(aid, "approve")
@@ -177,7 +190,7 @@ async def test_apply_commit_deployed_failed_and_denied(stack: Stack) -> None:
     assert git.head(applied) == sha
     a = await s.agent("alice")
     assert a is not None and a.state == "running" and a.deployed == f"deployed/{aid}" and a.pid
-    assert environ(a.pid)["HIVE_AGENT_PROFILE"] == "v2"
+    assert config_env(a.pid)["AGENT_PROFILE"] == "v2"
     # 3. the manager hears it: the broker's approval note, then the deployer's outcome, each with a wake
     await wait_for(lambda: s.system_messages("manager", f"deploy alice deployed/{aid}"))
     approved = [m for m in await s.inbox("manager") if m.kind == "approval" and m.in_reply_to == aid]
@@ -201,7 +214,7 @@ async def test_apply_commit_deployed_failed_and_denied(stack: Stack) -> None:
     await wait_for(lambda: s.system_messages("manager", f"deploy {aid2} of alice failed"))
 
     # deny: broker `denied` (stays denied), tag denied/<id> carrying the note, the manager told
-    other = commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=v3\n"}, "v3")
+    other = commit(cfg, {"hive.env": "AGENT_PROFILE=v3\n"}, "v3")
     aid3 = await s.request("apply_commit", "alice", other)
     await wait_for(lambda: has_tag(applied, f"proposal/{aid3}"), timeout=20)
     await s.resolve(aid3, "deny", "not now")
@@ -232,14 +245,14 @@ async def test_spawn_and_init_config_approvals(stack: Stack) -> None:
     assert await s.agent("bob") is None and "bob" not in await s.known()  # a config only, no agent yet
 
     # the manager edits the fresh config, then asks to spawn: bob comes up on that config
-    commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=from-manager\n"}, "bob's profile")
+    commit(cfg, {"hive.env": "AGENT_PROFILE=from-manager\n"}, "bob's profile")
     sid = await s.request("spawn", "bob")
     assert (await s.approval(sid)).status == "pending"
     await s.resolve(sid, "approve")
     await s.wait_status(sid, "deployed", timeout=60)
     info = await s.agent("bob")
     assert info is not None and info.state == "running" and info.pid
-    assert environ(info.pid)["HIVE_AGENT_PROFILE"] == "from-manager"
+    assert config_env(info.pid)["AGENT_PROFILE"] == "from-manager"
     assert (await s.answers("bob")).status in ("online", "needs_login")  # a real harness answers on NATS
     await wait_for(lambda: _contains(s.known(), "bob"))
     sent = await s.send("bob", "welcome, bob")
@@ -264,7 +277,7 @@ async def test_destroy_forgets_and_fails_pending_then_revive(stack: Stack) -> No
     await wait_for(lambda: _contains(s.known(), "carol"))
     await s.send("carol", "before")
     cfg = s.home / "agents/carol/config"
-    sha = commit(cfg, {"hive.env": "HIVE_AGENT_PROFILE=never\n"}, "pending forever")
+    sha = commit(cfg, {"hive.env": "AGENT_PROFILE=never\n"}, "pending forever")
     pending = await s.request("apply_commit", "carol", sha)
     await wait_for(lambda: has_tag(s.home / "applied/carol", f"proposal/{pending}"), timeout=20)
 
@@ -342,7 +355,7 @@ async def test_registry_updates_lost_while_the_broker_was_down_are_reconciled(st
 async def test_a_deploy_outcome_the_broker_missed_is_told_again(stack: Stack) -> None:
     s = stack
     await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="jill"), AgentInfo, timeout=30)
-    sha = commit(s.home / "agents/jill/config", {"hive.env": "HIVE_AGENT_PROFILE=j2\n"}, "j2")
+    sha = commit(s.home / "agents/jill/config", {"hive.env": "AGENT_PROFILE=j2\n"}, "j2")
     aid = await s.request("apply_commit", "jill", sha)
     await wait_for(lambda: has_tag(s.home / "applied/jill", f"proposal/{aid}"), timeout=20)
     events: list[bytes] = []

@@ -9,6 +9,7 @@ the affected agent through the `Notifier`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import sys
@@ -26,7 +27,7 @@ from hive_deployer.layout import Layout, check_name, dir_size, has_files
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import AgentRow, Store
 from hive_deployer.supervise import Procs
-from hivewire import natsauth, promsd
+from hivewire import agentenv, natsauth, promsd
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, OPERATOR
 from hivewire.settings import Settings
@@ -104,6 +105,7 @@ class Agents:
             has_credentials=has_files(self.layout.creds(row.name)), restarts=row.restarts, crashes=row.crashes,
             last_error=row.last_error, created_at=row.created_at, destroyed_at=row.destroyed_at,
             deployed=row.deployed_tag, deployed_sha=row.deployed_sha,
+            confined=self.runtime.confined,
         )
 
     async def list(self) -> list[AgentInfo]:
@@ -199,11 +201,13 @@ class Agents:
         }
         if self.settings.context_window:
             env["HIVE_CONTEXT_WINDOW"] = str(self.settings.context_window)
-        # An agent's applied config may set env, never its NATS identity.
-        env.update({k: v for k, v in (env_extra or {}).items() if k not in natsauth.IDENTITY_ENV})
-        env.update(identity)
-        # Under bwrap the agent sees none of HIVE_HOME (other agents' logins, the
-        # operator token, broker.sqlite) but its own state, creds and NATS identity.
+        # An agent's applied config (`hive.env`) reaches only its sandboxed CLI, allowlisted names only.
+        allowed, refused = agentenv.filter_config_env(env_extra or {})
+        if refused:
+            log.warning("config_env_refused", agent=name, names=refused,
+                        fix="only tuning variables pass; an operator may add names with HIVE_SANDBOX_ENV_ALLOW")
+        env["HIVE_AGENT_CONFIG_ENV"] = json.dumps(allowed, sort_keys=True)
+        env.update(identity)  # the harness's own NATS identity: it stays outside the agent's sandbox
         return Launch(name, self.harness_argv(), env, state, writable=[state, creds], meta=self.layout.meta,
                       hidden=[self.settings.home], readonly=readable)
 
@@ -217,6 +221,8 @@ class Agents:
         except Exception as exc:
             metrics.FAILURES.labels("start").inc()
             await self._set(row, "crashed" if row.state == "crashed" else "stopped", error=f"start failed: {exc}")
+            if isinstance(exc, HiveError):
+                raise
             raise HiveError("internal", f"could not start {row.name}: {exc}") from exc
         await self._set(row, "running")
 

@@ -3,10 +3,15 @@
 A runtime turns a `Launch` (argv, env, the dirs the agent may write) into
 the commands that run it:
 
-- `process`: a plain child process (no isolation);
-- `bwrap`: bubblewrap with its own mount, pid, ipc and uts namespaces; the
-  whole host is read-only except the agent's state (and creds) dirs; the
-  default where `/usr/bin/bwrap` works;
+- `bwrap` (the default): the harness, which is trusted, runs as a child
+  process on the host, and runs every agent CLI turn in a bubblewrap sandbox
+  (`hive_harness.sandbox`: own user, pid, network namespaces, a minimal
+  filesystem, an egress allowlist, hive tools only through the harness's MCP
+  socket). When bwrap cannot confine on this host, starting an agent fails
+  with an error that names the fix: never a silent fallback.
+- `process`: the same, but the agent CLI runs unconfined. Only with
+  `HIVE_ALLOW_UNCONFINED=1` in the deployer's environment; such agents are
+  listed as `unconfined`.
 - `podman` / `docker`: `run --rm` in the foreground, so the client process is
   supervised like any child (command level only: this host cannot run them);
 - `nixos-container`: `nixos-container update --flake meta#<name>` then start,
@@ -16,29 +21,24 @@ the commands that run it:
 deployer supervises the foreground process (exit = crash unless stopped on
 purpose) and the agent's presence heartbeat.
 
-NATS identity: a child never inherits the deployer's own (`env()` drops
-`HIVE_NATS_CREDS`/`_USER`/`_PASSWORD`/`_INBOX_PREFIX` of the deployer's
-environment); it gets only what its `Launch.env` names. `Launch.hidden`
-dirs (HIVE_HOME/nats: every user's credentials) are replaced by an empty
-tmpfs under bwrap, and `Launch.readonly` files (the agent's own credentials
-file) are bound back read-only, so an agent sees its own credentials and no
-one else's. The `process` runtime cannot hide anything (same uid, same
-filesystem).
+Environment: a harness gets `hivewire.agentenv.harness_env` of the
+deployer's environment (an allowlist: never the operator token or the
+deployer's own NATS identity) plus what its `Launch.env` names.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hivewire.natsauth import IDENTITY_ENV
+from hivewire import agentenv
+from hivewire.confine import FIX_BWRAP, bwrap_error
 
 RUNTIMES = ("process", "bwrap", "podman", "docker", "nixos-container")
+UNCONFINED_FIX = ("the process runtime runs agents unconfined; set HIVE_ALLOW_UNCONFINED=1 in the deployer's "
+                  "environment if that is really meant, or use the bwrap runtime (the default)")
 
 
 @dataclass
@@ -49,14 +49,19 @@ class Launch:
     cwd: Path
     writable: list[Path] = field(default_factory=list)
     meta: Path | None = None
-    hidden: list[Path] = field(default_factory=list)  # not visible inside a sandbox (secrets of others)
+    hidden: list[Path] = field(default_factory=list)  # not visible inside a container (secrets of others)
     readonly: list[Path] = field(default_factory=list)  # visible (read-only) even under a hidden dir
 
 
 class Runtime:
     kind = "process"
-    note = "plain child process, no isolation"
+    note = "plain child process; the agent CLI runs unconfined"
     tested_here = True
+    confined = False
+
+    def check(self) -> str | None:
+        """Why this runtime cannot start an agent here (None when it can)."""
+        return None
 
     def prepare(self, launch: Launch) -> list[list[str]]:
         return []
@@ -67,72 +72,40 @@ class Runtime:
     def stop_commands(self, launch: Launch) -> list[list[str]]:
         return []
 
+    def sandbox_env(self) -> dict[str, str]:
+        return {"HIVE_SANDBOX": "none", "HIVE_ALLOW_UNCONFINED": "1"}
+
     def env(self, launch: Launch) -> dict[str, str]:
-        inherited = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
-        return {**inherited, **launch.env}
+        return {**agentenv.harness_env(), **launch.env, **self.sandbox_env()}
 
 
 class ProcessRuntime(Runtime):
-    pass
+    def __init__(self, allow_unconfined: bool | None = None) -> None:
+        self.allow = allow_unconfined
+
+    def check(self) -> str | None:
+        allowed = os.environ.get("HIVE_ALLOW_UNCONFINED") == "1" if self.allow is None else self.allow
+        return None if allowed else UNCONFINED_FIX
 
 
 class BwrapRuntime(Runtime):
     kind = "bwrap"
-    note = ("bubblewrap: own mount+pid+ipc+uts namespaces, host read-only, HIVE_HOME hidden except the agent's "
-            "own state and creds dirs")
+    confined = True
+    note = ("harness on the host; each agent CLI turn in a bubblewrap sandbox: own user, pid, network namespaces, "
+            "minimal filesystem, egress allowlist, hive tools only over the harness's MCP socket")
 
     def __init__(self, binary: str = "bwrap") -> None:
         self.binary = binary
+        self._error: str | None = None
+        self._checked = False
 
-    def argv(self, launch: Launch) -> list[str]:
-        args = [
-            self.binary,
-            "--ro-bind", "/", "/",
-            "--dev", "/dev",
-            "--proc", "/proc",
-            "--tmpfs", "/tmp",
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--hostname", f"hive-{launch.name}",
-            "--die-with-parent",
-        ]
-        # The private /tmp would hide a Python or a checkout that lives under
-        # /tmp (a CI clone, a test venv): bring those back, read-only.
-        for d in _host_paths_under_tmp(launch):
-            args += ["--ro-bind", str(d), str(d)]
-        # Hidden dirs (HIVE_HOME) become empty first; the agent's own dirs are then
-        # bound back on top, so nothing else of the hive is visible inside.
-        for d in launch.hidden:
-            if d.is_dir():
-                args += ["--tmpfs", str(d)]
-        for d in launch.writable:
-            args += ["--bind", str(d), str(d)]
-        for f in launch.readonly:
-            if f.exists():
-                args += ["--ro-bind", str(f), str(f)]
-        args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(launch.cwd), "--", *launch.argv]
-        return args
+    def check(self) -> str | None:
+        if not self._checked:
+            self._error, self._checked = bwrap_error(self.binary), True
+        return f"{self._error}; to fix: {FIX_BWRAP}" if self._error else None
 
-
-def _host_paths_under_tmp(launch: Launch) -> list[Path]:
-    """Interpreter, installed code and the agent binary's dirs that sit under /tmp."""
-    import hivewire
-
-    cands = {Path(sys.prefix), Path(sys.base_prefix), Path(hivewire.__file__).resolve().parents[3]}
-    for mod in ("hive_harness", "hive_deployer"):
-        spec = importlib.util.find_spec(mod)
-        if spec is not None and spec.origin:
-            cands.add(Path(spec.origin).resolve().parents[2])
-    if launch.argv:
-        exe = shutil.which(launch.argv[0]) or launch.argv[0]
-        cands.add(Path(exe).resolve().parent)
-    for key in ("HIVE_AGENT_CMD",):
-        cmd = launch.env.get(key) or os.environ.get(key)
-        if cmd:
-            cands.add(Path(shutil.which(cmd) or cmd).resolve().parent)
-    tmp = Path("/tmp")
-    under = sorted({c.resolve() for c in cands if c.resolve().is_relative_to(tmp) and c.resolve() != tmp})
-    # keep only outermost dirs so binds do not shadow each other
-    return [p for p in under if not any(p != q and p.is_relative_to(q) for q in under)]
+    def sandbox_env(self) -> dict[str, str]:
+        return {"HIVE_SANDBOX": "bwrap", "HIVE_BWRAP": self.binary}
 
 
 class PodmanRuntime(Runtime):
@@ -189,22 +162,12 @@ class NixosContainerRuntime(Runtime):
 
 
 def bwrap_works(binary: str | None = None) -> bool:
-    path = binary or shutil.which("bwrap")
-    if not path:
-        return False
-    try:
-        proc = subprocess.run(
-            [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "true"],
-            capture_output=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+    return bwrap_error(binary or shutil.which("bwrap")) is None
 
 
 def get_runtime(kind: str | None = None) -> Runtime:
-    """`HIVE_DEPLOYER_RUNTIME` (or `kind`); default bwrap where it works, else process."""
-    kind = kind or os.environ.get("HIVE_DEPLOYER_RUNTIME") or ("bwrap" if bwrap_works() else "process")
+    """`HIVE_DEPLOYER_RUNTIME` (or `kind`); default bwrap, which fails closed where it cannot confine."""
+    kind = kind or os.environ.get("HIVE_DEPLOYER_RUNTIME") or "bwrap"
     if kind == "process":
         return ProcessRuntime()
     if kind == "bwrap":

@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from hive_deployer.runtimes import Launch, Runtime
+from hivewire.errors import HiveError
 from hivewire.procs import die_with_parent
 
 log = structlog.get_logger("hive_deployer.supervise")
@@ -63,6 +64,9 @@ class Procs:
         """Start `launch` in the runtime; raises if it cannot start or dies at once."""
         if self.pid(launch.name):
             raise RuntimeError(f"{launch.name} is already running")
+        why = await asyncio.to_thread(self.runtime.check)
+        if why is not None:  # fail closed: never a silent fallback to something weaker
+            raise HiveError("unavailable", f"cannot start {launch.name} in the {self.runtime.kind} runtime: {why}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = self.log_dir / f"{launch.name}.log"
         env = self.runtime.env(launch)

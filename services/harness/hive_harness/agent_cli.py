@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,10 +16,11 @@ from pathlib import Path
 
 import structlog
 
-from hive_harness.mcp_bridge import mcp_config, tool_names
+from hive_harness import sandbox as sb
+from hive_harness.limits import Limits
+from hive_harness.mcp_bridge import tool_names
 from hive_harness.streamjson import StreamParser, TurnSummary
 from hivewire.names import MANAGER
-from hivewire.procs import die_with_parent
 
 log = structlog.get_logger("hive_harness.agent_cli")
 
@@ -50,51 +50,82 @@ def allowed_tools(agent: str) -> list[str]:
 
 @dataclass
 class CliConfig:
+    """How this agent's CLI runs: its dirs, its sandbox, and the environment it gets."""
+
     agent: str
     state_dir: Path
     creds_dir: Path
-    nats_url: str
+    run_dir: Path  # the harness's runtime dir: MCP and egress sockets, relays (read-only inside)
+    sandbox: sb.Sandbox
     max_retries: int = 2
-    instance: str = ""  # the harness instance (as in its presence); the MCP bridge's recv names it too
+    instance: str = ""  # the harness instance (as in its presence)
+    config_env: dict[str, str] = field(default_factory=dict)  # the agent's `hive.env`, allowlisted in env()
+    limits: Limits = field(default_factory=Limits)
+    hidden: list[Path] = field(default_factory=list)
+
+    @property
+    def mcp_socket(self) -> Path:
+        return self.run_dir / "mcp.sock"
+
+    @property
+    def egress_socket(self) -> Path:
+        return self.run_dir / "egress.sock"
 
     def write_mcp_config(self) -> Path:
-        path = self.state_dir / "mcp-config.json"
-        # 0600: it may carry NATS credentials (HIVE_NATS_PASSWORD when the harness got them that way).
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(mcp_config(self.agent, self.nats_url, sys.executable), indent=2))
+        path = self.run_dir / "mcp-config.json"
+        inner = lambda p: str(self.sandbox.inner(self.spec(), p))  # noqa: E731
+        cfg = {"mcpServers": {"hive": {"type": "stdio", "command": sb.node_binary(),
+                                       "args": [inner(self.run_dir / "mcp_relay.js"), inner(self.mcp_socket)]}}}
+        path.write_text(json.dumps(cfg, indent=2))  # no secret in it: the relay holds none
         return path
 
+    def spec(self) -> sb.Spec:
+        ro = [Path(p) for p in os.environ.get("HIVE_SANDBOX_RO_PATHS", "").split(":") if p.strip()]
+        return sb.Spec(self.agent, self.state_dir, self.creds_dir, self.run_dir, agent_cmd(), ro_paths=ro,
+                       hidden=self.hidden)
+
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.setdefault("CLAUDE_CONFIG_DIR", str(self.creds_dir))
-        env["CLAUDE_CODE_MAX_RETRIES"] = os.environ.get("HIVE_CLAUDE_MAX_RETRIES", str(self.max_retries))
+        """The inner command's whole environment: an allowlist, never the harness's own env."""
+        src = os.environ
+        env = {k: v for k, v in src.items() if k in sb.INNER_PASS or sb.config_env_allowed(k)}
+        env.update(sb.filter_config_env(self.config_env)[0])
+        if self.sandbox.confined:
+            bindir = str(Path(sb.resolved_argv(agent_cmd())[0]).parent)
+            env.update(HOME=sb.INNER_HOME, USER="agent", LOGNAME="agent", SHELL="/bin/bash", TMPDIR="/tmp",
+                       PATH=f"/usr/local/bin:/usr/bin:/bin:{bindir}")
+        else:
+            env.update({k: src[k] for k in ("HOME", "PATH", "USER", "LOGNAME", "SHELL", "TMPDIR") if k in src})
+        env["CLAUDE_CONFIG_DIR"] = str(self.creds_dir)
+        env["CLAUDE_CODE_MAX_RETRIES"] = src.get("HIVE_CLAUDE_MAX_RETRIES", str(self.max_retries))
         env["HIVE_AGENT"] = self.agent
-        env["HIVE_NATS_URL"] = self.nats_url
         env["HIVE_STATE_DIR"] = str(self.state_dir)
-        if self.instance:
-            env["HIVE_INSTANCE"] = self.instance
-        env.pop("HIVE_METRICS_ADDR", None)
         # The CLI waits only 5 s for MCP servers before the first request, then answers
-        # "No such tool available: mcp__hive__… (still connecting)"; the Python bridge can
-        # take longer on a busy host. Wait for it (operators may still override both).
+        # "No such tool available: mcp__hive__… (still connecting)". Wait for ours.
         env.setdefault("MCP_CONNECTION_NONBLOCKING", "0")
         env.setdefault("MCP_CONNECT_TIMEOUT_MS", "60000")
+        env.update(self.sandbox.proxy_env())
         return env
+
+    def command(self, argv: list[str], extra_env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+        """`argv` (the inner command) wrapped in this agent's sandbox, and the env to start it with."""
+        inner = sb.resolved_argv(argv)
+        env = {**self.env(), **(extra_env or {})}
+        if not self.sandbox.confined:
+            return inner, env
+        outer_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        return self.sandbox.wrap(self.spec(), inner, env, self.state_dir), outer_env
 
     def has_credentials(self) -> bool:
         env = self.env()
         if env.get("ANTHROPIC_API_KEY") or env.get("CLAUDE_CODE_OAUTH_TOKEN") or env.get("ANTHROPIC_AUTH_TOKEN"):
             return True
-        cfg = Path(env["CLAUDE_CONFIG_DIR"])
-        return (cfg / ".credentials.json").exists()
+        return (self.creds_dir / ".credentials.json").exists()
 
     def argv(self, model: str, cont: bool) -> list[str]:
         args = [*agent_cmd(), "--print", "--verbose", "--output-format", "stream-json", "--model", model]
         if cont:
             args.append("--continue")
-        args += ["--mcp-config", str(self.write_mcp_config()), "--strict-mcp-config",
+        args += ["--mcp-config", str(self.sandbox.inner(self.spec(), self.write_mcp_config())), "--strict-mcp-config",
                  "--allowedTools", ",".join(allowed_tools(self.agent)),
                  "--append-system-prompt", system_prompt(self.agent)]
         return args
@@ -133,12 +164,12 @@ async def run_turn(cfg: CliConfig, model: str, prompt: str, cont: bool, run: Cli
                    on_events: OnEvents) -> TurnSummary:
     """Run the CLI once with `prompt` on stdin; stream parsed events to `on_events`."""
     parser = StreamParser()
-    argv = cfg.argv(model, cont)
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    argv, env = cfg.command(cfg.argv(model, cont))
     run.proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=str(cfg.state_dir), env=cfg.env(), stdin=asyncio.subprocess.PIPE,
+        *argv, cwd=str(cfg.state_dir), env=env, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=16 * 1024 * 1024,
-        preexec_fn=die_with_parent,  # a kill -9 of the harness takes its turn down too
+        preexec_fn=cfg.limits.preexec(),  # joins the agent's cgroup; a kill -9 of the harness takes its turn down
     )
     proc = run.proc
     assert proc.stdin and proc.stdout and proc.stderr
@@ -183,13 +214,12 @@ class LoginSession:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self, wait_url_s: float = 20.0) -> str | None:
-        env = self.cfg.env()
-        env.setdefault("BROWSER", "true")  # never try to open a browser on a server
-        os.makedirs(env["CLAUDE_CONFIG_DIR"], exist_ok=True)
+        os.makedirs(self.cfg.creds_dir, exist_ok=True)
+        argv, env = self.cfg.command([*agent_cmd(), "auth", "login"], {"BROWSER": "true"})  # never open a browser
         self.proc = await asyncio.create_subprocess_exec(
-            *agent_cmd(), "auth", "login", cwd=str(self.cfg.state_dir), env=env, stdin=asyncio.subprocess.PIPE,
+            *argv, cwd=str(self.cfg.state_dir), env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=self.cfg.limits.preexec(),
         )
         self._reader = asyncio.create_task(self._read())
         with contextlib.suppress(TimeoutError):

@@ -21,7 +21,6 @@ import structlog
 from hive_harness import metrics
 from hive_harness.agent_cli import CliConfig, CliRun, agent_cmd, run_turn
 from hive_harness.bus import Bus
-from hive_harness.mcp_bridge import RECV_IDS_FILE
 from hive_harness.store import TurnStatsStore
 from hive_harness.streamjson import TurnSummary
 from hivewire import subjects
@@ -106,6 +105,10 @@ class TurnLoop:
         self.parked_until = 0.0
         self.cli_missing: str | None = None
         self.turns_done = 0
+        self.received: list[str] = []  # ids the agent took itself with its recv tool: acked after the turn
+
+    def note_received(self, ids: list[str]) -> None:
+        self.received.extend(ids)
 
     # --- wake sources -----------------------------------------------------------
     def on_wake(self, w: wb.Wake) -> None:
@@ -257,10 +260,8 @@ class TurnLoop:
 
     async def _ack(self, item: WakeItem) -> None:
         ids = [item.message.id] if item.message else []
-        extra = self.cli.state_dir / RECV_IDS_FILE
-        with contextlib.suppress(OSError):
-            ids += [i for i in extra.read_text().split() if i]
-            extra.unlink()
+        ids += [i for i in self.received if i not in ids]
+        self.received = []
         if not ids:
             return
         try:

@@ -1,19 +1,18 @@
-"""The `hive` MCP server the agent CLI launches (stdio): the agent's hive tools.
+"""The `hive` MCP tools: the agent's only channel to the hive.
 
-`python -m hive_harness.mcp_bridge` with `HIVE_AGENT` and `HIVE_NATS_URL` in
-its environment (the harness writes both, and the agent's NATS credentials
-`HIVE_NATS_CREDS`/`_USER`/`_PASSWORD`/`_INBOX_PREFIX` when it has them, into
-the --mcp-config it hands the CLI). Each tool call becomes one broker / deployer request under the agent's
-own subject token and returns a readable result, or a readable error — never
-a crash of the bridge.
+They run in the harness, outside the agent's sandbox, on the harness's own
+NATS connection (the agent's identity, which the sandbox never holds); the
+agent CLI reaches them through `mcp_relay.js` and the harness's MCP socket
+(`mcp_socket`). Each tool call becomes one broker / deployer request under the
+agent's own subject token and returns a readable result, or a readable error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -22,14 +21,11 @@ from mcp.server.mcpserver import MCPServer
 from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, validate_agent_name
-from hivewire.nats_transport import NatsTransport
-from hivewire.natsauth import IDENTITY_ENV
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
 from hivewire.wire import deployer as wd
 
 AGENT_TOOLS = ("send", "recv", "ask", "answer", "remind", "get_loose_ends", "cancel_loose_end", "whoami")
-RECV_IDS_FILE = "mcp-recv-ids"
 SEND_ATTEMPTS = 3
 RETRYABLE = ("timeout", "unavailable")  # no reply, or no broker: the send may or may not be stored
 MANAGER_TOOLS = ("request_init_config", "request_apply", "request_spawn", "kill", "start", "restart")
@@ -42,26 +38,21 @@ def tool_names(agent: str) -> list[str]:
 
 
 class Bridge:
-    """Lazily connected NATS client acting as `agent`."""
+    """The tools' side of the harness: `agent`'s requests on the harness's client.
 
-    def __init__(self, agent: str, nats_url: str, *, send_timeout: float = 10.0, retry_backoff: float = 1.0) -> None:
+    `on_received` hears the ids of messages the agent took itself with `recv`,
+    so the turn loop acks them after the turn."""
+
+    def __init__(self, agent: str, client: HiveClient, *, on_received: Callable[[list[str]], None] | None = None,
+                 instance: str | None = None, send_timeout: float = 10.0, retry_backoff: float = 1.0) -> None:
         self.agent = validate_agent_name(agent, allow_reserved=True)
-        self.nats_url = nats_url
+        self._client = client
+        self.on_received = on_received
+        self.instance = instance
         self.send_timeout, self.retry_backoff = send_timeout, retry_backoff
-        self._client: HiveClient | None = None
-        self._lock = asyncio.Lock()
 
     async def client(self) -> HiveClient:
-        async with self._lock:
-            if self._client is None:
-                t = await NatsTransport.connect(self.nats_url, name=f"hive-mcp-{self.agent}", forever=False)
-                self._client = HiveClient(t, timeout=10.0)
-            return self._client
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.transport.close()
-            self._client = None
+        return self._client
 
     async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None,
                    *, attempts: int = 1) -> str:
@@ -102,15 +93,11 @@ class Bridge:
         return await self.call(subjects.deployer(verb), wd.NameRequest(name=name), wd.AgentInfo, timeout=60)
 
 
-def note_received(reply_json: str) -> None:
-    """Tell the harness which messages the agent took itself, so it acks them after the turn."""
-    sdir = os.environ.get("HIVE_STATE_DIR")
-    if not sdir or not reply_json.startswith("{"):
-        return
-    ids = [m["id"] for m in json.loads(reply_json).get("messages", [])]
-    if ids:
-        with open(os.path.join(sdir, RECV_IDS_FILE), "a") as f:
-            f.write("".join(i + "\n" for i in ids))
+def received_ids(reply_json: str) -> list[str]:
+    """The ids of the messages in a `recv` reply (none for an error text)."""
+    if not reply_json.startswith("{"):
+        return []
+    return [str(m["id"]) for m in json.loads(reply_json).get("messages", [])]
 
 
 def build_server(bridge: Bridge) -> MCPServer:
@@ -124,9 +111,11 @@ def build_server(bridge: Bridge) -> MCPServer:
     async def recv(wait_s: float = 0.0, max: int = 10) -> str:
         max_wait = 60.0
         wait = min(max_wait, wait_s) if wait_s else 0.0
-        req = wb.RecvRequest(max=max, wait_s=wait, instance=os.environ.get("HIVE_INSTANCE") or None)
+        req = wb.RecvRequest(max=max, wait_s=wait, instance=bridge.instance)
         out = await bridge.broker("recv", req, wb.RecvReply, timeout=max_wait + 5)
-        note_received(out)
+        ids = received_ids(out)
+        if ids and bridge.on_received is not None:
+            bridge.on_received(ids)
         return out
 
     @mcp.tool(description="Ask the operator (or a peer with `to`) a question; the answer arrives later as a wake.")
@@ -189,25 +178,3 @@ def build_server(bridge: Bridge) -> MCPServer:
             return await bridge.deployer("restart", name)
 
     return mcp
-
-
-def mcp_config(agent: str, nats_url: str, python: str) -> dict[str, Any]:
-    """The --mcp-config JSON that launches this bridge for `agent`."""
-    env = {"HIVE_AGENT": agent, "HIVE_NATS_URL": nats_url}
-    # The bridge's tool calls run under the agent's own NATS identity (natsauth.resolve_credentials).
-    for key in ("PYTHONPATH", "HIVE_LOG_LEVEL", *IDENTITY_ENV):
-        if os.environ.get(key):
-            env[key] = os.environ[key]
-    return {"mcpServers": {"hive": {"type": "stdio", "command": python, "args": ["-m", "hive_harness.mcp_bridge"],
-                                    "env": env}}}
-
-
-def main() -> None:
-    agent = os.environ.get("HIVE_AGENT", "")
-    url = os.environ.get("HIVE_NATS_URL", "nats://127.0.0.1:4222")
-    server = build_server(Bridge(agent, url))
-    asyncio.run(server.run_stdio_async())
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -12,15 +15,18 @@ from typing import Any
 
 import structlog
 
-from hive_harness import metrics
+from hive_harness import egress, metrics
+from hive_harness import sandbox as sb
 from hive_harness.agent_cli import CliConfig, LoginSession
 from hive_harness.bus import MODEL_RE, Bus
+from hive_harness.limits import Limits
 from hive_harness.loop import TurnLoop
+from hive_harness.mcp_bridge import Bridge, build_server
+from hive_harness.mcp_socket import McpSocketServer
 from hive_harness.store import EventStore, TurnStatsStore, events_path, turns_path
 from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
-from hivewire.runner import resolve_nats_url
 from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.transport import Msg, Subscription, Transport
@@ -54,21 +60,29 @@ class HarnessService(MicroService):
         adir = settings.agent_dir(self.agent)
         self.state_dir = adir / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        (adir / "creds").mkdir(mode=0o700, exist_ok=True)  # the sandbox binds it: it must exist
         self.events = EventStore(events_path(self.state_dir))
         self.stats = TurnStatsStore(turns_path(self.state_dir))
         model_file = Path(settings.model_file) if settings.model_file else None
         self.bus = Bus(self.agent, self.state_dir, self.events, self.publish, settings.context_window, model_file)
-        self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", resolve_nats_url(settings),
+        sandbox = sb.from_env()  # fails closed: a HiveError naming the fix when it cannot confine
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"hive-{self.agent}-"))
+        self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", self.run_dir, sandbox,
                              max_retries=int(os.environ.get("HIVE_CLAUDE_MAX_RETRIES", "2") or 2),
-                             instance=self.instance)
+                             instance=self.instance, config_env=config_env(), limits=Limits.from_env(),
+                             hidden=[settings.home])
         self.client = HiveClient(transport, timeout=5.0)
         self.loop = TurnLoop(self.bus, self.cli, self.client, self.stats)
+        bridge = Bridge(self.agent, self.client, on_received=self.loop.note_received, instance=self.instance)
+        self.mcp = McpSocketServer(self.cli.mcp_socket, build_server(bridge))
+        self.egress = egress.EgressProxy(self.cli.egress_socket, egress.allowlist(), agent=self.agent)
         self.login: LoginSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_sub: Subscription | None = None
 
     def metadata(self) -> dict[str, str]:
-        return {**super().metadata(), "agent": self.agent, "instance": self.instance}
+        return {**super().metadata(), "agent": self.agent, "instance": self.instance,
+                "sandbox": self.cli.sandbox.kind}
 
     def endpoints(self) -> list[Endpoint[Any]]:
         c = lambda verb: subjects.ctl(self.agent, verb)  # noqa: E731
@@ -147,6 +161,11 @@ class HarnessService(MicroService):
 
     # --- lifecycle ------------------------------------------------------------------
     async def on_prepare(self) -> None:
+        sb.write_run_files(self.run_dir, self.agent)
+        if self.cli.sandbox.confined:
+            await asyncio.to_thread(self.cli.limits.setup, self.agent)
+        await self.mcp.start()
+        await self.egress.start()
         await self.events.open()
         await self.stats.open()
         await self.bus.init_seq()
@@ -182,6 +201,9 @@ class HarnessService(MicroService):
                 state="offline", since=time.time(), instance=self.instance, reason="stopped", ts=time.time()))
         await self.events.close()
         await self.stats.close()
+        await self.mcp.close()
+        await self.egress.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def presence(self) -> Presence:
         b = self.bus
@@ -199,6 +221,20 @@ class HarnessService(MicroService):
             with contextlib.suppress(Exception):
                 await self.publish(subjects.presence(self.agent), self.presence())
             await asyncio.sleep(HEARTBEAT_S)
+
+
+def config_env() -> dict[str, str]:
+    """The agent's `hive.env` (from its applied config), as the deployer hands it over."""
+    raw = os.environ.get("HIVE_AGENT_CONFIG_ENV", "")
+    try:
+        env = json.loads(raw) if raw else {}
+    except ValueError:
+        log.error("bad_config_env", error="HIVE_AGENT_CONFIG_ENV is not JSON: ignored")
+        return {}
+    ok, refused = sb.filter_config_env({str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {})
+    if refused:
+        log.warning("config_env_refused", names=refused)
+    return ok
 
 
 async def build(transport: Transport, settings: Settings, metrics_url: str) -> HarnessService:

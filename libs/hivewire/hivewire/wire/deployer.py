@@ -41,6 +41,7 @@ class AgentInfo(Wire, kw_only=True):
     deployed: str | None = None
     deployed_sha: str | None = None
     purged: bool = False
+    confined: bool = True  # False: the agent CLI runs unconfined (the `process` runtime)
 
 
 class SpawnRequest(Wire, kw_only=True):
