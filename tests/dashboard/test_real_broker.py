@@ -96,6 +96,12 @@ async def test_browser_approves_in_the_real_broker(page: Page, dashboard: Dashbo
     await log_in(page, dashboard)
     ap = page.locator(f".approval[data-id='{approval_id}']")
     await ap.locator("input.note").fill("approved from the browser")
+    # its commit is in no repo here: the diff cannot be shown, so approving needs the explicit tick
+    await expect(ap.locator(".large-diff")).to_contain_text("could not be shown")
+    await ap.locator("button.approve").click()
+    await expect(page.locator("body")).to_contain_text("confirm_large")
+    assert (await approvals(real_stack)).approvals[0].status == "pending"
+    await ap.locator("input.confirm-large").check()
     await ap.locator("button.approve").click()
     await expect(page.locator("#approvals")).to_contain_text("nothing waiting for approval")
 

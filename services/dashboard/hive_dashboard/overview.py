@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -12,12 +11,13 @@ from typing import TypeVar
 
 import structlog
 
+from hive_dashboard import approvals as deploy_diffs
 from hive_dashboard.hub import Hub, PresenceView
 from hive_dashboard.schemas import AgentView, ApprovalView, BackupView, Overview, StorageView
 from hive_dashboard.upstream import Upstream
 from hivewire import subjects
 from hivewire.errors import HiveError
-from hivewire.names import OPERATOR, is_agent_name
+from hivewire.names import OPERATOR
 from hivewire.settings import Settings
 from hivewire.wire.agent import AgentState
 from hivewire.wire.backup import SnapshotList
@@ -35,9 +35,6 @@ from hivewire.wire.deployer import AgentInfo, AgentList
 
 log = structlog.get_logger("hive_dashboard.overview")
 T = TypeVar("T")
-SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
-DIFF_MAX = 64 * 1024
-_diff_cache: dict[tuple[str, str], str | None] = {}
 _size_cache: dict[Path, tuple[float, int]] = {}
 
 
@@ -52,33 +49,6 @@ def presence_label(p: PresenceView | None, status: str | None) -> str:
     if p.state == "waiting":
         return f"waiting({p.reason})" if p.reason else "waiting"
     return p.state
-
-
-async def approval_diff(settings: Settings, a: Approval) -> str | None:
-    """`git show` of the proposed commit in the agent's config repo (read-only)."""
-    if not a.commit_ref or not SHA_RE.match(a.commit_ref) or not is_agent_name(a.agent):
-        return None
-    key = (a.agent, a.commit_ref)
-    if key in _diff_cache:
-        return _diff_cache[key]
-    repo = settings.agent_dir(a.agent) / "config"
-    if not (repo / ".git").exists():
-        return None
-    proc = await asyncio.create_subprocess_exec(
-        "git", "-C", str(repo), "show", "--stat", "--patch", "--no-color", "--format=%h %s%n", a.commit_ref, "--",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return None
-    if proc.returncode != 0:
-        return None
-    text = out[:DIFF_MAX].decode(errors="replace") + ("\n… (diff truncated)" if len(out) > DIFF_MAX else "")
-    _diff_cache[key] = text
-    return text
 
 
 def dir_size(path: Path, ttl: float = 30.0) -> int:
@@ -161,15 +131,14 @@ class OverviewBuilder:
         states = await asyncio.gather(*(self.agent_state(n) for n in names))
         agents = [self.agent_view(n, infos.get(n), st) for n, st in zip(names, states, strict=True)]
         pending = approvals.approvals if approvals else []
-        diffs = await asyncio.gather(*(approval_diff(self.settings, a) for a in pending))
+        views = await asyncio.gather(*(self.approval_view(a, infos if deployed else None) for a in pending))
         msgs = messages.messages if messages else []
         storage = await asyncio.to_thread(self.storage, agents, list(infos.values()))
         return Overview(
             now=time.time(),
             agents=agents,
             tombstones=[a for a in infos.values() if a.state == "destroyed"],
-            approvals=[ApprovalView(approval=a, diff=d) for a, d in zip(approvals.approvals if approvals else [],
-                                                                        diffs, strict=True)],
+            approvals=list(views),
             questions=[q for q in (questions.questions if questions else []) if q.answered_at is None],
             inbox=[m for m in msgs if m.to == OPERATOR],
             messages=msgs,
@@ -177,6 +146,34 @@ class OverviewBuilder:
             storage=storage,
             errors=errors,
         )
+
+    async def approval_view(self, a: Approval, infos: dict[str, AgentInfo] | None) -> ApprovalView:
+        """An approval with what approving it deploys (apply_commit: the diff from the deployed commit)."""
+        if a.kind != "apply_commit" or not a.commit_ref:
+            return ApprovalView(approval=a)
+        if infos is None:
+            d = deploy_diffs.DeployDiff(None, None, error="the deployer did not say what is deployed")
+        else:
+            info = infos.get(a.agent)
+            d = await deploy_diffs.deploy_diff(self.settings, a.agent, a.commit_ref,
+                                               info.deployed_sha if info else None)
+        return ApprovalView(approval=a, diff=d.text, diff_base=d.base, diff_bytes=d.total_bytes,
+                            diff_truncated=d.truncated, diff_error=d.error, confirm_required=d.needs_confirm)
+
+    async def pending_approval(self, approval_id: str) -> ApprovalView | None:
+        """One pending approval as the home page shows it (None: not pending, the broker decides)."""
+        reply = await self.up.call(subjects.operator("approvals", "list"), ApprovalsListRequest(status="pending"),
+                                   ApprovalsListReply)
+        a = next((x for x in reply.approvals if x.approval_id == approval_id), None)
+        if a is None:
+            return None
+        infos: dict[str, AgentInfo] | None
+        try:
+            deployed = await self.up.call(subjects.deployer("list"), Empty(), AgentList)
+            infos = {i.name: i for i in deployed.agents}
+        except HiveError:
+            infos = None
+        return await self.approval_view(a, infos)
 
     def storage(self, agents: list[AgentView], infos: list[AgentInfo]) -> StorageView:
         per: dict[str, int] = {}

@@ -25,6 +25,8 @@ class Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class ResolveBody(Body, kw_only=True):
     decision: Literal["approve", "deny"]
     note: Note | None = None
+    # approving a deploy whose diff the view could not show in full (ApprovalView.confirm_required)
+    confirm_large: bool = False
 
 
 class AnswerBody(Body, kw_only=True):
@@ -84,7 +86,12 @@ class AgentView(msgspec.Struct, kw_only=True):
 
 class ApprovalView(msgspec.Struct, kw_only=True):
     approval: Approval
-    diff: str | None = None
+    diff: str | None = None  # apply_commit: commits + full diff from the deployed commit (cut at 64 KiB)
+    diff_base: str | None = None  # the deployed sha the diff starts from (None: the empty tree)
+    diff_bytes: int = 0
+    diff_truncated: bool = False
+    diff_error: str | None = None
+    confirm_required: bool = False  # approve only with confirm_large=true
 
 
 class StorageView(msgspec.Struct, kw_only=True):

@@ -7,11 +7,13 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from hive_dashboard import approvals as deploy_diffs
 from hive_dashboard.auth import api_guard
 from hive_dashboard.controllers.common import Json, act
 from hive_dashboard.deps import OverviewDep, UpDep
 from hive_dashboard.schemas import ActionResult, AnswerBody, Overview, ResolveBody, SendBody
 from hivewire import subjects
+from hivewire.errors import HiveError
 from hivewire.names import OPERATOR, validate_agent_name
 from hivewire.wire.broker import (
     ApprovalsListReply,
@@ -46,7 +48,11 @@ class BrokerController(Controller):
         return await up.call(subjects.operator("approvals", "list"), req, ApprovalsListReply)
 
     @post("/approvals/{approval_id:str}/resolve", summary="Approve or deny, with an optional note")
-    async def resolve(self, approval_id: Id, data: JSONBody[ResolveBody], up: UpDep) -> ActionResult:
+    async def resolve(self, approval_id: Id, data: JSONBody[ResolveBody], up: UpDep, ob: OverviewDep) -> ActionResult:
+        if data.decision == "approve" and not data.confirm_large:
+            view = await ob.pending_approval(approval_id)
+            if view is not None and view.confirm_required:
+                raise HiveError("bad_request", deploy_diffs.refusal(view))
         req = ResolveRequest(approval_id=approval_id, decision=data.decision, note=data.note or None)
         return await act(data.decision, up.call(subjects.operator("approvals", "resolve"), req, Json))
 

@@ -49,17 +49,26 @@
 
   function renderApprovals(items) {
     setCount("approvals-count", items.length);
-    $("approvals").replaceChildren(...(items.length ? items.map(({ approval: a, diff }) => {
+    $("approvals").replaceChildren(...(items.length ? items.map((v) => {
+      const a = v.approval, diff = v.diff;
       const note = h("input", { class: "note", placeholder: "note (optional)", "aria-label": "note" });
-      const resolve = (decision) => act(decision + " " + a.kind, "POST", `/api/approvals/${encodeURIComponent(a.approval_id)}/resolve`, { decision, note: note.value || null })
+      // a deploy whose diff is not shown in full is approved only with an explicit tick (the server checks too)
+      const confirmBox = v.confirm_required ? h("input", { type: "checkbox", class: "confirm-large", "aria-label": "confirm large deploy" }) : null;
+      const resolve = (decision) => act(decision + " " + a.kind, "POST", `/api/approvals/${encodeURIComponent(a.approval_id)}/resolve`,
+        { decision, note: note.value || null, confirm_large: decision === "approve" && !!(confirmBox && confirmBox.checked) })
         .then((r) => { if (r) load(); });
+      const base = v.diff_base ? "deployed " + v.diff_base.slice(0, 12) : "nothing deployed (whole tree)";
       return h("div", { class: "item approval", dataset: { id: a.approval_id } },
         h("div", { class: "item-head" }, h("strong", {}, a.kind.replace("_", " ")), " for ", h("a", { href: "/agents/" + a.agent }, a.agent),
           a.commit_ref ? h("code", {}, a.commit_ref.slice(0, 12)) : null,
           h("span", { class: "muted" }, " by " + a.requested_by + " · " + fmtAgo(a.requested_at))),
         a.note ? h("p", { class: "muted" }, a.note) : null,
-        diff ? h("details", { class: "diff", open: true }, h("summary", {}, "proposed diff"), h("pre", {}, diffLines(diff))) : (a.commit_ref ? h("p", { class: "muted" }, "diff not available here") : null),
+        diff ? h("details", { class: "diff", open: true }, h("summary", {}, "what deploys: " + base + " → " + (a.commit_ref || "").slice(0, 12)), h("pre", {}, diffLines(diff))) : (a.commit_ref ? h("p", { class: "muted" }, "diff not available here" + (v.diff_error ? ": " + v.diff_error : "")) : null),
+        v.confirm_required ? h("p", { class: "warn large-diff" }, v.diff_truncated
+          ? `This diff is ${fmtBytes(v.diff_bytes)}; only the first 64 KiB is shown. Approving deploys all of it.`
+          : "The diff could not be shown. Approving deploys the whole proposed tree.") : null,
         h("div", { class: "row" }, note,
+          confirmBox ? h("label", { class: "muted" }, confirmBox, " I reviewed the full diff") : null,
           h("button", { class: "ok approve", onclick: () => resolve("approve") }, "approve"),
           h("button", { class: "danger deny", onclick: () => resolve("deny") }, "deny")));
     }) : [empty("nothing waiting for approval")]));
