@@ -9,16 +9,22 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
 import pytest
 from opskit import ConnectAs, collect_leaks, collector, refused, true
 
+from hive_deployer.metrics import FAILURES
+from hive_deployer.microrelay import MicroRelay
 from hivewire import natsauth, subjects
 from hivewire.errors import HiveError
-from hivewire.nats_transport import connect_nats
+from hivewire.nats_transport import NatsTransport, connect_nats
 from hivewire.natsd import NatsServer
+from hivewire.service import Context, Endpoint, MicroService
+from hivewire.transport import Transport
+from hivewire.wire.common import Empty
 
 from support.procs import ServiceProcess, ping_names, wait_for
 
@@ -280,8 +286,11 @@ async def test_services_run_with_prepare_auth_env(auth_home: Path, auth_server: 
         op = await connect_nats(auth_server.url, "op", forever=False,
                                 credentials=natsauth.resolve_credentials(setup.env_for("operator")))
         try:
-            want = {"hive-broker", "hive-deployer", "hive-backup", "hive-harness"}
+            want = {"hive-broker", "hive-deployer", "hive-backup"}
             await wait_for(lambda: _names_ok(op, want), timeout=30, interval=0.3)
+            # the harness (as agent_manager) answers discovery only at its own subject
+            ping = await wait_for(lambda: _ask(op, subjects.harness_srv("PING", "manager")), timeout=30, interval=0.3)
+            assert ping["name"] == "hive-harness" and ping["id"] == "manager"
         finally:
             await op.close()
     except AssertionError:
@@ -297,6 +306,95 @@ async def test_services_run_with_prepare_auth_env(auth_home: Path, auth_server: 
 
 async def _names_ok(nc: nats.aio.client.Client, want: set[str]) -> bool:
     return want <= set(await ping_names(nc))
+
+
+async def _ask(nc: nats.aio.client.Client, subject: str) -> dict[str, Any] | None:
+    try:
+        reply: dict[str, Any] = json.loads((await nc.request(subject, b"", timeout=0.5)).data)
+        return reply
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        return None
+
+
+async def _gather(nc: nats.aio.client.Client, subject: str, wait: float = 0.5) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+
+    async def cb(msg: nats.aio.msg.Msg) -> None:
+        got.append(json.loads(msg.data))
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=cb)
+    await nc.publish(subject, b"", reply=inbox)
+    await asyncio.sleep(wait)
+    await sub.unsubscribe()
+    return got
+
+
+class _Harness(MicroService):
+    """What the harness registers: `hive-harness`, metadata agent=<name>, its ctl endpoints."""
+
+    name = "hive-harness"
+
+    def __init__(self, transport: Transport, agent: str) -> None:
+        super().__init__(transport)
+        self.agent = agent
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "agent": self.agent}
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        return [Endpoint("state", subjects.ctl(self.agent, "state"), Empty, self.state)]
+
+    async def state(self, ctx: Context, req: Empty) -> Empty:
+        return Empty()
+
+
+async def test_an_agent_answers_only_its_own_srv_subjects(connect_as: ConnectAs) -> None:
+    """No agent can answer `$SRV` broadcasts as a fake `hive-broker`; its own harness still
+    runs and is listed, through the deployer's relay, which drops a lying harness."""
+    alice, bob, op = await connect_as("agent_alice"), await connect_as("agent_bob"), await connect_as("operator")
+    heard, cb = collector()
+    fakes = ["$SRV.PING.hive-broker", "$SRV.INFO", "$SRV.PING", "$SRV.STATS", "$SRV.INFO.hive-harness",
+             "$SRV.>", subjects.harness_srv("PING", "bob"), "$SRV.PING.hive-broker.x"]
+    for pattern in fakes:
+        await alice.nc.subscribe(pattern, cb=cb)
+    assert len(await alice.violations()) == len(fakes)
+    assert not [r for r in await _gather(op.nc, "$SRV.INFO") if r.get("name") == "hive-broker"]
+    assert await _ask(op.nc, "$SRV.PING.hive-broker") is None
+    assert heard == []  # the requests never reached her
+
+    # Her own harness runs under her identity, with no violation, at her own subjects.
+    svc = _Harness(NatsTransport(alice.nc), "alice")
+    await svc.start()
+    info = await _ask(op.nc, subjects.harness_srv("INFO", "alice"))
+    assert info is not None and (info["name"], info["id"]) == ("hive-harness", "alice")
+    assert [e["subject"] for e in info["endpoints"]] == [subjects.ctl("alice", "state")]
+    assert len(await alice.violations(0.05)) == len(fakes)  # none added by her harness
+    assert not [r for r in await _gather(op.nc, "$SRV.PING") if r.get("name") == "hive-harness"]
+
+    # bob lies at his own subject: he claims to be the broker.
+    async def lie(msg: nats.aio.msg.Msg) -> None:
+        await msg.respond(json.dumps({"name": "hive-broker", "id": "bob", "metadata": {"agent": "bob"}}).encode())
+
+    await bob.nc.subscribe(subjects.harness_srv("PING", "bob"), cb=lie)
+    await bob.nc.flush()
+    assert await bob.violations(0.05) == []
+
+    # The deployer relays the broadcasts to the harnesses it runs, checked.
+    deployer = await connect_as("svc_deployer")
+    relay = MicroRelay(NatsTransport(deployer.nc), lambda: ["alice", "bob", "carol"])
+    await relay.start()
+    before = FAILURES.labels("srv_relay")._value.get()
+    try:
+        pings = await _gather(op.nc, "$SRV.PING")
+        assert [(p["name"], p["id"]) for p in pings] == [("hive-harness", "alice")]
+        stats = await _gather(op.nc, "$SRV.STATS.hive-harness")
+        assert [(p["name"], p["id"]) for p in stats] == [("hive-harness", "alice")]
+        assert FAILURES.labels("srv_relay")._value.get() >= before + 1  # bob's lie, dropped and counted
+        assert await deployer.violations(0.05) == []
+    finally:
+        await relay.stop()
+        await svc.stop()
 
 
 def test_hive_nats_config_cli(tmp_path: Path) -> None:

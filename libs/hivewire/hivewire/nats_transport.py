@@ -12,6 +12,7 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg as NatsMsg
 from nats.micro import add_service
+from nats.micro.service import Service, ServiceConfig, ServiceVerb, control_subject
 from prometheus_client import Counter
 
 from hivewire.errors import HiveError
@@ -193,9 +194,10 @@ class NatsTransport:
         return _NatsSub(await self.nc.subscribe(subject, queue=queue, cb=cb))
 
     async def add_service(self, spec: ServiceSpec) -> Subscription:
-        svc = await add_service(
-            self.nc, name=spec.name, version=spec.version, description=spec.description, metadata=spec.metadata
-        )
+        config = ServiceConfig(name=spec.name, version=spec.version, description=spec.description,
+                               metadata=spec.metadata)
+        svc = await add_service(self.nc, config) if spec.instance_id is None else await self._own_id_service(
+            config, spec.instance_id)
         tasks = _TaskSet()
         for ep in spec.endpoints:
             if isinstance(ep, BatchEndpointSpec):
@@ -204,6 +206,21 @@ class NatsTransport:
                 handler = _micro_handler(ep.handler, tasks)
             await svc.add_endpoint(name=ep.name, subject=ep.subject, queue_group=ep.queue_group, handler=handler)
         return _NatsService(svc, tasks)
+
+    async def _own_id_service(self, config: ServiceConfig, instance_id: str) -> Service:
+        """A micro service with a fixed id that answers PING/INFO/STATS only at
+        `$SRV.<verb>.<name>.<id>` (nats.micro's `start` would also subscribe to the
+        `$SRV.<verb>` and `$SRV.<verb>.<name>` broadcasts, which an agent's NATS user
+        may not: whoever answers those can pose as any service)."""
+        svc = Service(self.nc, config)
+        svc._id = instance_id  # nats.micro has no option for it; INFO/PING/STATS report it
+        handlers = {ServiceVerb.PING: svc._handle_ping_request, ServiceVerb.INFO: svc._handle_info_request,
+                    ServiceVerb.STATS: svc._handle_stats_request}
+        for verb, cb in handlers.items():
+            subject = control_subject(verb, name=config.name, id=instance_id)
+            svc._subscriptions[verb] = await self.nc.subscribe(subject, cb=cb)
+        await self.nc.flush()
+        return svc
 
     async def _reply(self, replies: list[tuple[str, Reply]]) -> None:
         """A turn's replies: the plain ones in one `publish_many`; those with headers

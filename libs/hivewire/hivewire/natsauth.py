@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hivewire import subjects
 from hivewire.names import MANAGER, validate_agent_name
 
 ACCOUNT = "HIVE"
@@ -92,7 +93,11 @@ def agent_permissions(name: str) -> dict[str, Any]:
     pub = [f"hive.broker.{name}.>", f"hive.agent.{name}.>"]
     if name == MANAGER:
         pub += [f"hive.deployer.{v}" for v in MANAGER_DEPLOYER_VERBS]
-    sub = [f"hive.agent.{name}.>", f"hive.deployer.state.{name}", "$SRV.>", f"{inbox_prefix(user)}.>"]
+    # Under `$SRV` only its own harness's discovery subjects (`$SRV.<verb>.hive-harness.<name>`):
+    # whoever may subscribe to the `$SRV.PING`/`$SRV.INFO` broadcasts can answer them as
+    # any service (a fake `hive-broker` in `hive status` and `nats micro ls`).
+    sub = [f"hive.agent.{name}.>", f"hive.deployer.state.{name}", subjects.harness_srv_pattern(name),
+           f"{inbox_prefix(user)}.>"]
     return _perms(pub, sub, pub_deny=["hive.operator.>", "$JS.>", "$SYS.>", "$O.>", "$KV.>"])
 
 
@@ -119,7 +124,9 @@ def _service_permissions(short: str) -> dict[str, Any]:
         )
     if short == "deployer":
         return _perms(
-            ["hive.deployer.>", "hive.session.>", "hive.operator.>", "hive.broker.*.*", "hive.agent.*.ctl.>"],
+            # `$SRV.*.hive-harness.*`: it relays discovery to the harnesses it runs (hive_deployer.microrelay)
+            ["hive.deployer.>", "hive.session.>", "hive.operator.>", "hive.broker.*.*", "hive.agent.*.ctl.>",
+             f"{subjects.SRV}.*.{subjects.HARNESS_SERVICE}.*"],
             ["hive.deployer.>", "hive.session.>", "hive.broker.changed", "hive.agent.*.presence",
              "hive.agent.*.turns", "hive.backup.done", "$SRV.>", inbox],
         )

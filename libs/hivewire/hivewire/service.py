@@ -101,6 +101,14 @@ class MicroService:
             meta["metrics_url"] = self.metrics_url
         return meta
 
+    def instance_id(self) -> str | None:
+        """A fixed micro id for a service run under an agent's NATS identity, which
+        then answers discovery only at `$SRV.<verb>.<name>.<id>` (its NATS user may
+        subscribe to nothing else under `$SRV`; see `subjects.srv`). Default: the
+        `agent` in `metadata()` (the harness: `hive-harness.<agent>`), else None
+        (a random id, answering the `$SRV.<verb>` broadcasts too)."""
+        return self.metadata().get("agent") or None
+
     async def on_prepare(self) -> None:
         """Hook to open stores; runs before any endpoint can receive a request."""
 
@@ -127,6 +135,7 @@ class MicroService:
                 else EndpointSpec(ep.name, ep.subject, self._wrap(ep), ep.queue_group)
                 for ep in self.endpoints()
             ],
+            instance_id=self.instance_id(),
         )
         self._handle = await self.transport.add_service(spec)
         await self.on_start()

@@ -169,6 +169,37 @@ def backup(verb: str) -> str:
     return f"hive.backup.{verb}"
 
 
+# --- NATS micro discovery ($SRV) ---------------------------------------------
+# nats.micro answers PING/INFO/STATS at `$SRV.<verb>` (every service),
+# `$SRV.<verb>.<name>` (every instance of a kind) and `$SRV.<verb>.<name>.<id>`.
+# A service run under an agent's NATS identity (the harness) answers only at
+# its own `$SRV.<verb>.hive-harness.<agent>` (hivewire.natsauth lets it
+# subscribe to nothing else there); the deployer relays the broadcasts to the
+# harnesses it runs (hive_deployer.microrelay).
+SRV = "$SRV"
+SRV_VERBS = ("PING", "INFO", "STATS")
+HARNESS_SERVICE = "hive-harness"
+
+
+def srv(verb: str, name: str | None = None, id: str | None = None) -> str:
+    """`$SRV.<verb>[.<name>[.<id>]]`."""
+    if verb not in SRV_VERBS:
+        raise ValueError(f"unknown micro verb {verb!r}")
+    if id is not None and name is None:
+        raise ValueError("a micro id needs a service name")
+    return ".".join(p for p in (SRV, verb, name, id) if p is not None)
+
+
+def harness_srv(verb: str, agent: str) -> str:
+    """`$SRV.<verb>.hive-harness.<agent>`: the one discovery subject an agent's harness answers."""
+    return srv(verb, HARNESS_SERVICE, validate_agent_name(agent, allow_reserved=True))
+
+
+def harness_srv_pattern(agent: str) -> str:
+    """`$SRV.*.hive-harness.<agent>`: those subjects for every verb (an agent's NATS permission)."""
+    return f"{SRV}.*.{HARNESS_SERVICE}.{validate_agent_name(agent, allow_reserved=True)}"
+
+
 def token(subject: str, index: int) -> str:
     """The `index`-th dot-separated token of `subject` ('' when absent)."""
     parts = subject.split(".")

@@ -71,6 +71,10 @@ class ServiceSpec:
     description: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     endpoints: list[EndpointSpec | BatchEndpointSpec] = field(default_factory=list)
+    # A fixed micro id: the service then answers PING/INFO/STATS only at
+    # `$SRV.<verb>.<name>.<id>`, not at the `$SRV.<verb>[.<name>]` broadcasts (an
+    # agent's NATS user may subscribe to nothing else under `$SRV`).
+    instance_id: str | None = None
 
 
 class Subscription(Protocol):

@@ -16,6 +16,7 @@ from hive_deployer.bridge import BrokerBridge
 from hive_deployer.deploys import Deploys
 from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
+from hive_deployer.microrelay import MicroRelay, running
 from hive_deployer.runtimes import Runtime, get_runtime
 from hive_deployer.sessions import Sessions
 from hive_deployer.store import AgentRow, Store
@@ -145,6 +146,7 @@ class DeployerService(MicroService):
         self.deploys = Deploys(self.agents)
         self.sessions = Sessions(self.layout, self.store, self.runtime, settings, nats_url)
         self.bridge = BrokerBridge(transport, self.deploys)
+        self.srv_relay = MicroRelay(transport, running(self.agents.procs))  # harnesses in `$SRV` discovery
         self.retention = retention.Policy.from_env()
         self.ensure_manager = env_flag("HIVE_DEPLOYER_ENSURE_MANAGER") if ensure_manager is None else ensure_manager
         self.registry_sync_s = float(os.environ.get("HIVE_DEPLOYER_REGISTRY_SYNC_S", "30"))
@@ -202,6 +204,7 @@ class DeployerService(MicroService):
                 log.error("ensure_manager_failed", error=exc.message)
         await self.agents.refresh_gauge()
         await self.bridge.start()
+        await self.srv_relay.start()
         self._tasks += [
             asyncio.create_task(self._presence_loop(), name="presence-watch"),
             asyncio.create_task(self._retention_loop(), name="events-retention"),
@@ -210,6 +213,7 @@ class DeployerService(MicroService):
 
     async def on_stop(self) -> None:
         await cancel_and_wait(*self._tasks)
+        await self.srv_relay.stop()
         await self.bridge.stop()
         for sub in self._subs:
             await sub.unsubscribe()
