@@ -89,3 +89,21 @@ def test_hive_up_leaves_nothing_readable_by_others(tmp_path: Path) -> None:
                 up.wait()
         log.close()
     assert open_bits(home) == {}
+
+
+def test_operator_token_reaches_only_the_dashboard(tmp_path: Path) -> None:
+    """`hive up` passes HIVE_OPERATOR_TOKEN from its own environment to the dashboard only:
+    the deployer hands its environment on to agents."""
+    from hivewire.cli.up import service_specs
+    from hivewire.settings import Settings
+
+    s = Settings.from_env({"HIVE_HOME": str(tmp_path), "HIVE_OPERATOR_TOKEN": "sekret"})
+    specs = {c.name: c.env for c in service_specs(s, "nats://127.0.0.1:1")}
+    assert set(specs) == {"broker", "deployer", "dashboard", "backup"}
+    assert specs["dashboard"]["HIVE_OPERATOR_TOKEN"] == "sekret"
+    for short in ("broker", "deployer", "backup"):
+        # "" overrides what the supervisor inherits from os.environ, and Settings reads it as unset
+        assert specs[short]["HIVE_OPERATOR_TOKEN"] == "", short
+        assert Settings.from_env({**os.environ, **specs[short]}).operator_token is None
+    unset = {c.name: c.env for c in service_specs(Settings(home=tmp_path), "nats://127.0.0.1:1")}
+    assert all(env["HIVE_OPERATOR_TOKEN"] == "" for env in unset.values())  # the dashboard reads operator.token

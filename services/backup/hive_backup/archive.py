@@ -267,11 +267,12 @@ def gzip_file(src: Path, dst: Path, level: int) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def gunzip_file(src: Path | BinaryIO, dst: Path, limit: int = confine.MAX_MEMBER_BYTES) -> str:
+def gunzip_file(src: Path | BinaryIO, dst: Path, limit: int | None = None) -> str:
     """Decompress `src` (a path or an open file) to `dst`, flushed as it goes; returns the content sha256.
 
     Raises on a bad stream, and (UnsafePath) on more than `limit` bytes of content: a gzip bomb.
     """
+    limit = confine.MAX_MEMBER_BYTES if limit is None else limit
     h = hashlib.sha256()
     size = 0
     tmp = dst.with_name(dst.name + ".tmp")

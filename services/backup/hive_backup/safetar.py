@@ -29,8 +29,9 @@ from hive_backup.confine import UnsafePath
 
 # --- writing -------------------------------------------------------------------------------
 def add_files(tar: tarfile.TarFile, home: Path, rels: Iterable[str], skips: confine.Skips,
-              max_bytes: int = confine.MAX_TAR_BYTES) -> int:
+              max_bytes: int | None = None) -> int:
     """Add the regular files home/<rel> as plain file members; returns how many went in."""
+    max_bytes = confine.MAX_TAR_BYTES if max_bytes is None else max_bytes
     added = total = 0
     hfd = confine.open_root(home)
     try:
@@ -78,8 +79,9 @@ def gunzip_bytes(data: bytes, limit: int) -> bytes:
 
 
 def check_members(tar: tarfile.TarFile, where: str, *, prefix: str | None = None,
-                  max_bytes: int = confine.MAX_TAR_BYTES) -> list[tarfile.TarInfo]:
+                  max_bytes: int | None = None) -> list[tarfile.TarInfo]:
     """Every member, checked before anything is extracted; raises UnsafePath naming the first bad one."""
+    max_bytes = confine.MAX_TAR_BYTES if max_bytes is None else max_bytes
     out: list[tarfile.TarInfo] = []
     seen: set[str] = set()
     total = 0

@@ -33,6 +33,7 @@ log = structlog.get_logger("hive.up")
 # Services `hive up` runs. Harnesses are not among them: the deployer owns
 # agent processes and spawns the `manager` agent at its start if it is absent.
 SERVICES = ("broker", "deployer", "dashboard", "backup")
+OPERATOR_TOKEN_ENV = "HIVE_OPERATOR_TOKEN"
 
 
 def service_specs(
@@ -46,6 +47,9 @@ def service_specs(
     """
     base = {"HIVE_HOME": str(s.home), "HIVE_NATS_URL": nats_url}
     base.update(dict.fromkeys(natsauth.IDENTITY_ENV, ""))  # whatever identity the operator's shell carries
+    # The operator token reaches only the dashboard (the one service that checks it): the
+    # deployer passes its environment on to agents. Unset, the dashboard reads operator.token.
+    base[OPERATOR_TOKEN_ENV] = ""
     if no_auth:
         base["HIVE_NATS_CREDS"] = "none"
     specs = []
@@ -54,6 +58,8 @@ def service_specs(
         if auth is not None:
             env.update(auth.env_for(short))
         env.update((extra_env or {}).get(short, {}))
+        if short == "dashboard" and s.operator_token:
+            env[OPERATOR_TOKEN_ENV] = s.operator_token
         specs.append(ChildSpec(short, [sys.executable, "-m", f"hive_{short}"], env))
     return specs
 
