@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hive_backup import confine, safetar
+from hivewire import safegit
+from hivewire.errors import HiveError
 
 CHUNK = 1 << 20
 # Written data is flushed to disk in bounded chunks as it goes: one big fsync at
@@ -321,40 +323,41 @@ def tar_gz_file(home: Path, rels: Iterable[str], dst: Path, level: int, skips: c
 
 
 # --- git ---------------------------------------------------------------------------------
-def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+# Hardened git only (hivewire.safegit): a repo backed up may be an agent's config repo, so its
+# config, hooks and attributes must never run; bundles are made without git opening the repo.
+def _git(*args: str, cwd: Path | None = None, git_dir: Path | None = None,
+         local: bool = False) -> subprocess.CompletedProcess[str]:
+    return safegit.run(*args, cwd=cwd, git_dir=git_dir, local=local)
 
 
 def git_bundle(repo: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    heads = _git("-C", str(repo), "for-each-ref", "--count=1", "refs/")
-    if heads.returncode != 0:
-        raise RuntimeError(f"git for-each-ref failed: {heads.stderr.strip()}")
-    if not heads.stdout.strip():
+    git_dir = repo / ".git" if os.path.lexists(repo / ".git") else repo
+    try:
+        made = safegit.bundle_create(git_dir, tmp)
+    except HiveError as exc:
+        raise RuntimeError(f"git bundle of {repo.name}: {exc.message}") from None
+    if not made:
         raise Skip("repository has no commits")
-    r = _git("-C", str(repo), "bundle", "create", str(tmp), "--all")
-    if r.returncode != 0:
-        raise RuntimeError(f"git bundle create failed: {r.stderr.strip()}")
     publish(tmp, dst)
 
 
 def git_restore(bundle: Path, dest: Path) -> None:
     """Recreate a repo (every ref, and a checked-out work tree) from a bundle."""
     dest.mkdir(parents=True, exist_ok=True)
-    r = _git("clone", "--quiet", "--mirror", str(bundle), str(dest / ".git"))
+    r = _git("clone", "--quiet", "--mirror", str(bundle), str(dest / ".git"), local=True)
     if r.returncode != 0:
         raise RuntimeError(f"git clone from bundle failed: {r.stderr.strip()}")
     for args in (("config", "core.bare", "false"), ("remote", "remove", "origin"), ("checkout", "-f", "--quiet")):
-        r = _git("-C", str(dest), *args)
+        r = _git(*args, cwd=dest)
         if r.returncode != 0 and args[0] != "checkout":
             raise RuntimeError(f"git {' '.join(args)} failed: {r.stderr.strip()}")
 
 
 def git_check(bundle: Path, scratch: Path) -> list[str]:
-    r = _git("clone", "--quiet", "--bare", str(bundle), str(scratch))
+    r = _git("clone", "--quiet", "--bare", str(bundle), str(scratch), local=True)
     if r.returncode != 0:
         return [f"bundle does not clone: {r.stderr.strip()[:300]}"]
-    r = _git("-C", str(scratch), "fsck", "--no-dangling")
+    r = _git("fsck", "--no-dangling", git_dir=scratch)
     return [] if r.returncode == 0 else [f"git fsck: {r.stderr.strip()[:300]}"]
