@@ -89,6 +89,14 @@ def test_busy_dashboard_port_falls_back_and_ready_block_tells_the_truth(tmp_path
         assert not [line for line in console.splitlines() if line.lstrip().startswith("{")], console
         logged = [json.loads(line) for line in (home / "run" / "logs" / "hive-up.log").read_text().splitlines()]
         assert any(rec["event"] == "child_started" for rec in logged)
+        # `hive status | cat`: whole tab-separated rows; each hive-harness names its agent
+        harness: list[str] = []
+        deadline = time.monotonic() + 60
+        while not harness and time.monotonic() < deadline:
+            out = subprocess.run([sys.executable, "-m", "hivewire.cli", "status"], env=env, capture_output=True,
+                                 text=True, timeout=30, check=False).stdout
+            harness = [line for line in out.splitlines() if line.startswith("hive-harness\t")]
+        assert harness and harness[0].split("\t")[1] == "manager", out
         up.send_signal(signal.SIGTERM)
         assert up.wait(15) == 0
         assert "stopped" in out_path.read_text()

@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 import msgspec
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn, TextColumn
-from rich.table import Table
 
 from hive_backup.config import load_config
 from hive_backup.ops import Backups
 from hivewire import subjects
-from hivewire.cli.app import console, err_console, print_json, run_client, settings
+from hivewire.cli.app import JSON_HELP, console, err_console, print_json, print_rows, run_client, settings
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
 from hivewire.transport import Msg
@@ -44,6 +43,10 @@ T = TypeVar("T")
 LONG_S = 6 * 3600.0
 
 backup_app = typer.Typer(help="Backups: snapshots, verify, restore, retention.", no_args_is_help=True)
+TARGET = typer.Option("local", help="Where the snapshots are: local, or a target named in backup/config.toml.")
+OFFLINE = typer.Option(False, help="Run in this process instead of asking hive-backup (Hive down, or no NATS).")
+JSON = typer.Option(False, "--json", help=JSON_HELP)
+SNAPSHOT = typer.Argument(..., help="The snapshot id (`hive backup list`).")
 
 
 class Bars:
@@ -116,8 +119,8 @@ def _summary(snap: Snapshot) -> None:
 @backup_app.command("run")
 def run_cmd(
     cls: list[str] = typer.Option([], "--class", "-c", help="databases, secrets, repos, bulky (default: all)"),
-    offline: bool = typer.Option(False, help="run in this process instead of asking hive-backup"),
-    json: bool = typer.Option(False, "--json"),
+    offline: bool = OFFLINE,
+    json: bool = JSON,
 ) -> None:
     """Take a snapshot now (then verify it and run a restore drill)."""
     snap = _do(offline, lambda b: b.run(cls),
@@ -128,19 +131,17 @@ def run_cmd(
 
 
 @backup_app.command("list")
-def list_cmd(target: str = typer.Option("local"), offline: bool = typer.Option(False),
-             json: bool = typer.Option(False, "--json")) -> None:
+def list_cmd(target: str = TARGET, offline: bool = OFFLINE, json: bool = JSON) -> None:
     """Complete snapshots, newest first."""
     snaps = _do(offline, lambda b: b.list(target),
                 lambda c: _snaps(c.call(subjects.backup("list"), ListRequest(target=target), SnapshotList)))
     if json:
         print_json(snaps)
         return
-    table = Table("snapshot", "classes", "objects", "bytes", "verified")
-    for s in snaps:
-        table.add_row(s.snapshot_id, ",".join(s.classes), str(len(s.files)), str(s.bytes),
-                      {True: "ok", False: "[red]FAILED[/red]", None: "-"}[s.verified])
-    console.print(table)
+    print_rows(("snapshot", "classes", "objects", "bytes", "verified"), (
+        (s.snapshot_id, ",".join(s.classes), str(len(s.files)), str(s.bytes),
+         {True: "ok", False: "FAILED", None: "-"}[s.verified]) for s in snaps),
+        empty="no backups yet (take one with `hive backup run`)")
 
 
 async def _snaps(reply: Awaitable[SnapshotList]) -> list[Snapshot]:
@@ -148,8 +149,9 @@ async def _snaps(reply: Awaitable[SnapshotList]) -> list[Snapshot]:
 
 
 @backup_app.command("verify")
-def verify_cmd(snapshot_id: str, identity: Path | None = typer.Option(None, help="age identity: also check secrets"),
-               target: str = typer.Option("local"), offline: bool = typer.Option(False)) -> None:
+def verify_cmd(snapshot_id: str = SNAPSHOT,
+               identity: Path | None = typer.Option(None, help="age identity: also check secrets"),
+               target: str = TARGET, offline: bool = OFFLINE) -> None:
     """Re-check sha256, decompress, open, integrity_check, row counts."""
     ident = str(identity.absolute()) if identity else None
     rep = _do(offline, lambda b: b.verify(snapshot_id, target, ident),
@@ -167,13 +169,13 @@ def verify_cmd(snapshot_id: str, identity: Path | None = typer.Option(None, help
 
 @backup_app.command("restore")
 def restore_cmd(
-    snapshot_id: str,
+    snapshot_id: str = SNAPSHOT,
     dest: Path | None = typer.Argument(None, help="scratch directory (empty or absent)"),
     identity: Path | None = typer.Option(None, help="age identity file, to restore secrets"),
     in_place: bool = typer.Option(False, "--in-place", help="restore into HIVE_HOME; Hive must be stopped"),
     only: list[str] = typer.Option([], "--only", help="restore only these sources (paths in HIVE_HOME)"),
-    target: str = typer.Option("local"),
-    offline: bool = typer.Option(False),
+    target: str = TARGET,
+    offline: bool = OFFLINE,
 ) -> None:
     """Restore a snapshot to a scratch dir, or (with --in-place, Hive stopped) into HIVE_HOME."""
     if in_place:
@@ -195,8 +197,8 @@ def restore_cmd(
 
 
 @backup_app.command("prune")
-def prune_cmd(dry_run: bool = typer.Option(False, "--dry-run"), target: str = typer.Option("local"),
-              offline: bool = typer.Option(False)) -> None:
+def prune_cmd(dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be deleted."),
+              target: str = TARGET, offline: bool = OFFLINE) -> None:
     """Apply retention (GFS; the newest good snapshot is always kept)."""
     rep = _do(offline, lambda b: b.prune(target, dry_run),
               lambda c: c.call(subjects.backup("prune"), PruneRequest(dry_run=dry_run, target=target), PruneReply))

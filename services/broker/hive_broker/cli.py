@@ -11,10 +11,9 @@ import time
 from datetime import UTC, datetime
 
 import typer
-from rich.table import Table
 
 from hivewire import subjects
-from hivewire.cli.app import console, err_console, print_json, run_client, settings
+from hivewire.cli.app import JSON_HELP, console, err_console, is_tty, print_json, print_rows, run_client, settings
 from hivewire.names import OPERATOR
 from hivewire.service import HiveClient
 from hivewire.wire import broker as w
@@ -24,15 +23,19 @@ def _ts(t: float | None) -> str:
     return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _messages_table(msgs: list[w.Message]) -> Table:
-    table = Table()
-    for col in ("id", "sent", "from", "to", "state", "body"):
-        table.add_column(col)
-    for m in msgs:
-        state = "acked" if m.acked_at else ("in flight" if m.delivered_at else "unread")
-        body = m.body if len(m.body) <= 100 else m.body[:97] + "..."
-        table.add_row(m.id, _ts(m.sent_at), m.sender, m.to, state, body)
-    return table
+def _messages(msgs: list[w.Message], empty: str) -> None:
+    """A terminal shortens long bodies to 100 characters; a pipe gets every body whole."""
+    def body(m: w.Message) -> str:
+        return m.body if not is_tty() or len(m.body) <= 100 else m.body[:97] + "..."
+
+    print_rows(("id", "sent", "from", "to", "state", "body"), (
+        (m.id, _ts(m.sent_at), m.sender, m.to, "acked" if m.acked_at else ("in flight" if m.delivered_at else "unread"),
+         body(m)) for m in msgs), empty=empty)
+
+
+LIMIT = typer.Option(50, help="At most this many messages.")
+JSON = typer.Option(False, "--json", help=JSON_HELP)
+AGENT = typer.Option(None, "--agent", help="Only messages from or to this agent.")
 
 
 def register(app: typer.Typer) -> None:
@@ -46,12 +49,12 @@ def register(app: typer.Typer) -> None:
     @app.command("send")
     def send(
         to: str = typer.Argument(..., help="An agent, `operator`, or `*` for every agent."),
-        body: str = typer.Argument(...),
+        body: str = typer.Argument(..., help="The message text."),
         sender: str = typer.Option(OPERATOR, "--as", help="Send as this agent (default: operator)."),
         client_id: str = typer.Option(
             None, "--id", help="Client id: a retry with it within the broker's duplicate window "
             "(HIVE_BROKER_DEDUP_WINDOW_S, default 24 h) stores the message once."),
-        in_reply_to: str = typer.Option(None, "--in-reply-to"),
+        in_reply_to: str = typer.Option(None, "--in-reply-to", help="The id of the message this answers."),
     ) -> None:
         """Send a message through the broker."""
 
@@ -66,8 +69,8 @@ def register(app: typer.Typer) -> None:
     def inbox(
         agent: str = typer.Argument(OPERATOR, help="Whose inbox (default: the operator's)."),
         unread: bool = typer.Option(False, "--unread", help="Only messages not acked yet."),
-        limit: int = typer.Option(50),
-        as_json: bool = typer.Option(False, "--json"),
+        limit: int = LIMIT,
+        as_json: bool = JSON,
     ) -> None:
         """Show an inbox, newest first."""
 
@@ -76,13 +79,16 @@ def register(app: typer.Typer) -> None:
             return await c.call(subjects.operator("messages", "list"), req, w.MessagesListReply)
 
         reply = run_client(go)
-        print_json(reply) if as_json else console.print(_messages_table(reply.messages))
+        empty = f"no {'unread ' if unread else ''}messages for {agent}"
+        print_json(reply) if as_json else _messages(reply.messages, empty)
 
     @approvals_app.command("list")
     def approvals_list(
         all_: bool = typer.Option(False, "--all", help="Every approval, not only pending ones."),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: bool = JSON,
     ) -> None:
+        """Approvals (deploys agents asked for), pending ones unless --all."""
+
         async def go(c: HiveClient) -> w.ApprovalsListReply:
             req = w.ApprovalsListRequest(status="all" if all_ else "pending")
             return await c.call(subjects.operator("approvals", "list"), req, w.ApprovalsListReply)
@@ -91,13 +97,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(reply)
             return
-        table = Table()
-        for col in ("id", "requested", "by", "kind", "agent", "commit", "status", "note"):
-            table.add_column(col)
-        for a in reply.approvals:
-            table.add_row(a.approval_id, _ts(a.requested_at), a.requested_by, a.kind, a.agent, a.commit_ref or "-",
-                          a.status, a.note or "")
-        console.print(table)
+        print_rows(("id", "requested", "by", "kind", "agent", "commit", "status", "note"), (
+            (a.approval_id, _ts(a.requested_at), a.requested_by, a.kind, a.agent, a.commit_ref or "-", a.status,
+             a.note or "-") for a in reply.approvals), empty="no approvals" if all_ else "no pending approvals")
 
     def _resolve(approval_id: str, decision: str, note: str | None) -> None:
         async def go(c: HiveClient) -> w.Approval:
@@ -107,19 +109,26 @@ def register(app: typer.Typer) -> None:
         a = run_client(go)
         console.print(f"approval {a.approval_id} ({a.kind} for {a.agent}): {a.status}")
 
+    ID = typer.Argument(..., help="The approval's id (`hive approvals list`).")
+    NOTE = typer.Option(None, "--note", help="A note for the agent that asked.")
+
     @approvals_app.command("approve")
-    def approve(approval_id: str, note: str = typer.Option(None, "--note")) -> None:
+    def approve(approval_id: str = ID, note: str = NOTE) -> None:
+        """Approve: the deployer builds and deploys it."""
         _resolve(approval_id, "approve", note)
 
     @approvals_app.command("deny")
-    def deny(approval_id: str, note: str = typer.Option(None, "--note")) -> None:
+    def deny(approval_id: str = ID, note: str = NOTE) -> None:
+        """Deny: nothing is deployed; the agent is told (with the note)."""
         _resolve(approval_id, "deny", note)
 
     @questions_app.command("list")
     def questions_list(
         all_: bool = typer.Option(False, "--all", help="Answered ones too."),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: bool = JSON,
     ) -> None:
+        """Questions agents asked the operator, open ones unless --all."""
+
         async def go(c: HiveClient) -> w.QuestionsListReply:
             req = w.QuestionsListRequest(open_only=not all_)
             return await c.call(subjects.operator("questions", "list"), req, w.QuestionsListReply)
@@ -128,21 +137,21 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(reply)
             return
-        table = Table()
-        for col in ("id", "asked", "asker", "to", "question", "options", "deadline", "answer"):
-            table.add_column(col)
-        for q in reply.questions:
-            answer = ", ".join(q.answer) if isinstance(q.answer, list) else (q.answer or "")
-            opts = " | ".join(q.options) + (" (multi)" if q.multi else "")
-            table.add_row(q.question_id, _ts(q.asked_at), q.asker, q.to, q.question, opts, _ts(q.deadline_at), answer)
-        console.print(table)
+        def answer(q: w.Question) -> str:
+            return (", ".join(q.answer) if isinstance(q.answer, list) else q.answer) or "-"
+
+        print_rows(("id", "asked", "asker", "to", "question", "options", "deadline", "answer"), (
+            (q.question_id, _ts(q.asked_at), q.asker, q.to, q.question,
+             " | ".join(q.options) + (" (multi)" if q.multi else "") or "-", _ts(q.deadline_at), answer(q))
+            for q in reply.questions), empty="no questions" if all_ else "no open questions")
 
     @questions_app.command("answer")
     def questions_answer(
-        question_id: str,
+        question_id: str = typer.Argument(..., help="The question's id (`hive questions list`)."),
         answer: list[str] = typer.Argument(..., help="The answer; several words pick several options (multi)."),
         choices: bool = typer.Option(False, "--choices", help="Treat each argument as one chosen option."),
     ) -> None:
+        """Answer an agent's question."""
         value: str | list[str] = answer if choices else " ".join(answer)
 
         async def go(c: HiveClient) -> w.AnswerReply:
@@ -154,10 +163,10 @@ def register(app: typer.Typer) -> None:
 
     @messages_app.command("search")
     def messages_search(
-        query: str,
-        agent: str = typer.Option(None, "--agent"),
-        limit: int = typer.Option(50),
-        as_json: bool = typer.Option(False, "--json"),
+        query: str = typer.Argument(..., help="Words to find (full-text search syntax)."),
+        agent: str = AGENT,
+        limit: int = LIMIT,
+        as_json: bool = JSON,
     ) -> None:
         """Full-text search over message bodies."""
 
@@ -166,29 +175,34 @@ def register(app: typer.Typer) -> None:
             return await c.call(subjects.operator("messages", "search"), req, w.MessagesListReply)
 
         reply = run_client(go)
-        print_json(reply) if as_json else console.print(_messages_table(reply.messages))
+        print_json(reply) if as_json else _messages(reply.messages, f"no messages match {query!r}")
 
     @messages_app.command("list")
     def messages_list(
-        agent: str = typer.Option(None, "--agent"),
-        unread: bool = typer.Option(False, "--unread"),
-        limit: int = typer.Option(50),
-        before_id: str = typer.Option(None, "--before-id"),
-        as_json: bool = typer.Option(False, "--json"),
+        agent: str = AGENT,
+        unread: bool = typer.Option(False, "--unread", help="Only messages not acked yet."),
+        limit: int = LIMIT,
+        before_id: str = typer.Option(None, "--before-id", help="Only messages older than this id (paging)."),
+        as_json: bool = JSON,
     ) -> None:
+        """Every message, newest first."""
+
         async def go(c: HiveClient) -> w.MessagesListReply:
             req = w.MessagesListRequest(agent=agent, unread=unread, limit=limit, before_id=before_id)
             return await c.call(subjects.operator("messages", "list"), req, w.MessagesListReply)
 
         reply = run_client(go)
-        print_json(reply) if as_json else console.print(_messages_table(reply.messages))
+        print_json(reply) if as_json else _messages(reply.messages, "no messages")
 
     @app.command("vacuum")
     def vacuum(
         dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be deleted."),
         days: float = typer.Option(None, "--days", help="Age limit (default HIVE_BROKER_RETENTION_DAYS or 30)."),
     ) -> None:
-        """Delete acked messages older than the retention limit from broker.sqlite."""
+        """Delete old acked messages from broker.sqlite.
+
+        Acked messages older than the retention limit go; unread ones stay.
+        """
         from hive_broker import retention
         from hive_broker.config import BrokerConfig
         from hive_broker.store import open_sync

@@ -7,10 +7,9 @@ import os
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from hivewire import subjects
-from hivewire.cli.app import console, err_console, print_json, run_client
+from hivewire.cli.app import JSON_HELP, console, err_console, print_json, print_rows, run_client
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
 from hivewire.wire.common import Empty
@@ -54,94 +53,144 @@ def _age(ts: float | None) -> str:
     return f"{s / 86400:.1f}d" if s > 86400 else f"{s / 3600:.1f}h" if s > 3600 else f"{s:.0f}s"
 
 
+def _line(a: AgentInfo) -> str:
+    """One readable line about an agent after a lifecycle verb."""
+    state = f"{a.state} ({a.transient})" if a.transient else a.state
+    pid = f", pid {a.pid}" if a.pid else ""
+    err = f"; last error: {a.last_error}" if a.last_error else ""
+    return f"{a.name}: {state}{pid}, runtime {a.runtime}{err}"
+
+
+def _show(a: AgentInfo, as_json: bool) -> None:
+    print_json(a) if as_json else console.print(_line(a), markup=False, highlight=False)
+
+
+NAME = typer.Argument(..., help="The agent's name (lowercase letters, digits and '-').")
+JSON = typer.Option(False, "--json", help="Print the reply as JSON.")
+SID = typer.Argument(..., help="The session id (`hive session create` printed it).")
+
+
 def register(app: typer.Typer) -> None:
-    agents = typer.Typer(help="Agent lifecycle (hive-deployer).", no_args_is_help=True)
-    session = typer.Typer(help="Sessions for external systems (seed 004).", no_args_is_help=True)
+    agents = typer.Typer(help="Agents: spawn, list, start/stop, deploy config, destroy.", no_args_is_help=True)
+    session = typer.Typer(help="Sessions: one-off tasks run for external systems.", no_args_is_help=True)
     app.add_typer(agents, name="agents")
     app.add_typer(session, name="session")
 
     @agents.command("list")
-    def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+    def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
         """Agents and tombstones (destroyed agents with kept state)."""
         got: AgentList = _call(subjects.deployer("list"), Empty(), AgentList)
         if as_json:
             print_json(got)
             return
-        t = Table()
-        for col in ("name", "state", "transient", "runtime", "pid", "deployed", "restarts", "size", "creds", "age"):
-            t.add_column(col)
-        for a in got.agents:
-            t.add_row(a.name, a.state, a.transient or "", a.runtime, str(a.pid or ""), a.deployed or "",
-                      str(a.restarts), f"{a.state_bytes / 1024:.0f}K", "yes" if a.has_credentials else "no",
-                      _age(a.destroyed_at if a.state == "destroyed" else a.created_at))
-        console.print(t)
+        print_rows(("name", "state", "transient", "runtime", "pid", "deployed", "restarts", "size", "creds", "age"), (
+            (a.name, a.state, a.transient or "-", a.runtime, str(a.pid or "-"), a.deployed or "-", str(a.restarts),
+             f"{a.state_bytes / 1024:.0f}K", "yes" if a.has_credentials else "no",
+             _age(a.destroyed_at if a.state == "destroyed" else a.created_at)) for a in got.agents),
+            empty="no agents (spawn one with `hive agents spawn NAME`)")
 
     @agents.command("spawn")
-    def spawn(name: str, runtime: str = typer.Option(None, help="Must match the deployer's runtime.")) -> None:
-        print_json(_call(subjects.deployer("spawn"), SpawnRequest(name=name, runtime=runtime), AgentInfo, LONG))
+    def spawn(name: str = NAME, runtime: str = typer.Option(None, help="Must match the deployer's runtime."),
+              as_json: bool = JSON) -> None:
+        """Create a new agent from the template and start it."""
+        _show(_call(subjects.deployer("spawn"), SpawnRequest(name=name, runtime=runtime), AgentInfo, LONG), as_json)
 
     def verb(v: str, doc: str) -> None:
-        def cmd(name: str) -> None:
-            print_json(_call(subjects.deployer(v), NameRequest(name=name), AgentInfo, LONG))
+        def cmd(name: str = NAME, as_json: bool = JSON) -> None:
+            _show(_call(subjects.deployer(v), NameRequest(name=name), AgentInfo, LONG), as_json)
 
         cmd.__doc__ = doc
         agents.command(v)(cmd)
 
     for v, doc in (("start", "Start a stopped agent."), ("stop", "Stop an agent (graceful)."),
-                   ("restart", "Stop and start."), ("kill", "SIGKILL an agent (no crash restart)."),
-                   ("rebuild", "Re-render meta and restart on the deployed config."),
+                   ("restart", "Stop and start an agent."), ("kill", "SIGKILL an agent (no crash restart)."),
+                   ("rebuild", "Re-render an agent's meta config and restart it on the deployed config."),
                    ("revive", "Bring a destroyed agent back with its kept state and login.")):
         verb(v, doc)
 
     @agents.command("destroy")
-    def destroy(name: str, purge: bool = typer.Option(False, "--purge", help="Also wipe state and repos."),
-                yes: bool = typer.Option(False, "--yes")) -> None:
+    def destroy(name: str = NAME,
+                purge: bool = typer.Option(False, "--purge/--keep",
+                                           help="Wipe its state, credentials and repos too (no undo); "
+                                                "default: keep them as a tombstone."),
+                yes: bool = typer.Option(False, "--yes", help="Do not ask before purging."),
+                as_json: bool = JSON) -> None:
         """Stop an agent and keep its state as a tombstone (or wipe everything with --purge)."""
         if purge and not yes and not typer.confirm(f"Purge {name}: wipe its state, creds and repos? No undo."):
             raise typer.Exit(1)
-        print_json(_call(subjects.deployer("destroy"), DestroyRequest(name=name, purge=purge), AgentInfo, LONG))
+        a: AgentInfo = _call(subjects.deployer("destroy"), DestroyRequest(name=name, purge=purge), AgentInfo, LONG)
+        if as_json:
+            print_json(a)
+        elif purge or a.purged:
+            console.print(f"{a.name}: purged (state, credentials and repos wiped)", markup=False, highlight=False)
+        else:
+            console.print(f"{a.name}: destroyed; state kept as a tombstone "
+                          f"(`hive agents revive {a.name}` brings it back)", markup=False, highlight=False)
 
     @agents.command("init-config")
-    def init_config(name: str) -> None:
-        """Seed agents/<name>/config from the template."""
-        console.print(_call(subjects.deployer("init_config"), NameRequest(name=name), PathReply).path)
+    def init_config(name: str = NAME) -> None:
+        """Create agents/<name>/config from the template (prints its path)."""
+        console.print(_call(subjects.deployer("init_config"), NameRequest(name=name), PathReply).path,
+                      markup=False, highlight=False)
+
+    def _deploy_line(r: DeployReply, as_json: bool) -> None:
+        if as_json:
+            print_json(r)
+            return
+        sha = f" {r.sha[:12]}" if r.sha else ""
+        err = f": {r.error}" if r.error else ""
+        console.print(f"{r.name} deploy {r.id}: {r.outcome}{sha}{err}", markup=False, highlight=False)
 
     @agents.command("propose")
-    def propose(name: str, deploy_id: str, commit_ref: str) -> None:
+    def propose(name: str = NAME, deploy_id: str = typer.Argument(..., help="An id for this deploy."),
+                commit_ref: str = typer.Argument(..., help="The config repo commit to deploy."),
+                as_json: bool = JSON) -> None:
         """Copy a config commit into applied/<name> and tag proposal/<id>."""
-        print_json(_call(subjects.deployer("propose"), DeployRequest(name=name, id=deploy_id, commit_ref=commit_ref),
-                         DeployReply))
+        _deploy_line(_call(subjects.deployer("propose"),
+                           DeployRequest(name=name, id=deploy_id, commit_ref=commit_ref), DeployReply), as_json)
 
     @agents.command("approve")
-    def approve(name: str, deploy_id: str, commit_ref: str = typer.Option(None)) -> None:
+    def approve(name: str = NAME, deploy_id: str = typer.Argument(..., help="The proposal's id."),
+                commit_ref: str = typer.Option(None, help="Deploy this commit instead of the proposal's."),
+                as_json: bool = JSON) -> None:
         """Build and deploy proposal/<id> now (operator-direct; approvals in the broker run by themselves)."""
         r: DeployReply = _call(subjects.deployer("approve"),
                                DeployRequest(name=name, id=deploy_id, commit_ref=commit_ref), DeployReply, LONG)
-        print_json(r)
+        _deploy_line(r, as_json)
         if r.outcome == "failed":
             raise typer.Exit(1)
 
     @agents.command("deny")
-    def deny(name: str, deploy_id: str, note: str = typer.Option(None)) -> None:
-        print_json(_call(subjects.deployer("deny"), DeployRequest(name=name, id=deploy_id, note=note), DeployReply))
+    def deny(name: str = NAME, deploy_id: str = typer.Argument(..., help="The proposal's id."),
+             note: str = typer.Option(None, help="Why (the agent sees it)."), as_json: bool = JSON) -> None:
+        """Refuse proposal/<id>."""
+        _deploy_line(_call(subjects.deployer("deny"), DeployRequest(name=name, id=deploy_id, note=note), DeployReply),
+                     as_json)
 
     @agents.command("export")
-    def export(name: str, path: str, with_creds: bool = typer.Option(False, "--with-creds")) -> None:
+    def export(name: str = NAME, path: str = typer.Argument(..., help="The .tar.gz to write."),
+               with_creds: bool = typer.Option(False, "--with-creds", help="Include the agent's login credentials.")
+               ) -> None:
         """Write one agent (config, applied, state; creds only if asked) to a .tar.gz on the deployer host."""
         r: ArchiveReply = _call(subjects.deployer("export"),
                                 ExportRequest(name=name, path=os.path.abspath(path), include_creds=with_creds),
                                 ArchiveReply, LONG)
-        console.print(f"{r.path} ({r.bytes} bytes)")
+        console.print(f"{r.path} ({r.bytes} bytes)", markup=False, highlight=False)
 
     @agents.command("import")
-    def import_(path: str, name: str = typer.Option(None, help="Import under a new name."),
-                force: bool = typer.Option(False, "--force", help="Replace an existing agent.")) -> None:
-        print_json(_call(subjects.deployer("import"),
-                         ImportRequest(path=os.path.abspath(path), name=name, force=force), AgentInfo, LONG))
+    def import_(path: str = typer.Argument(..., help="A .tar.gz written by `hive agents export`."),
+                name: str = typer.Option(None, help="Import under a new name."),
+                force: bool = typer.Option(False, "--force", help="Replace an existing agent."),
+                as_json: bool = JSON) -> None:
+        """Create an agent from an exported .tar.gz."""
+        _show(_call(subjects.deployer("import"), ImportRequest(path=os.path.abspath(path), name=name, force=force),
+                    AgentInfo, LONG), as_json)
 
     @session.command("create")
-    def s_create(task: str, priority: str = typer.Argument("medium"), metadata: str = typer.Argument("{}")) -> None:
-        """Prints the session id on stdout and its metadata JSON on stderr."""
+    def s_create(task: str = typer.Argument(..., help="What the session should do."),
+                 priority: str = typer.Argument("medium", help="high, medium or low."),
+                 metadata: str = typer.Argument("{}", help="A JSON object kept with the session.")) -> None:
+        """Create a session: prints its id on stdout and its metadata JSON on stderr."""
         try:
             meta = json.loads(metadata) if metadata not in ("", "null") else {}
         except json.JSONDecodeError as exc:
@@ -160,38 +209,56 @@ def register(app: typer.Typer) -> None:
         sys.stderr.write(msgspec.json.encode(s).decode() + "\n")
 
     @session.command("start")
-    def s_start(session_id: str, args: list[str] = typer.Argument(None)) -> None:
+    def s_start(session_id: str = SID,
+                args: list[str] = typer.Argument(None, help="Extra arguments for the session's command.")) -> None:
+        """Start a created session (prints its status)."""
         print(_call(subjects.session("start"), SessionRef(session_id=session_id, args=args or []),
                     StatusReply).status)
 
     @session.command("status")
-    def s_status(session_id: str) -> None:
+    def s_status(session_id: str = SID) -> None:
+        """Print a session's status (created, running, completed, failed, not_found)."""
         print(_call(subjects.session("status"), SessionRef(session_id=session_id), StatusReply).status)
 
     @session.command("get")
-    def s_get(session_id: str) -> None:
+    def s_get(session_id: str = SID) -> None:
+        """Print everything about one session as JSON."""
         print_json(_call(subjects.session("get"), SessionRef(session_id=session_id), SessionInfo))
 
     @session.command("list")
-    def s_list() -> None:
-        print_json(_call(subjects.session("list"), Empty(), SessionList))
+    def s_list(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+        """Every session, with status and task."""
+        got: SessionList = _call(subjects.session("list"), Empty(), SessionList)
+        if as_json:
+            print_json(got)
+            return
+        print_rows(("session", "status", "priority", "age", "task"),
+                   ((x.session_id, x.status, x.priority, _age(x.created), x.task) for x in got.sessions),
+                   empty="no sessions")
 
     @session.command("output-dir")
-    def s_output(session_id: str) -> None:
+    def s_output(session_id: str = SID) -> None:
+        """Print the directory a session writes its results to."""
         print(_call(subjects.session("output_dir"), SessionRef(session_id=session_id), PathReply).path)
 
     @session.command("log")
-    def s_log(session_id: str) -> None:
+    def s_log(session_id: str = SID) -> None:
+        """Print the path of a session's log file."""
         print(_call(subjects.session("log"), SessionRef(session_id=session_id), PathReply).path)
 
     @session.command("cleanup")
-    def s_cleanup(max_age_hours: float = typer.Argument(24.0),
-                  remove_outputs: bool = typer.Option(False, "--remove-outputs")) -> None:
+    def s_cleanup(max_age_hours: float = typer.Argument(24.0, help="Remove sessions older than this."),
+                  remove_outputs: bool = typer.Option(False, "--remove-outputs", help="Delete their outputs too."),
+                  as_json: bool = JSON) -> None:
         """Remove completed/failed sessions older than N hours (outputs kept unless --remove-outputs)."""
         r: CleanupReply = _call(subjects.session("cleanup"),
                                 SessionCleanup(max_age_hours=max_age_hours, remove_outputs=remove_outputs),
                                 CleanupReply)
-        print_json(r)
+        if as_json:
+            print_json(r)
+        else:
+            kept = "outputs kept" if r.kept_outputs else "outputs removed"
+            print(f"removed {len(r.removed)} session(s); {kept}")
 
 
 __all__ = ["HiveError", "register"]

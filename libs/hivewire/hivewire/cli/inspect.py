@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from hivewire import subjects
-from hivewire.cli.app import app, console, err_console, settings
+from hivewire.cli.app import JSON_HELP, app, console, err_console, print_rows, settings
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.runner import resolve_nats_url
@@ -67,9 +66,12 @@ def _fmt_uptime(s: float | None) -> str:
 @app.command()
 def status(
     wait: float = typer.Option(0.5, help="Seconds to collect replies."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """List the Hive services answering on NATS, with versions and uptimes."""
+    """List the services answering on NATS.
+
+    Each with its agent (for a hive-harness), id, version, uptime and metrics URL.
+    """
 
     async def go() -> list[dict[str, Any]]:
         t = await NatsTransport.connect(resolve_nats_url(settings()), name="hive-cli", forever=False)
@@ -86,15 +88,12 @@ def status(
     if as_json:
         console.print_json(json.dumps(services))
         return
-    table = Table(title=f"{len(services)} service(s)")
-    for col in ("name", "id", "version", "uptime", "metrics"):
-        table.add_column(col)
-    for s in services:
-        table.add_row(
-            s.get("name", "?"), s.get("id", "?"), s.get("version", "?"), _fmt_uptime(s.get("uptime_s")),
-            s["metadata"].get("metrics_url", ""),
-        )
-    console.print(table)
+    # each hive-harness is one agent: its micro metadata names it
+    print_rows(("name", "agent", "id", "version", "uptime", "metrics"), (
+        (s.get("name", "?"), s["metadata"].get("agent", "") or "-", s.get("id", "?"), s.get("version", "?"),
+         _fmt_uptime(s.get("uptime_s")), s["metadata"].get("metrics_url", "") or "-")
+        for s in services), empty="no services answered (is Hive running? start it with `hive up`)",
+        title=f"{len(services)} service(s)")
 
 
 @app.command()

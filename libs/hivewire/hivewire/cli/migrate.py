@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from hivewire.cli.app import app, console, err_console, settings
+from hivewire.cli.app import JSON_HELP, app, console, err_console, print_json, print_rows, settings
 from hivewire.db import connect
 from hivewire.migrations import DatabaseSpec, discover_databases
 
@@ -26,25 +25,33 @@ def _select(db: str | None) -> list[DatabaseSpec]:
 
 
 @migrate_app.command("status")
-def status(db: str = typer.Option(None, help="Only this database label.")) -> None:
+def status(
+    db: str = typer.Option(None, help="Only this database label."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Show each database's applied and pending steps."""
-    table = Table()
-    for col in ("database", "path", "version", "latest", "pending"):
-        table.add_column(col)
+    rows: list[dict[str, object]] = []
     for spec in _select(db):
         path = Path(str(spec.path))
+        row: dict[str, object] = {"database": spec.label, "path": str(path), "version": None,
+                                  "latest": spec.migrations.latest, "pending": []}
+        rows.append(row)
         if not path.exists():
-            table.add_row(spec.label, str(path), "-", str(spec.migrations.latest), "(file not created yet)")
             continue
         conn = connect(path)
         try:
             steps = spec.migrations.status(conn)
         finally:
             conn.close()
-        applied = max((s.version for s in steps if s.applied_at is not None), default=0)
-        pending = ", ".join(f"{s.version}:{s.name}" for s in steps if s.applied_at is None) or "-"
-        table.add_row(spec.label, str(path), str(applied), str(spec.migrations.latest), pending)
-    console.print(table)
+        row["version"] = max((s.version for s in steps if s.applied_at is not None), default=0)
+        row["pending"] = [f"{s.version}:{s.name}" for s in steps if s.applied_at is None]
+    if as_json:
+        print_json(rows)
+        return
+    print_rows(("database", "path", "version", "latest", "pending"), (
+        (str(r["database"]), str(r["path"]), "-" if r["version"] is None else str(r["version"]), str(r["latest"]),
+         "(file not created yet)" if r["version"] is None else ", ".join(r["pending"]) or "-")  # type: ignore[arg-type]
+        for r in rows), empty="no databases registered (no Hive service installed?)")
 
 
 @migrate_app.command("up")

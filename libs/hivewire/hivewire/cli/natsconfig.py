@@ -18,7 +18,11 @@ def nats_config(
     reload: bool = typer.Option(True, help="SIGHUP the running nats-server (pid file run/nats.pid)."),
     env: str = typer.Option("", help="Print the credentials file path of this user (e.g. operator, svc_broker)."),
 ) -> None:
-    """Write HIVE_HOME/nats/{nats-server.conf,auth.conf,creds/*.env} (0600); idempotent."""
+    """Generate NATS users, permissions and credentials.
+
+    Writes HIVE_HOME/nats/nats-server.conf, auth.conf and creds/<user>.env, all
+    0600. Idempotent: existing passwords are kept unless --rotate.
+    """
     home = settings().home
     if env:
         path = natsauth.creds_path(home, env)

@@ -83,7 +83,10 @@ def up(
         0, help="Monitoring (HTTP: /varz, /connz) port of the embedded nats-server on its host; 0: off."
     ),
 ) -> None:
-    """Start NATS and every service, restart any that dies, stop all on Ctrl-C/SIGTERM."""
+    """Start NATS and every service; Ctrl-C stops them all.
+
+    A service that dies is restarted; SIGTERM or Ctrl-C stops everything.
+    """
     s = settings()
     secure_home(s.home)  # umask 077 (inherited by nats-server and every service) and HIVE_HOME 0700
     chosen = tuple(x.strip() for x in only.split(",") if x.strip())
