@@ -142,7 +142,8 @@ class OverviewBuilder:
             questions=[q for q in (questions.questions if questions else []) if q.answered_at is None],
             inbox=[m for m in msgs if m.to == OPERATOR],
             messages=msgs,
-            backups=BackupView(snapshots=(snaps.snapshots if snaps else [])[-20:], last_done=self.hub.last_backup),
+            # hive-backup lists newest first: keep the newest 20
+            backups=BackupView(snapshots=(snaps.snapshots if snaps else [])[:20], last_done=self.hub.last_backup),
             storage=storage,
             errors=errors,
         )
