@@ -123,6 +123,7 @@ class Bwrap(Sandbox):
         a += ["--bind", str(spec.state_dir), str(spec.state_dir), "--bind", str(spec.creds_dir), str(spec.creds_dir)]
         for f in protected_files(spec.state_dir):
             a += ["--ro-bind", str(f), str(f)]
+        a += ["--remount-ro", "/"]  # the sandbox's own root (where /etc, /home are made) is read-only too
         for k, v in sorted(env.items()):
             a += ["--setenv", k, v]
         node = node_binary()
