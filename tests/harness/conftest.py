@@ -26,10 +26,11 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
 from hivewire.wire.common import Empty
+from tests.support.claude import claude_cli, missing_hint
 from tests.support.procs import running
 
 ROOT = Path(__file__).resolve().parents[2]
-CLAUDE = ROOT / ".tools/node_modules/.bin/claude"
+CLAUDE = claude_cli()  # the pin in .tools, or HIVE_TEST_CLAUDE_VERSION's .tools-<ver>
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -128,7 +129,7 @@ async def real_broker(nats_transport: NatsTransport, settings: Settings, client:
 def cli_env(hive_home: Path, tmp_path: Path, sim: SimModel, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Env for harnesses running the real claude CLI against the simulator."""
     if not CLAUDE.exists():
-        pytest.skip("the claude CLI is not installed in .tools (scripts/install)")
+        pytest.skip(missing_hint())
     home = tmp_path / "userhome"
     home.mkdir()
     env = {
