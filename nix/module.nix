@@ -105,8 +105,12 @@ in
     deployer = serviceOpts "deployer" 9412 // {
       runtime = mkOption {
         type = types.enum [ "process" "bwrap" "podman" "nixos-container" ];
-        default = "nixos-container";
-        description = "HIVE_DEPLOYER_RUNTIME: where agents' harnesses run.";
+        default = "bwrap";
+        description = ''
+          HIVE_DEPLOYER_RUNTIME. bwrap (default): harnesses on the host, every agent CLI turn in a
+          bubblewrap sandbox. process runs agents unconfined and also needs
+          HIVE_ALLOW_UNCONFINED = "1" in deployer.environment.
+        '';
       };
     };
     backup = serviceOpts "backup" 9413;

@@ -94,7 +94,12 @@ def test_every_service_runs_a_real_command_with_known_env() -> None:
 
     for short in ("broker", "deployer", "backup"):
         assert services[short]["environment"]["HIVE_METRICS_ADDR"] == f"0.0.0.0:{DEFAULT_METRICS_PORTS[short]}"
-    assert services["deployer"]["environment"]["HIVE_DEPLOYER_RUNTIME"] in ("process", "bwrap", "podman")
+    # agents are never run unconfined next to the whole volume: bwrap, with what it needs from the engine
+    deployer = services["deployer"]
+    assert deployer["environment"]["HIVE_DEPLOYER_RUNTIME"] == "bwrap"
+    assert "HIVE_ALLOW_UNCONFINED" not in deployer["environment"]
+    assert {"seccomp=unconfined", "systempaths=unconfined"} <= set(deployer["security_opt"])
+    assert "bubblewrap" in (COMPOSE / "Dockerfile").read_text()
 
 
 def test_nats_command_and_config_paths_agree_with_natsauth(tmp_path: Path) -> None:
