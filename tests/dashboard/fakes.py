@@ -129,10 +129,10 @@ class FakeBroker(MicroService):
         return AnswerReply(question_id=q.question_id, answered_at=q.answered_at)
 
     async def messages_list(self, ctx: Context, req: MessagesListRequest) -> MessagesListReply:
-        return MessagesListReply(messages=self.messages[-req.limit:])
+        return MessagesListReply(messages=self.messages[::-1][:req.limit])  # like the broker: newest first
 
     async def search(self, ctx: Context, req: MessagesSearchRequest) -> MessagesListReply:
-        return MessagesListReply(messages=[m for m in self.messages if req.query in m.body][: req.limit])
+        return MessagesListReply(messages=[m for m in self.messages[::-1] if req.query in m.body][: req.limit])
 
     async def send(self, ctx: Context, req: SendRequest) -> SendReply:
         sender = ctx.token(2)
@@ -213,7 +213,7 @@ class FakeBackup(MicroService):
     async def run(self, ctx: Context, req: RunRequest) -> Snapshot:
         self.runs += 1
         snap = Snapshot(snapshot_id=f"snap-{self.runs}", created_at=time.time(), classes=req.classes or ["databases"])
-        self.snapshots.append(snap)
+        self.snapshots.insert(0, snap)  # like hive-backup: newest first
         await self.publish(subjects.BACKUP_DONE, BackupDone(snapshot_id=snap.snapshot_id, ok=True, duration_s=0.2,
                                                             bytes=4096))
         return snap
@@ -235,6 +235,7 @@ class FakeHarness(MicroService):
         self.since = time.time()
         self.model = "haiku"
         self.status = "online"
+        self.login_url: str | None = None
         self.events: list[LiveEvent] = []
         self.prompts: list[str] = []
         self.controls: list[str] = []
@@ -267,7 +268,8 @@ class FakeHarness(MicroService):
 
     async def get_state(self, ctx: Context, req: Empty) -> AgentState:
         return AgentState(status=self.status, turn_state="idle", turn_state_since=self.since,  # type: ignore[arg-type]
-                          model=self.model, ctx_tokens=42_000, cost_tokens=120_000, context_window=200_000, unread=2)
+                          model=self.model, ctx_tokens=42_000, cost_tokens=120_000, context_window=200_000, unread=2,
+                          login_url=self.login_url)
 
     async def history(self, ctx: Context, req: HistoryRequest) -> HistoryReply:
         evs = [e for e in self.events if req.before_id is None or e.id < req.before_id]

@@ -124,7 +124,7 @@ async def test_home_login_presence_approve_answer(page: Page, dashboard: Dashboa
 
     # A dead harness (no heartbeat) shows as offline-dead, never idle.
     await stack.run(_stop_beat(alice))
-    await expect(row.locator(".presence")).to_have_text("✝ offline-dead", timeout=8000)
+    await expect(row.locator(".presence")).to_have_text("offline-dead", timeout=8000)
 
 
 async def _stop_beat(h: Any) -> None:

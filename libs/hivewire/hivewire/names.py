@@ -7,6 +7,8 @@ import re
 from hivewire.errors import HiveError
 
 AGENT_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# AGENT_NAME_RE in words, for error messages people read (the dashboard's spawn form, the CLI)
+NAME_RULE = "1 to 31 characters: a lowercase letter first, then lowercase letters, digits or '-'"
 MANAGER = "manager"
 OPERATOR = "operator"
 BROADCAST = "*"
@@ -37,8 +39,9 @@ def validate_agent_name(name: object, *, allow_reserved: bool = False) -> str:
     Uses fullmatch, so a trailing newline or `..`, `/` can never slip through.
     """
     if not is_agent_name(name):
-        raise HiveError("bad_name", f"invalid agent name {name!r}: must match {AGENT_NAME_RE.pattern}")
+        raise HiveError("bad_name", f"invalid agent name {name!r}: an agent name is {NAME_RULE}")
     assert isinstance(name, str)
     if not allow_reserved and name in RESERVED:
-        raise HiveError("bad_name", f"{name!r} is reserved")
+        raise HiveError("bad_name", f"{name!r} is reserved for Hive itself; pick another name "
+                                    f"(reserved: {', '.join(sorted(RESERVED))})")
     return name

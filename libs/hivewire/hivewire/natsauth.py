@@ -117,9 +117,13 @@ def _service_permissions(short: str) -> dict[str, Any]:
     inbox = f"{inbox_prefix(service_user(short))}.>"
     if short == "broker":
         return _perms(
-            ["hive.agent.*.wake", "hive.broker.changed", "hive.deployer.*", "hive.agent.*.ctl.state"],
+            # `$JS.API.>`/`$JS.ACK.>`: the cost ledger (hive_broker.ledger) keeps the turn-row
+            # stream and its durable consumer, fetches from it and acks what it committed
+            ["hive.agent.*.wake", "hive.broker.changed", "hive.deployer.*", "hive.agent.*.ctl.state",
+             "$JS.API.>", "$JS.ACK.>"],
             ["hive.broker.*.*", "hive.operator.approvals.>", "hive.operator.questions.>",
-             "hive.operator.messages.>", "hive.deployer.state.*", "hive.deployer.deploy.*", "hive.agent.*.presence",
+             "hive.operator.messages.>", "hive.operator.ledger.>", "hive.deployer.state.*", "hive.deployer.deploy.*",
+             "hive.agent.*.presence",
              "$SRV.>", inbox],
         )
     if short == "deployer":

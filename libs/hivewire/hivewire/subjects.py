@@ -23,6 +23,7 @@ BROKER_VERBS = (
     "remind",
     "approve",
     "counts",
+    "spend",
 )
 BROKER_CHANGED = "hive.broker.changed"
 
@@ -67,11 +68,15 @@ OPERATOR_SUBJECTS = (
     ("questions", "answer"),
     ("messages", "list"),
     ("messages", "search"),
+    ("ledger", "costs"),
+    ("ledger", "budget_set"),
+    ("ledger", "budget_show"),
+    ("ledger", "budget_clear"),
 )
 
 
 # --- agents (harness) -------------------------------------------------------
-AGENT_CTL_VERBS = ("state", "history", "model", "compact", "new_session", "cancel", "prompt", "login")
+AGENT_CTL_VERBS = ("state", "history", "model", "compact", "new_session", "cancel", "prompt", "login", "resume")
 
 
 def agent(agent_name: str, leaf: str) -> str:
@@ -90,6 +95,12 @@ def turns(agent_name: str) -> str:
     return agent(agent_name, "turns")
 
 
+def ledger_turn(agent_name: str) -> str:
+    """`hive.agent.<name>.ledger`: the harness's durable copy of each TurnStats row, for the
+    ledger (captured by the LEDGER_STREAM JetStream stream, Nats-Msg-Id = turn id)."""
+    return agent(agent_name, "ledger")
+
+
 def presence(agent_name: str) -> str:
     return agent(agent_name, "presence")
 
@@ -103,6 +114,21 @@ def ctl(agent_name: str, verb: str) -> str:
 def agent_pattern(leaf: str) -> str:
     """Every agent's `leaf`, e.g. `hive.agent.*.presence`."""
     return f"hive.agent.*.{leaf}"
+
+
+# --- cost ledger and budgets (owned by the broker process: hive_broker.ledger) --------
+LEDGER_STREAM = "HIVE_LEDGER"  # the JetStream stream of turn rows
+LEDGER_CONSUMER = "ledger"  # its durable pull consumer
+SESSION_LEDGER = "hive.session.ledger"  # the deployer's turn row for a finished session
+LEDGER_STREAM_SUBJECTS = ("hive.agent.*.ledger", SESSION_LEDGER)
+LEDGER_VERBS = ("costs", "budget_set", "budget_show", "budget_clear")
+
+
+def ledger(verb: str) -> str:
+    """`hive.operator.ledger.<verb>`: operator queries and budget changes."""
+    if verb not in LEDGER_VERBS:
+        raise ValueError(f"unknown ledger verb {verb!r}")
+    return operator("ledger", verb)
 
 
 # --- deployer and sessions --------------------------------------------------

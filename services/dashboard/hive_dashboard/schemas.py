@@ -15,9 +15,6 @@ from hivewire.wire.deployer import AgentInfo
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
 Note = Annotated[str, msgspec.Meta(max_length=10_000)]
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\[\]-]*$")]
-AgentName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
-
-
 class Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
@@ -53,7 +50,8 @@ class LoginBody(Body, kw_only=True):
 
 
 class SpawnBody(Body, kw_only=True):
-    name: AgentName
+    # checked by the handler (validate_agent_name), whose error states the naming rule in words
+    name: Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class BackupRunBody(Body, kw_only=True):

@@ -14,12 +14,14 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import structlog
 
 from hive_harness import metrics
 from hive_harness.agent_cli import CliConfig, CliRun, agent_cmd, run_turn
+from hive_harness.budget import Guard
 from hive_harness.bus import Bus
 from hive_harness.store import TurnStatsStore
 from hive_harness.streamjson import TurnSummary
@@ -106,6 +108,7 @@ class TurnLoop:
         self.cli_missing: str | None = None
         self.turns_done = 0
         self.received: list[str] = []  # ids the agent took itself with its recv tool: acked after the turn
+        self.guard: Guard | None = None  # budget gate + runaway breaker (hive_harness.budget)
 
     def note_received(self, ids: list[str]) -> None:
         self.received.extend(ids)
@@ -187,6 +190,8 @@ class TurnLoop:
             self.compact_requested = False
             await self.compact("operator")
             return
+        if self.guard is not None and await self.guard.blocked():
+            return  # over budget or a runaway: take nothing, messages stay pending
         item = await self._next()
         if item is not None:
             await self.handle(item)
@@ -310,8 +315,11 @@ class TurnLoop:
             tool_calls_json=json.dumps(summary.tool_calls, sort_keys=True),
             open_threads_count=counts.open_questions if counts else 0,
             open_reminders_count=counts.pending_reminders if counts else 0, note=note,
+            cost_usd=summary.cost_usd, model_costs=summary.model_costs, turn_id=uuid.uuid4().hex,
         )
         await self.stats.record(row)
+        if self.guard is not None:
+            self.guard.turn_done(row)
         await self._publish_turn(row, summary)
         self.last_turn_end = ended
         self.turns_done += 1

@@ -16,6 +16,10 @@ RATE_LIMIT_HITS = Counter("hive_harness_rate_limits_total", "Turns that hit a ra
 TOOL_CALLS = Counter("hive_harness_tool_calls_total", "Tool calls by tool.", ["tool"])
 COMPACTIONS = Counter("hive_harness_compactions_total", "Compactions by trigger.", ["trigger"])
 FAILURES = Counter("hive_harness_failures_total", "Failure paths hit, by where.", ["where"])
+COST_USD = Counter("hive_harness_cost_usd_total", "Dollars spent (the CLI's modelUsage.costUSD) by model.",
+                   ["model"])
+PARKED = Gauge("hive_harness_parked", "1 while the agent is parked, by reason (over_budget, runaway).", ["reason"])
+RUNAWAYS = Counter("hive_harness_runaways_total", "Times the runaway breaker tripped.")
 EVENTS = Counter("hive_harness_events_total", "LiveEvents emitted by kind.", ["kind"])
 
 KNOWN_TOOLS = frozenset({"Bash", "Read", "Write", "Edit", "Glob", "Grep", "Task", "WebFetch", "WebSearch",

@@ -18,7 +18,9 @@ import structlog
 from hive_harness import egress, metrics
 from hive_harness import sandbox as sb
 from hive_harness.agent_cli import CliConfig, LoginSession
+from hive_harness.budget import PARKED, Guard
 from hive_harness.bus import MODEL_RE, Bus
+from hive_harness.ledgerpub import LedgerPublisher
 from hive_harness.limits import Limits
 from hive_harness.loop import TurnLoop
 from hive_harness.mcp_bridge import Bridge, build_server
@@ -73,6 +75,8 @@ class HarnessService(MicroService):
                              hidden=[settings.home])
         self.client = HiveClient(transport, timeout=5.0)
         self.loop = TurnLoop(self.bus, self.cli, self.client, self.stats)
+        self.guard = self.loop.guard = Guard(self.bus, self.client, None, self.loop.wake)
+        self.guard.publisher = LedgerPublisher(getattr(transport, "nc", None), None, self.agent)
         bridge = Bridge(self.agent, self.client, on_received=self.loop.note_received, instance=self.instance)
         self.mcp = McpSocketServer(self.cli.mcp_socket, build_server(bridge))
         self.egress = egress.EgressProxy(self.cli.egress_socket, egress.allowlist(), agent=self.agent)
@@ -95,12 +99,19 @@ class HarnessService(MicroService):
             Endpoint("cancel", c("cancel"), Empty, self.h_cancel),
             Endpoint("prompt", c("prompt"), PromptRequest, self.h_prompt),
             Endpoint("login", c("login"), LoginRequest, self.h_login),
+            Endpoint("resume", c("resume"), Empty, self.h_resume),
         ]
 
     # --- handlers -----------------------------------------------------------------
     async def h_state(self, ctx: Context, req: Empty) -> AgentState:
         counts = await self.loop._counts()
-        return self.bus.snapshot(counts.unread if counts else 0)
+        snap = self.bus.snapshot(counts.unread if counts else 0)
+        snap.cost_usd = self.guard.last_cost_usd
+        return snap
+
+    async def h_resume(self, ctx: Context, req: Empty) -> Ok:
+        """Lift a runaway park (budget parks lift themselves when the budget allows)."""
+        return Ok(ok=await self.guard.resume())
 
     async def h_history(self, ctx: Context, req: HistoryRequest) -> HistoryReply:
         return HistoryReply(events=await self.events.history(req.limit, req.before_id))
@@ -168,14 +179,22 @@ class HarnessService(MicroService):
         await self.egress.start()
         await self.events.open()
         await self.stats.open()
+        self.guard.stats_db = self.stats.db
+        if self.guard.publisher is not None:
+            self.guard.publisher.db = self.stats.db
+        last = await self.stats.last(1)
+        self.guard.last_cost_usd = last[0].cost_usd if last else None
         await self.bus.init_seq()
 
     async def on_start(self) -> None:
         self._wake_sub = await self.transport.subscribe(subjects.wake(self.agent), self._on_wake)
         self._tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self.loop.run())]
+        if self.guard.publisher is not None:  # queued turn rows from before a restart go out now
+            self._tasks.append(asyncio.create_task(self.guard.publisher.run()))
         await self.bus.emit("note", text=f"harness started (instance {self.instance}, model {self.bus.model})")
 
     async def _on_wake(self, msg: Msg) -> None:
+        self.guard.invalidate()  # the ledger wakes an agent when a budget touching it changed
         try:
             self.loop.on_wake(codec.decode(msg.data, wb.Wake))
         except Exception:  # a malformed wake still wakes
@@ -209,7 +228,7 @@ class HarnessService(MicroService):
         b = self.bus
         if self.loop.cli_missing is not None:
             state, reason = "waiting", "agent_cli_missing"
-        elif b.status in ("needs_login", "rate_limited") or self.loop.parked_until:
+        elif b.status in ("needs_login", "rate_limited", *PARKED) or self.loop.parked_until:
             state, reason = "waiting", b.presence_reason or ("rate_limit" if b.rate_limited else b.status)
         else:
             state, reason = b.turn_state, None

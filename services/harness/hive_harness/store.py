@@ -4,7 +4,8 @@
   paged backwards by id for `ctl.history`. If it cannot be opened the harness
   keeps running broadcast-only (seed 001). Retention is the deployer's job.
 - `turn-stats.sqlite`: one TurnStats row per turn; tolerant migrations
-  (`ensure_columns`) so files from before a column existed catch up.
+  (`ensure_columns`) so files from before a column existed catch up; v2 adds
+  `cost_usd`/`model_costs_json`/`turn_id` and `ledger_outbox` (hive_harness.ledgerpub).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from hive_harness.ledgerpub import LEDGER_OUTBOX_SQL, queue_for_ledger
 from hivewire.db import Database
 from hivewire.migrations import DatabaseSpec, Migration, Migrations, ensure_columns
 from hivewire.wire.agent import LiveEvent, TurnStats
@@ -56,6 +58,9 @@ TURN_COLUMNS: dict[str, str] = {
     "open_threads_count": "INTEGER NOT NULL DEFAULT 0",
     "open_reminders_count": "INTEGER NOT NULL DEFAULT 0",
     "note": "TEXT",
+    "cost_usd": "REAL NOT NULL DEFAULT 0",
+    "model_costs_json": "TEXT NOT NULL DEFAULT '{}'",
+    "turn_id": "TEXT NOT NULL DEFAULT ''",
 }
 
 
@@ -66,7 +71,17 @@ def _turns_v1(conn: sqlite3.Connection) -> None:
 
 
 EVENTS_MIGRATIONS = Migrations("harness-events", [Migration(1, "events", EVENTS_SQL, "DROP TABLE events")])
-TURNS_MIGRATIONS = Migrations("harness-turn-stats", [Migration(1, "turn_stats", _turns_v1, "DROP TABLE turn_stats")])
+
+
+def _turns_v2(conn: sqlite3.Connection) -> None:
+    ensure_columns(conn, "turn_stats", TURN_COLUMNS)  # cost_usd, model_costs_json, turn_id
+    conn.execute(LEDGER_OUTBOX_SQL)
+
+
+TURNS_MIGRATIONS = Migrations("harness-turn-stats", [
+    Migration(1, "turn_stats", _turns_v1, "DROP TABLE turn_stats"),
+    Migration(2, "cost_and_ledger_outbox", _turns_v2, "DROP TABLE ledger_outbox"),
+])
 
 
 def state_dir(home: Path, agent: str) -> Path:
@@ -169,10 +184,18 @@ class TurnStatsStore:
         if self.db is None:
             return
         d = msgspec.to_builtins(row)
+        d["model_costs_json"] = json.dumps(d.pop("model_costs", {}), sort_keys=True)
         cols = [c for c in TURN_COLUMNS if c in d]
         sql = f"INSERT INTO turn_stats({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        payload = msgspec.json.encode(row) if row.turn_id else None
+
+        def ins(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, [d[c] for c in cols])
+            if payload is not None:  # the ledger's copy, in the same transaction (ledgerpub)
+                queue_for_ledger(conn, row.turn_id, payload)
+
         try:
-            await self.db.write(lambda conn: conn.execute(sql, [d[c] for c in cols]))
+            await self.db.write(ins)
         except Exception as exc:  # failures log and never block the harness
             log.error("turn_stats_insert_failed", error=str(exc))
 
@@ -182,6 +205,8 @@ class TurnStatsStore:
 
         def q(conn: sqlite3.Connection) -> list[TurnStats]:
             rows = conn.execute("SELECT * FROM turn_stats ORDER BY id DESC LIMIT ?", (n,)).fetchall()
-            return [msgspec.convert({k: r[k] for k in TURN_COLUMNS}, TurnStats) for r in rows]
+            return [msgspec.convert({**{k: r[k] for k in TURN_COLUMNS if k != "model_costs_json"},
+                                     "model_costs": json.loads(r["model_costs_json"] or "{}")}, TurnStats)
+                    for r in rows]
 
         return await self.db.read(q)

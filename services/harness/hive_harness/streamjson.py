@@ -6,6 +6,8 @@ accounting follows seed 001 exactly:
 - ctx  = the last inference's prompt size: input + cache_read + cache_creation
   of the most recent `assistant` event's `message.usage`;
 - cost = the turn's cumulative billed tokens: the `result` event's `usage`;
+- cost_usd = `result.total_cost_usd`, per model `modelUsage.<model>.costUSD`
+  (the CLI's own prices; Hive keeps no price table);
 - the context window comes from `result.modelUsage.<model>.contextWindow`, else
   `HIVE_CONTEXT_WINDOW`, else 200000 (`effective_context_window`).
 """
@@ -63,6 +65,8 @@ class TurnSummary:
     compacted: bool = False
     post_compact_tokens: int | None = None
     tool_calls: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0  # result.total_cost_usd (the CLI's own pricing)
+    model_costs: dict[str, float] = field(default_factory=dict)  # result.modelUsage.<model>.costUSD
 
     @property
     def ctx(self) -> int | None:
@@ -83,6 +87,13 @@ def _count(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
         return 0
     return max(0, int(v))
+
+
+def _usd(v: Any) -> float:
+    """A dollar amount from untrusted JSON: a finite non-negative number, else 0."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+        return 0.0
+    return max(0.0, float(v))
 
 
 def effective_context_window(api_window: int | None, env_window: int | None) -> int:
@@ -250,7 +261,10 @@ class StreamParser:
         s.result_text = str(ev.get("result") or "")
         s.api_error_status = ev.get("api_error_status")
         s.cumulative = Usage.from_dict(ev.get("usage"))
+        s.cost_usd, s.model_costs = _usd(ev.get("total_cost_usd")), {}
         for model, mu in (ev.get("modelUsage") or {}).items():
+            if isinstance(mu, dict) and _usd(mu.get("costUSD")) > 0:
+                s.model_costs[str(model)] = _usd(mu.get("costUSD"))
             cw = mu.get("contextWindow") if isinstance(mu, dict) else None
             if isinstance(cw, int) and cw > 0:
                 s.api_context_window = cw

@@ -8,7 +8,8 @@ from hivewire.wire.common import Wire
 
 PresenceState = Literal["idle", "thinking", "compacting", "waiting", "offline"]
 TurnState = Literal["idle", "thinking", "compacting"]
-AgentStatus = Literal["online", "needs_login", "rate_limited", "offline"]
+# over_budget / runaway: parked by hive_harness.budget (docs/costs.md)
+AgentStatus = Literal["online", "needs_login", "rate_limited", "offline", "over_budget", "runaway"]
 ResultKind = Literal["ok", "failed", "prompt_too_long", "rate_limited", "cancelled"]
 EventKind = Literal[
     "turn_start",
@@ -63,6 +64,10 @@ class TurnStats(Wire, kw_only=True):
     open_threads_count: int = 0
     open_reminders_count: int = 0
     note: str | None = None
+    cost_usd: float = 0.0  # the CLI's result.total_cost_usd
+    model_costs: dict[str, float] = {}  # result.modelUsage.<model>.costUSD
+    turn_id: str = ""  # unique per turn: the ledger's dedupe key (and the JetStream Nats-Msg-Id)
+    session: str = ""  # set on a session's row (then `agent` is empty)
 
 
 class AgentState(Wire, kw_only=True):
@@ -72,6 +77,7 @@ class AgentState(Wire, kw_only=True):
     model: str
     ctx_tokens: int | None = None
     cost_tokens: int | None = None
+    cost_usd: float | None = None  # the last turn's dollars (cost_tokens is its billed tokens)
     context_window: int
     rate_limited: bool = False
     unread: int = 0

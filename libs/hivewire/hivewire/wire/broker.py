@@ -243,3 +243,77 @@ class Changed(Wire, kw_only=True):
     table: str
     id: str
     op: Literal["insert", "update", "delete"]
+
+
+# --- cost ledger and budgets (hive_broker.ledger; docs/costs.md) ---------------
+CostGroup = Literal["agent", "model", "day", "session"]
+BudgetPeriod = Literal["day", "week", "month"]
+
+
+class CostsRequest(Wire, kw_only=True):
+    by: CostGroup = "agent"
+    since: float | None = None  # unix seconds; None = everything
+    until: float | None = None
+    agent: str | None = None  # only this agent's turns
+
+
+class CostRow(Wire, kw_only=True):
+    key: str  # the agent, model, UTC day (YYYY-MM-DD) or session id; '' = not an agent's / a session's
+    cost_usd: float
+    tokens: int
+    turns: int
+
+
+class CostsReply(Wire, kw_only=True):
+    by: CostGroup
+    since: float | None = None
+    rows: list[CostRow] = []
+    total_usd: float = 0.0
+    total_tokens: int = 0
+    turns: int = 0
+
+
+class Budget(Wire, kw_only=True):
+    agent: str | None = None  # None: the swarm budget
+    usd: float | None = None
+    tokens: int | None = None
+    per: BudgetPeriod = "day"
+    include_manager: bool = False  # swarm budget only: does it park manager too
+    updated_at: float = 0.0
+
+
+class BudgetSetRequest(Wire, kw_only=True):
+    agent: str | None = None
+    swarm: bool = False
+    usd: float | None = None
+    tokens: int | None = None
+    per: BudgetPeriod = "day"
+    include_manager: bool = False
+
+
+class BudgetClearRequest(Wire, kw_only=True):
+    agent: str | None = None
+    swarm: bool = False
+
+
+class BudgetStatus(Wire, kw_only=True):
+    budget: Budget
+    period_start: float
+    period_end: float
+    spent_usd: float  # in the budget's scope (the agent, or the swarm) this period
+    spent_tokens: int
+    fraction: float  # of the budget used (the larger of dollars and tokens)
+    over: bool
+    agent_spent_usd: float = 0.0  # spend: the asking agent's own part of spent_*
+    agent_spent_tokens: int = 0
+
+
+class BudgetShowReply(Wire, kw_only=True):
+    budgets: list[BudgetStatus] = []
+
+
+class SpendReply(Wire, kw_only=True):
+    """`hive.broker.<agent>.spend`: the budgets that apply to the agent, with this period's spend."""
+
+    agent: str
+    budgets: list[BudgetStatus] = []

@@ -32,6 +32,11 @@ def _template(name: str) -> str:
     return (files("hive_dashboard") / "templates" / name).read_text()
 
 
+@cache
+def _favicon() -> bytes:
+    return (files("hive_dashboard") / "static" / "favicon.svg").read_bytes()
+
+
 def render(name: str, **ctx: str) -> str:
     out = _template(name)
     for key, value in ctx.items():
@@ -57,6 +62,11 @@ class PagesController(Controller):
         if not is_agent_name(name):
             raise NotFoundException("no such agent")
         return page(request, "agent.html", title=f"{name} · hive", agent=name)
+
+    @get("/favicon.ico")
+    async def favicon(self) -> Response[bytes]:
+        """The hexagon (an SVG, which browsers take from /favicon.ico too); public, like /static."""
+        return Response(_favicon(), media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
     @get("/login")
     async def login_form(self, request: Request[Any, Any, Any],

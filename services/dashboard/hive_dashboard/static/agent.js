@@ -52,17 +52,27 @@
     else if (t === "hive.send") what = ["→ ", i.to || "?", ": ", short(i.body || "", 200)];
     else if (t === "hive.ask") what = ["? ", short(i.question || "", 200), i.options && i.options.length ? " [" + i.options.join(" | ") + "]" : ""];
     else if (t === "hive.answer") what = [i.question_id || "", ": ", short(i.answer || "", 200)];
-    else if (t === "hive.remind") what = ["⏰ ", short(i.body || "", 160)];
+    else if (t === "hive.remind") what = ["remind: ", short(i.body || "", 160)];
     else what = [short(i, 200)];
     return line("tool", h("span", { class: "tool-name" }, "⚙ " + t), " ", h("span", { class: "tool-arg" }, ...what));
+  }
+
+  /* A tool's result for people: JSON pretty-printed, a JSON-encoded string unwrapped (no \" or \n escapes). */
+  function readable(v) {
+    for (let i = 0; i < 3 && typeof v === "string"; i++) {
+      const t = v.trim();
+      if (!/^[[{"]/.test(t)) break;
+      try { v = JSON.parse(t); } catch (e) { break; }
+    }
+    return typeof v === "string" ? v : JSON.stringify(v, null, 2);
   }
 
   function resultLine(p) {
     let text = p.content ?? p.output ?? p.text ?? p.result ?? "";
     if (Array.isArray(text)) text = text.map((c) => (c && c.text) || (typeof c === "string" ? c : JSON.stringify(c))).join("\n");
-    if (typeof text !== "string") text = JSON.stringify(text);
+    text = readable(text);
     const cls = "result" + (p.is_error ? " err" : "");
-    if (text.length <= FOLD) return line(cls, "↳ ", text);
+    if (text.length <= FOLD && !text.includes("\n")) return line(cls, "↳ ", text);
     return line(cls, h("details", {}, h("summary", {}, "↳ " + text.slice(0, FOLD).replace(/\n/g, " ") + "… (" + text.length + " chars)"), h("pre", {}, text)));
   }
 

@@ -82,7 +82,8 @@ const hive = (() => {
     return presence.state;
   }
   const labelClass = (l) => "p-" + l.replace(/\(.*$/, "");
-  const labelText = (l) => ({ dead: "✝ offline-dead", rate_limited: "⊘ rate limited", needs_login: "⚿ needs login" })[l] || l;
+  // plain words (the DejaVu fonts Debian ships lack glyphs such as U+26BF), the colour says the rest
+  const labelText = (l) => ({ dead: "offline-dead", rate_limited: "rate limited", needs_login: "needs login" })[l] || l;
 
   /* One EventSource; the browser resends Last-Event-ID itself on reconnect. */
   function stream(query, handlers) {

@@ -41,15 +41,25 @@
     box.replaceChildren(list.length ? h("table", { class: "agents" },
       h("thead", {}, h("tr", {}, ["agent", "presence", "model", "ctx", "cost", "unread", "last turn", ""].map((c) => h("th", {}, c)))),
       h("tbody", {}, list.map(agentRow))) : empty("no agents yet"));
+    // the send box names one agent (the manager if there is one); everyone is the last choice, and asks first
     const sel = $("compose-to"), keep = sel.value;
-    sel.replaceChildren(h("option", { value: "*" }, "* (everyone)"), ...list.map((a) => h("option", { value: a.name }, a.name)));
-    if (keep) sel.value = keep;
-    if (!sel.value && list.length) sel.value = list[0].name;
+    sel.replaceChildren(...list.map((a) => h("option", { value: a.name }, a.name)), h("option", { value: "*" }, "* (everyone)"));
+    const names = list.map((a) => a.name);
+    sel.value = keep && (keep === "*" || names.includes(keep)) ? keep : names.includes("manager") ? "manager" : (names[0] || "*");
+  }
+
+  /* A live reload must not wipe what the operator is typing or ticking: an item already on the page is kept as is. */
+  const kept = { approvals: new Map(), questions: new Map() };
+  function keepItems(which, items, key, build) {
+    const old = kept[which], now = new Map();
+    const nodes = items.map((it) => { const k = key(it), el = old.get(k) || build(it); now.set(k, el); return el; });
+    kept[which] = now;
+    return nodes;
   }
 
   function renderApprovals(items) {
     setCount("approvals-count", items.length);
-    $("approvals").replaceChildren(...(items.length ? items.map((v) => {
+    $("approvals").replaceChildren(...(items.length ? keepItems("approvals", items, (v) => v.approval.approval_id, (v) => {
       const a = v.approval, diff = v.diff;
       const note = h("input", { class: "note", placeholder: "note (optional)", "aria-label": "note" });
       // a deploy whose diff is not shown in full is approved only with an explicit tick (the server checks too)
@@ -80,7 +90,7 @@
 
   function renderQuestions(items) {
     setCount("questions-count", items.length);
-    $("questions").replaceChildren(...(items.length ? items.map((q) => {
+    $("questions").replaceChildren(...(items.length ? keepItems("questions", items, (q) => q.question_id, (q) => {
       const name = "q-" + q.question_id;
       const opts = q.options.map((o, i) => h("label", { class: "opt" },
         h("input", { type: q.multi ? "checkbox" : "radio", name, value: o, id: name + "-" + i }), " ", o));
@@ -112,14 +122,15 @@
 
   function renderMessages(inbox, flow) {
     setCount("inbox-count", inbox.length);
-    $("inbox").replaceChildren(...(inbox.length ? inbox.slice(-30).reverse().map((m) => {
+    // the broker lists newest first: so do we, and the newest are what is on screen
+    $("inbox").replaceChildren(...(inbox.length ? inbox.slice(0, 30).map((m) => {
       const row = msgRow(m);
       row.append(h("button", { class: "small ghost", onclick: () => { $("compose-to").value = m.from; $("compose-body").focus(); } }, "reply"));
       return row;
     }) : [empty("inbox is empty")]));
     const box = $("messages");
-    box.replaceChildren(...(flow.length ? flow.slice(-60).map(msgRow) : [empty("no messages yet")]));
-    box.scrollTop = box.scrollHeight;
+    box.replaceChildren(...(flow.length ? flow.slice(0, 60).map(msgRow) : [empty("no messages yet")]));
+    box.scrollTop = 0;
   }
 
   function renderTombstones(items) {
@@ -132,7 +143,7 @@
   }
 
   function renderBackups(b, failed) {
-    const last = b.last_done, snaps = b.snapshots || [], newest = snaps[snaps.length - 1];
+    const last = b.last_done, snaps = b.snapshots || [], newest = snaps[0];  // listed newest first
     const run = h("button", { class: "small", onclick: () => act("backup", "POST", "/api/backups/run", {}) }, "run backup now");
     // hive-backup did not answer: say nothing about snapshots we could not list (the error is shown above)
     if (failed && !last) { $("backups").replaceChildren(run); return; }
@@ -220,7 +231,9 @@
     ev.preventDefault();
     const body = $("compose-body").value.trim();
     if (!body) return;
-    if (await act("send", "POST", "/api/messages", { to: $("compose-to").value, body })) { $("compose-body").value = ""; load(); }
+    const to = $("compose-to").value;
+    if (to === "*" && !confirm(`Send this to every agent (${agents.size})? Each one wakes up for it.`)) return;
+    if (await act("send", "POST", "/api/messages", { to, body })) { $("compose-body").value = ""; load(); }
   });
   $("spawn-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
