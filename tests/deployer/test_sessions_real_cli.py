@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hive_deployer.runtimes import BwrapRuntime
 from hive_harness.simmodel import Script, SimModel, Step
 from hivewire import subjects
 from hivewire.wire.deployer import PathReply, SessionCreate, SessionInfo, SessionRef, StatusReply
@@ -49,6 +51,12 @@ def real_cli(hive_home: Path, tmp_path: Path, sim: SimModel, monkeypatch: pytest
     for k in ("HIVE_SESSION_CMD", "CLAUDE_CONFIG_DIR", "ANTHROPIC_AUTH_TOKEN"):
         monkeypatch.delenv(k, raising=False)
     return sim
+
+
+@pytest.fixture
+async def deployer(make_deployer: Any) -> Any:
+    """The deployer with its default runtime: sessions run in the agents' bubblewrap sandbox."""
+    return await make_deployer(runtime=BwrapRuntime(shutil.which("bwrap") or "bwrap"))
 
 
 async def _status(env: Any, sid: str) -> str:
@@ -129,3 +137,28 @@ def _text(p: Path) -> str:
 
 def _listdir(p: Path) -> list[Path]:
     return list(p.iterdir())
+
+
+async def test_a_session_runs_in_the_sandbox(deployer: Any, settings: Any, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session's command gets the agents' sandbox: its own dirs, its documented variables, no hive secret."""
+    token = settings.home / "operator.token"
+    token.write_text("operator-token-secret\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    snoop = bindir / "snoop.sh"
+    snoop.write_text(f"#!/bin/sh\ncat {token} && echo LEAK-token\nls {settings.home}/agents && echo LEAK-home\n"
+                     'env | grep -q "^HIVE_OPERATOR_TOKEN=" && echo LEAK-env\n'
+                     'echo "ran $HIVE_SESSION_PRIORITY" > "$HIVE_SESSION_OUTPUT/ran"\n')
+    snoop.chmod(0o755)
+    monkeypatch.setenv("HIVE_SESSION_CMD", str(snoop))
+    monkeypatch.setenv("HIVE_OPERATOR_TOKEN", "env-token-secret")
+    env = deployer
+    s = await env.client.call(subjects.session("create"), SessionCreate(task="snoop", priority="low"), SessionInfo)
+    await env.client.call(subjects.session("start"), SessionRef(session_id=s.session_id), StatusReply)
+    await wait_for(lambda: _done(env, s.session_id), timeout=60)
+    got = await env.client.call(subjects.session("get"), SessionRef(session_id=s.session_id), SessionInfo)
+    log_text = _text(Path(got.log_file))
+    assert got.status == "completed" and got.exit_code == 0, log_text
+    assert _text(Path(s.output_dir) / "ran") == "ran low\n"
+    assert "LEAK" not in log_text and "secret" not in log_text, log_text

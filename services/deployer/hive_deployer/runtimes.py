@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,10 @@ class Runtime:
     def sandbox_env(self) -> dict[str, str]:
         return {"HIVE_SANDBOX": "none", "HIVE_ALLOW_UNCONFINED": "1"}
 
+    def oneoff_argv(self, launch: Launch, passed: list[str]) -> list[str]:
+        """A one-off agent command (a session's CLI run), confined like an agent's turn."""
+        return self.argv(launch)
+
     def env(self, launch: Launch) -> dict[str, str]:
         return {**agentenv.harness_env(), **launch.env, **self.sandbox_env()}
 
@@ -106,6 +111,17 @@ class BwrapRuntime(Runtime):
 
     def sandbox_env(self) -> dict[str, str]:
         return {"HIVE_SANDBOX": "bwrap", "HIVE_BWRAP": self.binary}
+
+    def oneoff_argv(self, launch: Launch, passed: list[str]) -> list[str]:
+        args = [sys.executable, "-m", "hive_harness.confined", "--name", launch.name, "--workdir", str(launch.cwd)]
+        for d in launch.writable:
+            if d != launch.cwd:
+                args += ["--writable", str(d)]
+        for d in launch.hidden:
+            args += ["--hidden", str(d)]
+        for name in passed:
+            args += ["--pass", name]
+        return [*args, "--", *launch.argv]
 
 
 class PodmanRuntime(Runtime):

@@ -136,9 +136,13 @@ class Sessions:
         launch = Launch(f"session-{sid[:8]}", self.command(sid, info.task, args), env, d, writable=[d, out],
                         hidden=[self.settings.home])
         try:
+            why = await asyncio.to_thread(self.runtime.check)
+            if why is not None:  # fail closed, as for agents
+                raise OSError(f"the {self.runtime.kind} runtime cannot run it: {why}")
+            argv = self.runtime.oneoff_argv(launch, passed=sorted(k for k in env if k.startswith("HIVE_SESSION_")))
             with open(self.layout.session_log(sid), "ab") as logf:
                 proc = await asyncio.create_subprocess_exec(
-                    *self.runtime.argv(launch), env=self.runtime.env(launch), cwd=str(d),
+                    *argv, env=self.runtime.env(launch), cwd=str(d),
                     stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True, preexec_fn=die_with_parent,
                 )

@@ -62,6 +62,7 @@ class CliConfig:
     config_env: dict[str, str] = field(default_factory=dict)  # the agent's `hive.env`, allowlisted in env()
     limits: Limits = field(default_factory=Limits)
     hidden: list[Path] = field(default_factory=list)
+    writable: list[Path] = field(default_factory=list)  # beyond state and creds (a session's output dir)
 
     @property
     def mcp_socket(self) -> Path:
@@ -79,10 +80,10 @@ class CliConfig:
         path.write_text(json.dumps(cfg, indent=2))  # no secret in it: the relay holds none
         return path
 
-    def spec(self) -> sb.Spec:
+    def spec(self, argv: list[str] | None = None) -> sb.Spec:
         ro = [Path(p) for p in os.environ.get("HIVE_SANDBOX_RO_PATHS", "").split(":") if p.strip()]
-        return sb.Spec(self.agent, self.state_dir, self.creds_dir, self.run_dir, agent_cmd(), ro_paths=ro,
-                       hidden=self.hidden)
+        return sb.Spec(self.agent, self.state_dir, self.creds_dir, self.run_dir, argv or agent_cmd(), ro_paths=ro,
+                       hidden=self.hidden, writable=self.writable)
 
     def env(self) -> dict[str, str]:
         """The inner command's whole environment: an allowlist, never the harness's own env."""
@@ -113,7 +114,7 @@ class CliConfig:
         if not self.sandbox.confined:
             return inner, env
         outer_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        return self.sandbox.wrap(self.spec(), inner, env, self.state_dir), outer_env
+        return self.sandbox.wrap(self.spec(inner), inner, env, self.state_dir), outer_env
 
     def has_credentials(self) -> bool:
         env = self.env()

@@ -63,6 +63,7 @@ class Spec:
     agent_argv: list[str]
     ro_paths: list[Path] = field(default_factory=list)  # extra read-only paths (HIVE_SANDBOX_RO_PATHS)
     hidden: list[Path] = field(default_factory=list)  # emptied if a system dir would show them (HIVE_HOME)
+    writable: list[Path] = field(default_factory=list)  # more dirs it may write (a session's output dir)
 
 
 class Sandbox:
@@ -117,10 +118,11 @@ class Bwrap(Sandbox):
             if any(h.is_relative_to(d) for d in SYSTEM_DIRS):
                 a += ["--tmpfs", str(h)]
         for p in _outermost({*spec.ro_paths, *install_dirs(spec.agent_argv)}):
-            if p.exists() and not any(p.is_relative_to(d) for d in SYSTEM_DIRS if Path(d).is_dir()):
+            if _bindable(p, spec):
                 a += ["--ro-bind", str(p), str(p)]
         a += ["--ro-bind", str(spec.run_dir), str(INNER_RUN)]
-        a += ["--bind", str(spec.state_dir), str(spec.state_dir), "--bind", str(spec.creds_dir), str(spec.creds_dir)]
+        for d in (spec.state_dir, spec.creds_dir, *spec.writable):
+            a += ["--bind", str(d), str(d)]
         for f in protected_files(spec.state_dir):
             a += ["--ro-bind", str(f), str(f)]
         a += ["--remount-ro", "/"]  # the sandbox's own root (where /etc, /home are made) is read-only too
@@ -137,20 +139,35 @@ def protected_files(state_dir: Path) -> list[Path]:
 
 
 def install_dirs(argv: list[str]) -> list[Path]:
-    """The agent command's install: its resolved binary's dir (the package root when that dir is `bin`),
-    and the interpreter of a script (its shebang)."""
+    """The agent command's install: its resolved binary's dir (an npm package's root when that dir is its
+    `bin`), the prefix of a script's interpreter (its shebang), and node's (the relays)."""
     if not argv:
         return []
-    exe = shutil.which(argv[0]) or argv[0]
-    real = Path(exe).resolve()
-    out = [real.parent.parent if real.parent.name == "bin" else real.parent]
+    real = Path(shutil.which(argv[0]) or argv[0]).resolve()
+    out = [_package_root(real)]
     interp = _shebang(real)
     if interp is not None:
-        ireal = Path(shutil.which(interp) or interp).resolve()
-        out.append(ireal.parent.parent if ireal.parent.name == "bin" else ireal.parent)
-    node = Path(node_binary()).resolve()
-    out.append(node.parent.parent if node.parent.name == "bin" else node.parent)
+        out.append(_prefix(Path(shutil.which(interp) or interp).resolve()))
+    out.append(_prefix(Path(node_binary()).resolve()))
     return out
+
+
+def _package_root(exe: Path) -> Path:
+    d = exe.parent
+    return d.parent if d.name == "bin" and (d.parent / "package.json").is_file() else d
+
+
+def _prefix(exe: Path) -> Path:
+    d = exe.parent
+    return d.parent if d.name == "bin" and (d.parent / "lib").is_dir() else d
+
+
+def _bindable(p: Path, spec: Spec) -> bool:
+    """Never a dir that holds what the sandbox must not see (HIVE_HOME, the operator's home)."""
+    if not p.exists() or any(p.is_relative_to(d) for d in SYSTEM_DIRS if Path(d).is_dir()):
+        return False
+    secret = [*spec.hidden, Path.home()]
+    return not any(h.resolve().is_relative_to(p) for h in secret if h.exists())
 
 
 def resolved_argv(argv: list[str]) -> list[str]:
