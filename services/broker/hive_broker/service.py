@@ -21,6 +21,7 @@ from hive_broker.background import Background
 from hive_broker.config import BrokerConfig
 from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects
+from hive_broker.ledger_service import Ledger, ledger_path
 from hive_broker.pending import PendingHints
 from hive_broker.search_index import SearchIndex
 from hive_broker.store import BrokerDatabase
@@ -68,6 +69,7 @@ class BrokerService(MicroService):
         self.roster = registry.Roster()  # loaded in on_prepare
         self.sends_counted = 0  # sends handled since start (the indexer yields while they pour in)
         self.background = Background(self)
+        self.ledger = Ledger(self, ledger_path(settings.home))  # the cost ledger (own file and writer)
         self._presence_sub: Subscription | None = None
         self._deploy_sub: Subscription | None = None
         self._instances: dict[str, str] = {}
@@ -88,6 +90,7 @@ class BrokerService(MicroService):
         self._pending_at_start = await self.db.write(messages.agents_with_pending)
         self.pending.load(self._pending_at_start)
         self.roster = await self.db.write(registry.Roster.load)
+        await self.ledger.open()
 
     async def on_start(self) -> None:
         self._presence_sub = await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence)
@@ -96,6 +99,7 @@ class BrokerService(MicroService):
         for agent in self._pending_at_start:
             await self._publish_wake(agent, "message", "")
         self.background.start()
+        await self.ledger.start()
 
     async def on_stop(self) -> None:
         self.stopping = True
@@ -104,11 +108,13 @@ class BrokerService(MicroService):
             if sub is not None:
                 await sub.unsubscribe()
         await self.background.stop()
+        await self.ledger.stop()
 
     async def stop(self) -> None:
         await super().stop()
         await self.db.close()
         await self.search.close()
+        await self.ledger.close()
 
     # --- plumbing -------------------------------------------------------------------
     def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
@@ -136,7 +142,7 @@ class BrokerService(MicroService):
         # sends arriving together share one write job and one commit (two, past first_turn)
         send: list[Endpoint[Any] | BatchEndpoint[Any]] = [
             BatchEndpoint("send", b("send"), w.SendRequest, self.send, first_turn=self.config.first_turn)]
-        return send + [Endpoint(name, subject, rt, h) for name, subject, rt, h in table]
+        return send + [Endpoint(name, subject, rt, h) for name, subject, rt, h in table] + self.ledger.endpoints()
 
     def on_error(self, endpoint: str, subject: str, code: str, err: HiveError | None) -> None:
         # latency and outcome per endpoint come from MicroService (hive_request_*{service="hive-broker"})
@@ -179,6 +185,15 @@ class BrokerService(MicroService):
                 metrics.REDELIVERED.labels(name.split(":", 1)[1]).inc(n)
             elif name in _COUNTERS:
                 _COUNTERS[name].inc(n)
+
+    async def system_send(self, body: str, client_id: str) -> None:
+        """A message from `broker` to the operator's inbox (the ledger's budget alerts); `client_id`
+        makes a repeat within the dedup window a no-op."""
+        req = w.SendRequest(to=OPERATOR, body=body, id=client_id)
+        got = await self._write(lambda c, e: messages.send_many(c, e, self.client_ids, [("broker", req)], time.time(),
+                                                                self.roster))
+        if isinstance(got[0], Exception):
+            raise got[0]
 
     async def _publish_wake(self, agent: str, reason: str, ref: str) -> None:
         await self._publish_raw(_wake_subject(agent), codec.encode(w.Wake(reason=reason, ref=ref)))  # type: ignore[arg-type]

@@ -222,7 +222,10 @@ class BrokerDatabase(Database):
 
 def databases(settings: Settings) -> list[DatabaseSpec]:
     """Entry point `hive.databases`: broker.sqlite and its search index, for `hive migrate`."""
-    return [DatabaseSpec("broker", settings.broker_db, MIGRATIONS), *search_index.databases(settings.broker_search_db)]
+    from hive_broker.ledger import database_spec
+
+    return [DatabaseSpec("broker", settings.broker_db, MIGRATIONS), *search_index.databases(settings.broker_search_db),
+            database_spec(settings.home / "ledger.sqlite")]
 
 
 def open_sync(path: Path | str) -> sqlite3.Connection:

@@ -255,10 +255,12 @@ class CostsRequest(Wire, kw_only=True):
     since: float | None = None  # unix seconds; None = everything
     until: float | None = None
     agent: str | None = None  # only this agent's turns
+    then: CostGroup | None = None  # a second grouping (rows carry key2), e.g. by day then model
 
 
 class CostRow(Wire, kw_only=True):
     key: str  # the agent, model, UTC day (YYYY-MM-DD) or session id; '' = not an agent's / a session's
+    key2: str = ""  # the `then` grouping's key
     cost_usd: float
     tokens: int
     turns: int
