@@ -6,8 +6,9 @@ from typing import Any, Literal
 
 from hivewire.wire.common import Wire
 
-PresenceState = Literal["idle", "thinking", "compacting", "waiting", "offline"]
-TurnState = Literal["idle", "thinking", "compacting"]
+# stalled: a turn without progress for HIVE_STALL_S (reason no_progress; docs/harness.md "Liveness")
+PresenceState = Literal["idle", "thinking", "compacting", "waiting", "offline", "stalled"]
+TurnState = Literal["idle", "thinking", "compacting", "stalled"]
 # over_budget / runaway: parked by hive_harness.budget (docs/costs.md)
 AgentStatus = Literal["online", "needs_login", "rate_limited", "offline", "over_budget", "runaway"]
 ResultKind = Literal["ok", "failed", "prompt_too_long", "rate_limited", "cancelled"]
@@ -40,6 +41,7 @@ class Presence(Wire, kw_only=True):
     instance: str
     reason: str | None = None
     ts: float = 0.0
+    until: float | None = None  # waiting/rate_limit: when the park ends (unix s)
 
 
 class TurnStats(Wire, kw_only=True):
@@ -82,6 +84,11 @@ class AgentState(Wire, kw_only=True):
     rate_limited: bool = False
     unread: int = 0
     login_url: str | None = None
+    login_reason: str | None = None  # needs_login: no_credentials | token_expired | auth_failed
+    login_error: str | None = None  # a dashboard login's last error (e.g. a wrong code)
+    rate_limited_until: float | None = None  # unix s; no model request before it
+    plan: dict[str, dict[str, Any]] = {}  # {window: {utilization, resets_at, status}} from the CLI's latest
+    tools_missing: list[str] = []  # hive tools the CLI's init event lacked (the turn fails loudly)
 
 
 class HistoryRequest(Wire, kw_only=True):
