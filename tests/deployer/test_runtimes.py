@@ -127,3 +127,11 @@ def test_nixos_container_commands(tmp_path: Path) -> None:
     assert rt.argv(lc) == ["nixos-container", "run", "hive-x", "--", "env", "HIVE_AGENT=x", "hive-harness"]
     assert rt.stop_commands(lc) == [["nixos-container", "stop", "hive-x"]]
     assert not rt.tested_here and "not available here" in rt.note
+
+
+async def test_an_unconfined_agent_says_so(make_deployer: Any) -> None:
+    env = await make_deployer(runtime=ProcessRuntime(allow_unconfined=True))
+    info = await env.call("spawn", SpawnRequest(name="bee"), AgentInfo)
+    assert info.runtime == "process" and info.confined is False
+    listed = (await env.call("list", Empty(), AgentList)).agents[0]
+    assert listed.confined is False

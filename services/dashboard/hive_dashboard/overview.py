@@ -110,6 +110,7 @@ class OverviewBuilder:
             last_turn=turns[-1] if turns else None,
             state_bytes=(info.state_bytes if info and info.state_bytes else 0),
             login_url=st.login_url if st else None,
+            confined=info.confined if info else True,
         )
 
     async def build(self) -> Overview:

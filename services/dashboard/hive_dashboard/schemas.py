@@ -80,6 +80,7 @@ class AgentView(msgspec.Struct, kw_only=True):
     last_turn: TurnStats | None = None
     state_bytes: int = 0
     login_url: str | None = None
+    confined: bool = True  # False: its CLI runs unconfined (the deployer's `process` runtime)
 
 
 class ApprovalView(msgspec.Struct, kw_only=True):

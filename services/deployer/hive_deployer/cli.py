@@ -58,7 +58,8 @@ def _line(a: AgentInfo) -> str:
     state = f"{a.state} ({a.transient})" if a.transient else a.state
     pid = f", pid {a.pid}" if a.pid else ""
     err = f"; last error: {a.last_error}" if a.last_error else ""
-    return f"{a.name}: {state}{pid}, runtime {a.runtime}{err}"
+    unconfined = " (UNCONFINED: no sandbox)" if not a.confined else ""
+    return f"{a.name}: {state}{pid}, runtime {a.runtime}{unconfined}{err}"
 
 
 def _show(a: AgentInfo, as_json: bool) -> None:
@@ -84,7 +85,8 @@ def register(app: typer.Typer) -> None:
             print_json(got)
             return
         print_rows(("name", "state", "transient", "runtime", "pid", "deployed", "restarts", "size", "creds", "age"), (
-            (a.name, a.state, a.transient or "-", a.runtime, str(a.pid or "-"), a.deployed or "-", str(a.restarts),
+            (a.name, a.state, a.transient or "-", a.runtime if a.confined else f"{a.runtime} UNCONFINED",
+             str(a.pid or "-"), a.deployed or "-", str(a.restarts),
              f"{a.state_bytes / 1024:.0f}K", "yes" if a.has_credentials else "no",
              _age(a.destroyed_at if a.state == "destroyed" else a.created_at)) for a in got.agents),
             empty="no agents (spawn one with `hive agents spawn NAME`)")

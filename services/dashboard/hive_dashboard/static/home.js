@@ -22,7 +22,8 @@
     const t = a.last_turn;
     return h("tr", { id: "agent-" + a.name, dataset: { agent: a.name, label: l } },
       h("td", {}, h("a", { href: "/agents/" + a.name, class: "agent-link" }, a.name),
-        a.transient ? h("span", { class: "badge dim" }, a.transient + "…") : null),
+        a.transient ? h("span", { class: "badge dim" }, a.transient + "…") : null,
+        a.confined === false ? h("span", { class: "badge bad", title: "runs without a sandbox (process runtime)" }, "unconfined") : null),
       h("td", {}, h("span", { class: "badge presence " + labelClass(l), title: a.presence ? "since " + fmtTime(a.presence.since) : "no heartbeat seen" }, labelText(l))),
       h("td", {}, h("span", { class: "badge dim" }, "model · " + (a.model || "?"))),
       h("td", {}, ctxBadge(a)),
