@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(approvals_app, name="approvals")
     app.add_typer(questions_app, name="questions")
     app.add_typer(messages_app, name="messages")
+    from hive_broker import cli_costs
+
+    cli_costs.register(app)  # hive costs, hive budget
 
     @app.command("send")
     def send(

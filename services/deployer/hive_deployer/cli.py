@@ -12,7 +12,7 @@ from hivewire import subjects
 from hivewire.cli.app import JSON_HELP, console, err_console, print_json, print_rows, run_client
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
-from hivewire.wire.common import Empty
+from hivewire.wire.common import Empty, Ok
 from hivewire.wire.deployer import (
     AgentInfo,
     AgentList,
@@ -109,6 +109,13 @@ def register(app: typer.Typer) -> None:
                    ("rebuild", "Re-render an agent's meta config and restart it on the deployed config."),
                    ("revive", "Bring a destroyed agent back with its kept state and login.")):
         verb(v, doc)
+
+    @agents.command("resume")
+    def resume(name: str = NAME) -> None:
+        """Lift a runaway park (the harness's ctl.resume); budget parks lift when the budget allows."""
+        rep = _call(subjects.ctl(name, "resume"), Empty(), Ok, timeout=10.0)
+        console.print(f"{name}: resumed" if rep.ok else f"{name}: was not parked as a runaway",
+                      markup=False, highlight=False)
 
     @agents.command("destroy")
     def destroy(name: str = NAME,
