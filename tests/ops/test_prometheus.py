@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -87,6 +88,24 @@ def test_file_sd_writer(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         promsd.set_agent(home, "carol", "not a url")
     assert promsd.read_targets(promsd.sd_path(home)) == {"alice": "http://127.0.0.1:40003/metrics"}
+
+
+def test_file_sd_can_live_outside_the_private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HIVE_HOME is 0700; a Prometheus running as another user reads HIVE_PROMSD_FILE, world-readable."""
+    monkeypatch.setenv("HIVE_PROMSD_FILE", str(tmp_path / "promsd/agents.json"))
+    old = os.umask(0o077)
+    try:
+        promsd.set_agent(tmp_path / "h", "alice", "http://127.0.0.1:40001/metrics")
+    finally:
+        os.umask(old)
+    f = tmp_path / "promsd/agents.json"
+    assert promsd.sd_path(tmp_path / "h") == f and f.stat().st_mode & 0o777 == 0o644
+    assert promsd.read_targets(f) == {"alice": "http://127.0.0.1:40001/metrics"}
+    compose_prom = yaml.safe_load((REPO / "compose/prometheus.yml").read_text())
+    job = {j["job_name"]: j for j in compose_prom["scrape_configs"]}["hive-agents"]
+    compose = yaml.safe_load((REPO / "compose/docker-compose.yml").read_text())["services"]
+    assert job["file_sd_configs"][0]["files"] == [compose["deployer"]["environment"]["HIVE_PROMSD_FILE"]]
+    assert "hive-promsd:/var/lib/hive-promsd:ro" in compose["prometheus"]["volumes"]
 
 
 # --- a running stack ----------------------------------------------------------

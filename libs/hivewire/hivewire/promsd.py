@@ -66,7 +66,10 @@ def check_announced_url(url: object, *, any_bind: bool = False) -> str:
 
 
 def sd_path(home: Path) -> Path:
-    return Path(home) / "prometheus" / FILE_NAME
+    """`HIVE_PROMSD_FILE`, else `HIVE_HOME/prometheus/agents.json`. HIVE_HOME is private (0700), so a
+    Prometheus running as another user needs the file elsewhere: it holds targets, no secret."""
+    override = os.environ.get("HIVE_PROMSD_FILE", "").strip()
+    return Path(override) if override else Path(home) / "prometheus" / FILE_NAME
 
 
 def target_group(agent: str, metrics_url: str) -> dict[str, object]:
@@ -111,6 +114,7 @@ def write_targets(path: Path, targets: Mapping[str, str]) -> None:
     text = render(targets)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.fchmod(fd, 0o644)  # readable by Prometheus whatever the service's umask (077)
     with os.fdopen(fd, "w") as f:
         f.write(text)
         f.flush()
