@@ -8,8 +8,8 @@ queues behind message traffic on broker.sqlite's writer.
 
 Turn rows arrive on the `HIVE_LEDGER` JetStream stream (created here,
 idempotently: `hive.agent.*.ledger` and `hive.session.ledger`), read with the
-durable pull consumer `ledger` (ack-all): a batch is committed, then its last
-message acked, so a crash before the commit redelivers it and the turn-id key
+durable pull consumer `ledger` (explicit acks): a batch is committed, then each
+of its messages acked, so a crash before the commit redelivers it and the turn-id key
 makes a redelivered row count once. The agent is the subject's token, never
 the row's own `agent` field. After each batch, budgets that crossed 80% or 100%
 this period send one operator-inbox message each (`budget_alerts`).
@@ -55,6 +55,7 @@ ALERTS = Counter("hive_ledger_budget_alerts_total", "Operator-inbox budget alert
 FETCH_BATCH = 512
 FETCH_WAIT_S = 1.0
 STREAM_MAX_AGE_S = 30 * 86400
+ACK_WAIT_S = 10.0  # a fetched row not acked by then (its process died) is delivered again
 
 
 def ledger_path(home: Path) -> Path:
@@ -104,9 +105,17 @@ class Ledger:
             await js.stream_info(subjects.LEDGER_STREAM)
         except Exception:  # not there yet (NotFoundError): create it
             await js.add_stream(cfg)
-        await js.add_consumer(subjects.LEDGER_STREAM, ConsumerConfig(
-            durable_name=subjects.LEDGER_CONSUMER, ack_policy=AckPolicy.ALL, ack_wait=30.0,
-            max_ack_pending=-1))
+        # Explicit acks, each after its batch committed. Not ack-all: after a kill -9 the dead
+        # process's fetched-but-uncommitted messages are still pending, and acking a later
+        # message would ack them too (lost turns, seen in tests/broker/test_ledger_crash.py).
+        consumer = ConsumerConfig(durable_name=subjects.LEDGER_CONSUMER, ack_policy=AckPolicy.EXPLICIT,
+                                  ack_wait=ACK_WAIT_S, max_ack_pending=-1)
+        try:
+            await js.add_consumer(subjects.LEDGER_STREAM, consumer)
+        except Exception as exc:  # an older config: start it over (the turn-id key drops what comes again)
+            log.warning("ledger_consumer_recreated", error=str(exc))
+            await js.delete_consumer(subjects.LEDGER_STREAM, subjects.LEDGER_CONSUMER)
+            await js.add_consumer(subjects.LEDGER_STREAM, consumer)
 
     async def _consume(self) -> None:
         nc = getattr(self.broker.transport, "nc", None)
@@ -150,7 +159,7 @@ class Ledger:
             return None
 
     async def take(self, msgs: list[Any]) -> int:
-        """Commit a fetched batch, then ack it (ack-all: the last message acks the batch)."""
+        """Commit a fetched batch, then ack it."""
         values = [v for v in map(self.decode, msgs) if v is not None]
         now = time.time()
         agents = {v[1] for v in values if v[1]}
@@ -160,7 +169,7 @@ class Ledger:
             return added, ledger.new_alerts(conn, agents, now) if added else []
 
         added, alerts = await self.db.write(job, weight=max(1, len(values)))
-        await msgs[-1].ack()
+        await self.ack(msgs)
         INGESTED.inc(added)
         DUPLICATES.inc(len(values) - added)
         for v in values:
@@ -172,6 +181,12 @@ class Ledger:
         for st in alerts:
             await self._alert(st)
         return added
+
+    async def ack(self, msgs: list[Any]) -> None:
+        """Ack each message of a committed batch, queued as one write to the server."""
+        nc = self.broker.transport.nc  # type: ignore[attr-defined]
+        for m in msgs:
+            await nc.publish(m.reply, b"+ACK")  # what msg.ack() sends, minus its per-message checks
 
     async def _gauges(self, now: float) -> None:
         try:
