@@ -169,7 +169,7 @@ async def test_429_rate_limited_sentinel_park_and_retry_once(broker: Any, sim: S
     assert st.status == "online" and not st.rate_limited
     hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
     statuses = [e.payload.get("status") for e in reversed(hist.events) if e.kind == "status_changed"]
-    assert statuses[:2] == ["rate_limited", "online"]
+    assert statuses[:3] == ["online", "rate_limited", "online"]  # the instance's announcement, then the changes
 
 
 async def test_no_credentials_needs_login(broker: Any, sim: SimModel, harness_factory: Any, client: HiveClient,

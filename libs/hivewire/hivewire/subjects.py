@@ -105,6 +105,11 @@ def presence(agent_name: str) -> str:
     return agent(agent_name, "presence")
 
 
+def typing(agent_name: str) -> str:
+    """Partial assistant text as it streams (`wire.agent.Typing`): coalesced, never stored."""
+    return agent(agent_name, "typing")
+
+
 def ctl(agent_name: str, verb: str) -> str:
     if verb not in AGENT_CTL_VERBS:
         raise ValueError(f"unknown ctl verb {verb!r}")

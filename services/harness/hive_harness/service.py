@@ -66,7 +66,10 @@ class HarnessService(MicroService):
         self.events = EventStore(events_path(self.state_dir))
         self.stats = TurnStatsStore(turns_path(self.state_dir))
         model_file = Path(settings.model_file) if settings.model_file else None
-        self.bus = Bus(self.agent, self.state_dir, self.events, self.publish, settings.context_window, model_file)
+        self.bus = Bus(self.agent, self.state_dir, self.events, self.publish, settings.context_window, model_file,
+                       publish_many=transport.publish_many)
+        self.bus.typing.instance = self.instance
+        self.bus.on_status = self._beat  # a status change shows in presence at once, not at the next heartbeat
         sandbox = sb.from_env()  # fails closed: a HiveError naming the fix when it cannot confine
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"hive-{self.agent}-"))
         self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", self.run_dir, sandbox,
@@ -192,6 +195,7 @@ class HarnessService(MicroService):
         if self.guard.publisher is not None:  # queued turn rows from before a restart go out now
             self._tasks.append(asyncio.create_task(self.guard.publisher.run()))
         await self.bus.emit("note", text=f"harness started (instance {self.instance}, model {self.bus.model})")
+        await self.bus.announce(self.instance)  # whatever an earlier instance said, this is the status now
 
     async def _on_wake(self, msg: Msg) -> None:
         self.guard.invalidate()  # the ledger wakes an agent when a budget touching it changed
@@ -218,6 +222,8 @@ class HarnessService(MicroService):
         with contextlib.suppress(Exception):
             await self.publish(subjects.presence(self.agent), Presence(
                 state="offline", since=time.time(), instance=self.instance, reason="stopped", ts=time.time()))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.bus.flush(), STOP_TASKS_S)
         await self.events.close()
         await self.stats.close()
         await self.mcp.close()
@@ -235,10 +241,13 @@ class HarnessService(MicroService):
         return Presence(state=state, since=b.turn_state_since, instance=self.instance,  # type: ignore[arg-type]
                         reason=reason, ts=time.time())
 
+    async def _beat(self) -> None:
+        await self.publish(subjects.presence(self.agent), self.presence())
+
     async def _heartbeat(self) -> None:
         while True:
             with contextlib.suppress(Exception):
-                await self.publish(subjects.presence(self.agent), self.presence())
+                await self._beat()
             await asyncio.sleep(HEARTBEAT_S)
 
 

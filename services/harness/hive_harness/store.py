@@ -141,6 +141,26 @@ class EventStore:
 
         return await self.db.write(ins)
 
+    async def append_many(self, events: list[LiveEvent]) -> int:
+        """Insert `events` (ids already assigned, ascending) in one transaction.
+
+        Returns the shift applied to their ids: 0 normally; if the file already holds
+        an id >= the first one (another writer got there, e.g. an overlapping
+        instance), the batch is stored from MAX(id)+1 instead and the shift says by
+        how much, so the caller renumbers what it publishes. Raises if there is no file."""
+        if self.db is None or not events:
+            raise RuntimeError("events.sqlite is not open")
+        rows = [(e.id, e.ts, e.kind, json.dumps(e.payload, ensure_ascii=False, default=str)) for e in events]
+
+        def ins(conn: sqlite3.Connection) -> int:
+            top = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+            shift = top + 1 - rows[0][0] if top >= rows[0][0] else 0
+            it = rows if not shift else [(r[0] + shift, *r[1:]) for r in rows]
+            conn.executemany("INSERT INTO events(id, ts, kind, payload_json) VALUES (?, ?, ?, ?)", it)
+            return shift
+
+        return await self.db.write(ins, weight=len(rows))
+
     async def history(self, limit: int, before_id: int | None) -> list[LiveEvent]:
         if self.db is None:
             return []

@@ -146,6 +146,7 @@ class StreamParser:
     def __init__(self) -> None:
         self.summary = TurnSummary()
         self._drafts: list[tuple[str, dict[str, Any]]] = []
+        self._stream_msg = ""  # the streaming message's id (message_start), for text_delta block keys
 
     def take(self) -> list[tuple[str, dict[str, Any]]]:
         out, self._drafts = self._drafts, []
@@ -187,6 +188,25 @@ class StreamParser:
             self._user(ev)
         elif t == "result":
             self._result(ev)
+        elif t == "stream_event":
+            self._stream_event(ev)
+
+    def _stream_event(self, ev: dict[str, Any]) -> None:
+        """`--include-partial-messages`: text deltas as they stream (`text_delta` drafts, never stored:
+        the bus coalesces them on `hive.agent.<me>.typing`). The block's whole text still comes in
+        the `assistant` event, which is what is stored. Sub-agents' streams are not shown."""
+        inner = ev.get("event")
+        if not isinstance(inner, dict) or ev.get("parent_tool_use_id"):
+            return
+        it = inner.get("type")
+        if it == "message_start":
+            msg = inner.get("message")
+            self._stream_msg = str(msg.get("id") or "") if isinstance(msg, dict) else ""
+        elif it == "content_block_delta":
+            delta = inner.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                msg_id = ev.get("api_message_id") or self._stream_msg
+                self._emit("text_delta", block=f"{msg_id}:{inner.get('index', 0)}", text=delta["text"])
 
     def _system(self, ev: dict[str, Any]) -> None:
         st, s = ev.get("subtype"), self.summary

@@ -35,6 +35,21 @@ class LiveEvent(Wire, kw_only=True):
     payload: dict[str, Any] = {}
 
 
+class Typing(Wire, kw_only=True):
+    """Partial assistant text on `hive.agent.<a>.typing`, coalesced (at most ~20 a second).
+
+    Not stored and not a LiveEvent: the block's final text arrives as an ordinary
+    `assistant_text` event, which replaces it. `text` is what streamed since the previous
+    publication for `block`, starting at character `offset` of the block's text; a
+    receiver whose own copy is shorter than `offset` missed some (a late subscriber)."""
+
+    block: str  # "<api message id>:<content block index>"
+    offset: int = 0
+    text: str
+    instance: str = ""
+    ts: float = 0.0
+
+
 class Presence(Wire, kw_only=True):
     state: PresenceState
     since: float
