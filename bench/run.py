@@ -5,7 +5,8 @@ measured in the same run, plus absolute figures (this machine's only).
 
 Benchmarks (each also runs on its own: `python bench/<name>/run.py --help`):
 broker (vs bare nats.micro echo), harness event ingest (vs raw sqlite inserts),
-dashboard SSE fan-out (vs bare NATS subscribers), backup (vs `sqlite3 .backup`),
+dashboard SSE fan-out (vs bare NATS subscribers), cost ledger ingest at 200
+busy agents' turn rate (CPU per row vs a bare JetStream consumer), backup (vs `sqlite3 .backup`),
 cold start (`hive up` vs a bare nats-server + micro process), sandbox (a
 turn's start in bubblewrap vs the same command unconfined), and scale (N real
 harnesses with the real claude CLI against `hive sim-model`; broker-only
@@ -96,7 +97,7 @@ def fmt(v: Any) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="broker,harness,dashboard,backup,coldstart,sandbox,scale")
+    ap.add_argument("--only", default="broker,harness,dashboard,ledger,backup,coldstart,sandbox,scale")
     ap.add_argument("--quick", action="store_true", help="smaller everything (a smoke run, ~3 min)")
     ap.add_argument("--scale-agents", type=int, default=None, help="default 40 (200 with --full)")
     ap.add_argument("--scale-seconds", type=float, default=None, help="default 60 (300 with --full)")
@@ -118,6 +119,7 @@ def main() -> int:
         ("harness", ["bench/harness/run.py", "--events", "5000" if q else "50000"], 900, parse_json),
         ("dashboard", ["bench/dashboard/run.py", "--clients", "100", "--events", "50" if q else "200"], 300,
          parse_json),
+        ("ledger", ["bench/ledger/run.py", "--seconds", "5" if q else "20"], 300, parse_json),
         ("backup", ["bench/backup/run.py", "--size-mb", str(backup_mb)], 1800, backup_rows),
         ("coldstart", ["bench/coldstart/run.py", "--runs", "1" if q else "2"], 600, parse_json),
         ("sandbox", ["bench/sandbox/run.py", "--runs", "10" if q else "40"], 300, parse_json),
