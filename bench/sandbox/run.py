@@ -52,7 +52,7 @@ def main() -> None:
         sb.write_run_files(run_dir, "bench")
         os.environ["HIVE_AGENT_CMD"] = node
         limits = Limits.from_env()
-        limited = limits.setup("bench")
+        limited = limits.setup("bench", root.name)
         cfg = CliConfig("bench", state, creds, run_dir, sb.from_env({"HIVE_SANDBOX": "bwrap"}), limits=limits)
         boxed, boxed_env = cfg.command([node, "-e", "0"])
         plain_env = {**cfg.env(), "HOME": str(state), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -62,6 +62,7 @@ def main() -> None:
             plain.append(timed([node, "-e", "0"], plain_env, state))
             sandboxed.append(timed(boxed, boxed_env, state, limits.preexec()))
     finally:
+        limits.teardown()
         shutil.rmtree(root, ignore_errors=True)
     p50p, p50s = statistics.median(plain), statistics.median(sandboxed)
     q = statistics.quantiles

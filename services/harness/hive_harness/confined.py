@@ -42,7 +42,7 @@ async def run(argv: list[str], name: str, workdir: Path, writable: list[Path], h
     try:
         sb.write_run_files(run_dir, name)
         if sandbox.confined:
-            await asyncio.to_thread(cfg.limits.setup, name)
+            await asyncio.to_thread(cfg.limits.setup, name, run_dir.name.rsplit("-", 1)[-1])
         await proxy.start()
         cmd, env = cfg.command(argv, passed)
         proc = await asyncio.create_subprocess_exec(*cmd, env=env, cwd=str(workdir), preexec_fn=cfg.limits.preexec())
@@ -52,6 +52,7 @@ async def run(argv: list[str], name: str, workdir: Path, writable: list[Path], h
         return await proc.wait()
     finally:
         await proxy.close()
+        cfg.limits.teardown()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

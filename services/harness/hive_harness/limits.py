@@ -61,9 +61,10 @@ class Limits:
         parent = os.environ.get("HIVE_SANDBOX_CGROUP")
         return cls(int(pids) or None if pids else None, mem, Path(parent) if parent else None)
 
-    def setup(self, agent: str) -> bool:
-        """Make (or reuse) the agent's cgroup with the limits; False when none could be made."""
-        name = f"hive-sandbox-{agent}"
+    def setup(self, agent: str, tag: str = "") -> bool:
+        """Make the cgroup of this harness's agent with the limits; False when none could be made.
+        `tag` (the harness instance) keeps two hives' agents of the same name apart."""
+        name = f"hive-sandbox-{agent}" + (f"-{tag}" if tag else "")
         try:
             if (CGROUP_ROOT / "cgroup.controllers").exists():
                 self.procs_files = [self._v2(name)]
@@ -103,6 +104,13 @@ class Limits:
             (cg / knob).write_text(value)
             out.append(cg / "cgroup.procs")
         return out
+
+    def teardown(self) -> None:
+        """Remove the cgroup(s) once the sandbox's processes are gone (an rmdir of a busy one fails)."""
+        for procs in self.procs_files:
+            with contextlib.suppress(OSError):
+                procs.parent.rmdir()
+        self.procs_files = []
 
     def preexec(self) -> Callable[[], None]:
         """preexec_fn for the sandbox's first process: join the cgroup, set rlimits, die with the harness."""

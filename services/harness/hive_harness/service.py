@@ -177,7 +177,7 @@ class HarnessService(MicroService):
     async def on_prepare(self) -> None:
         sb.write_run_files(self.run_dir, self.agent)
         if self.cli.sandbox.confined:
-            await asyncio.to_thread(self.cli.limits.setup, self.agent)
+            await asyncio.to_thread(self.cli.limits.setup, self.agent, self.instance)
         await self.mcp.start()
         await self.egress.start()
         await self.events.open()
@@ -228,6 +228,7 @@ class HarnessService(MicroService):
         await self.stats.close()
         await self.mcp.close()
         await self.egress.close()
+        self.cli.limits.teardown()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def presence(self) -> Presence:
