@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import structlog
@@ -29,7 +29,7 @@ from hivewire import subjects
 from hivewire.names import is_agent_name
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
-from hivewire.wire.agent import LiveEvent, Presence, TurnStats
+from hivewire.wire.agent import AgentStatus, LiveEvent, Presence, TurnStats
 from hivewire.wire.backup import BackupDone
 from hivewire.wire.broker import Changed
 
@@ -37,6 +37,7 @@ log = structlog.get_logger("hive_dashboard.hub")
 
 QUEUE_MAX = 1000
 TURNS_KEPT = 500
+STATUSES = frozenset(get_args(AgentStatus))
 BADGE_KINDS = ("status_changed", "model_changed", "token_usage_changed", "turn_state_changed")
 
 _enc = msgspec.json.Encoder()
@@ -191,6 +192,9 @@ class Hub:
         if prev is None or (prev.state, prev.reason, prev.instance, prev.alive) != (
             view.state, view.reason, view.instance, view.alive
         ):
+            status = status_from_presence(view)
+            if status is not None:  # the harness's heartbeat says where it stands now
+                self.badges.setdefault(agent, {})["status"] = status
             self.emit("presence", agent, view)
 
     async def _on_event(self, msg: Msg) -> None:
@@ -205,7 +209,9 @@ class Hub:
         b = self.badges.setdefault(agent, {})
         p = ev.payload
         if ev.kind == "status_changed" and isinstance(p.get("status"), str):
-            b["status"] = normalize_status(p["status"])
+            status = normalize_status(p["status"])
+            if status in STATUSES:  # not a login flow's other steps (needs_login_cancelled, login_done)
+                b["status"] = status
         elif ev.kind == "model_changed" and "model" in p:
             b["model"] = p["model"]
         elif ev.kind == "token_usage_changed":
@@ -257,8 +263,21 @@ class Hub:
             self.sweep()
 
 
+def status_from_presence(p: PresenceView) -> str | None:
+    """The status a live heartbeat implies (the harness reports waiting/needs_login and
+    waiting/rate_limit; working or idle means online); None when it says nothing about it."""
+    if not p.alive:
+        return None
+    if p.state == "waiting":
+        return {"needs_login": "needs_login", "rate_limit": "rate_limited"}.get(p.reason or "")
+    return "online" if p.state in ("idle", "thinking", "compacting") else None
+
+
 def normalize_status(status: str) -> str:
-    """The harness reports login steps as needs_login_started / _cancelled: all mean needs_login."""
+    """The harness reports the login flow's start as needs_login_started: needs_login. Cancelling it
+    (needs_login_cancelled) says nothing about the agent's status: the agent's status stays what it was."""
+    if status == "needs_login_cancelled":
+        return status
     return "needs_login" if status.startswith("needs_login") else status
 
 

@@ -93,7 +93,8 @@ class OverviewBuilder:
         p = self.hub.presence.get(name)
         b = self.hub.badges.get(name, {})
         turns = self.hub.turns.get(name)
-        status = b.get("status") or (st.status if st else None)
+        # the harness's own answer now beats what the hub pieced together from events and heartbeats
+        status = st.status if st else b.get("status")
         return AgentView(
             name=name,
             label=presence_label(p, status),

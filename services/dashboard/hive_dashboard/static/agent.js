@@ -95,13 +95,17 @@
       case "tool_result": return resultLine(p);
       case "note": return line("note", "· " + (p.text || p.note || JSON.stringify(p)));
       case "error": return line("error", "✗ " + (p.kind ? p.kind + ": " : "") + (p.text || p.message || p.error || JSON.stringify(p)));
+      // Badges come from the agent's current state (loadState) and live changes; the history's old
+      // events are shown, never replayed into them (a needs_login from an earlier instance is not now).
       case "status_changed":
-        st.status = String(p.status || "").startsWith("needs_login") ? "needs_login" : p.status;
-        if (p.login_url || p.url) st.loginUrl = p.login_url || p.url;
-        return line("note", "· status → " + p.status);
-      case "model_changed": st.model = p.model; return line("note", "· model → " + p.model);
+        if (live) {
+          st.status = hive.eventStatus(p.status) || st.status;
+          if (p.login_url || p.url) st.loginUrl = p.login_url || p.url;
+        }
+        return line("note", "· status → " + p.status + (p.reason === "harness_started" ? " (harness started)" : ""));
+      case "model_changed": if (live) st.model = p.model; return line("note", "· model → " + p.model);
       case "token_usage_changed":
-        if ("ctx" in p) st.ctx = p.ctx; if ("cost" in p) st.cost = p.cost; if (p.context_window) st.window = p.context_window;
+        if (live) { if ("ctx" in p) st.ctx = p.ctx; if ("cost" in p) st.cost = p.cost; if (p.context_window) st.window = p.context_window; }
         return null;
       case "turn_state_changed": return live && p.state === "compacting" ? line("note", "· compacting…") : null;
       default: return line("note", "· " + e.kind);
@@ -199,7 +203,7 @@
   // Subscribe first, buffer until the history is painted, then go live.
   hive.stream("agent=" + encodeURIComponent(name), {
     event: ({ event: e }) => { if (historyLoaded) append(e, true); else pending.push(e); },
-    presence: (p) => { st.presence = p; paintBadges(); },
+    presence: (p) => { st.presence = p; st.status = hive.statusFromPresence(p) || st.status; paintBadges(); },
     turn: () => loadStats(),
     reset: () => { loadState(); loadStats(); },
   });

@@ -81,6 +81,20 @@ const hive = (() => {
     if (presence.state === "waiting") return presence.reason ? "waiting(" + presence.reason + ")" : "waiting";
     return presence.state;
   }
+  /* The status a live heartbeat implies (same rule as hive_dashboard.hub.status_from_presence); null: it says nothing. */
+  function statusFromPresence(p) {
+    if (!p || !p.alive) return null;
+    if (p.state === "waiting") return ({ needs_login: "needs_login", rate_limit: "rate_limited" })[p.reason] || null;
+    return ["idle", "thinking", "compacting"].includes(p.state) ? "online" : null;
+  }
+  /* A status_changed event's status for the badge (same rule as the hub's); null for the login flow's
+     other steps (needs_login_cancelled, login_done), which are not statuses. */
+  const STATUSES = ["online", "needs_login", "rate_limited", "offline", "over_budget", "runaway"];
+  function eventStatus(s) {
+    s = String(s || "");
+    if (s === "needs_login_started") s = "needs_login";
+    return STATUSES.includes(s) ? s : null;
+  }
   const labelClass = (l) => "p-" + l.replace(/\(.*$/, "");
   // plain words (the DejaVu fonts Debian ships lack glyphs such as U+26BF), the colour says the rest
   const labelText = (l) => ({ dead: "offline-dead", rate_limited: "rate limited", needs_login: "needs login" })[l] || l;
@@ -103,5 +117,5 @@ const hive = (() => {
     return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
   }
 
-  return { h, api, act, toast, fmtTokens, fmtBytes, fmtDur, fmtAgo, fmtTime, label, labelClass, labelText, stream, debounce };
+  return { h, api, act, toast, fmtTokens, fmtBytes, fmtDur, fmtAgo, fmtTime, label, labelClass, labelText, statusFromPresence, eventStatus, stream, debounce };
 })();

@@ -212,10 +212,10 @@
   }
 
   hive.stream("", {
-    presence: (p) => patch(p.agent, (a) => { a.presence = p; }),
+    presence: (p) => patch(p.agent, (a) => { a.presence = p; a.status = hive.statusFromPresence(p) || a.status; }),
     event: ({ agent, event: e }) => patch(agent, (a) => {
       const p = e.payload || {};
-      if (e.kind === "status_changed") a.status = String(p.status || "").startsWith("needs_login") ? "needs_login" : p.status;
+      if (e.kind === "status_changed") a.status = hive.eventStatus(p.status) || a.status;
       else if (e.kind === "model_changed") a.model = p.model;
       else if (e.kind === "token_usage_changed") { if ("ctx" in p) a.ctx = p.ctx; if ("cost" in p) a.cost = p.cost; }
       else if (e.kind === "turn_state_changed") a.turn_state = p.state;
