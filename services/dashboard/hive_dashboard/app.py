@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from hive_dashboard.config import DashboardConfig
 from hive_dashboard.controllers.agents import AgentsController
 from hive_dashboard.controllers.broker import BrokerController
+from hive_dashboard.controllers.costs import CostsController
 from hive_dashboard.controllers.pages import PagesController
 from hive_dashboard.controllers.system import BackupsController, StreamController, healthz, metrics
 from hive_dashboard.deps import DEPENDENCIES
@@ -117,7 +118,8 @@ def create_app(
         security=[{"operatorToken": []}, {"session": []}],
     )
     app = Litestar(
-        route_handlers=[PagesController, AgentsController, BrokerController, BackupsController, StreamController,
+        route_handlers=[PagesController, AgentsController, BrokerController, CostsController, BackupsController,
+                        StreamController,
                         healthz, metrics, static],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,

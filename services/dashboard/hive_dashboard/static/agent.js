@@ -25,7 +25,7 @@
       $("b-ctx").textContent = "ctx · " + fmtTokens(st.ctx) + " (" + pct + "%)";
       $("b-ctx").className = "badge " + (pct >= 75 ? "bad" : pct >= 50 ? "warnc" : "");
     }
-    $("b-cost").textContent = "cost · " + fmtTokens(st.cost);
+    $("b-cost").textContent = "last turn · " + fmtTokens(st.cost) + " tokens";
     $("b-unread").hidden = !st.unread;
     $("b-unread").textContent = st.unread + " unread";
     $("b-unread").className = "badge unread";

@@ -27,7 +27,7 @@
       h("td", {}, h("span", { class: "badge presence " + labelClass(l), title: a.presence ? "since " + fmtTime(a.presence.since) : "no heartbeat seen" }, labelText(l))),
       h("td", {}, h("span", { class: "badge dim" }, "model · " + (a.model || "?"))),
       h("td", {}, ctxBadge(a)),
-      h("td", {}, h("span", { class: "badge dim" }, "cost · " + fmtTokens(a.cost))),
+      h("td", {}, h("span", { class: "badge dim", title: "billed tokens of the last turn" }, fmtTokens(a.cost) + " tokens")),
       h("td", {}, a.unread ? h("span", { class: "badge unread" }, a.unread + " unread") : h("span", { class: "muted" }, "–")),
       h("td", { class: "muted" }, t ? [h("span", { class: "rk rk-" + t.result_kind }, t.result_kind), " ", fmtDur(t.duration_ms), " · ", fmtAgo(t.ended_at)] : "no turn yet"),
       h("td", { class: "actions" },
