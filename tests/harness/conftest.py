@@ -26,7 +26,7 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
 from hivewire.wire.common import Empty
-from tests.support.claude import claude_cli, missing_hint
+from tests.support.claude import claude_cli, missing_hint, pin_model
 from tests.support.procs import running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,7 +172,9 @@ async def harness_factory(
     """Start in-process harnesses (own NATS connection each); all stopped at the end."""
     started: list[tuple[HarnessService, NatsTransport]] = []
 
-    async def start(agent: str) -> HarnessService:
+    async def start(agent: str, model: str | None = None) -> HarnessService:
+        if model is not None:
+            pin_model(settings.home, agent, model)
         t = await NatsTransport.connect(nats_url, name=f"hive-harness-{agent}", forever=False)
         svc = HarnessService(t, Settings.from_env(), agent)
         await svc.start()

@@ -20,6 +20,7 @@ from hivewire import subjects
 from hivewire.service import HiveClient
 from hivewire.wire.agent import HistoryReply, HistoryRequest
 from tests.harness.test_harness_e2e import _acked, send_op, turn_rows
+from tests.support.claude import MODEL_200K
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +43,7 @@ def _main_with(sim: SimModel, text: str) -> list[str]:
 async def test_prompt_too_long_compacts_and_retries_once(broker: Any, sim: SimModel, harness_factory: Any,
                                                          client: HiveClient) -> None:
     sim.script.add(Step(kind="prompt_too_long", match="an enormous request"))
-    alice = await harness_factory("alice")
+    alice = await harness_factory("alice", model=MODEL_200K)
     first = await send_op(client, "alice", "warm up first")  # /compact needs an exchange to summarise
     await wait_for(lambda: _acked(broker, first), timeout=60)
     reactive_before = _metric("hive_harness_compactions_total", trigger="reactive")
@@ -50,8 +51,6 @@ async def test_prompt_too_long_compacts_and_retries_once(broker: Any, sim: SimMo
     await wait_for(lambda: _acked(broker, mid), timeout=90)
 
     rows = await turn_rows(alice)
-    assert [r.result_kind for r in rows] == ["ok", "prompt_too_long", "ok"]
-    assert rows[1].wake_from == rows[2].wake_from == "operator"
     assert broker.acked.count(mid) == 1  # handled once: acked after the retry, never before
     assert [m for m in broker.recv_log if m[1] == mid] == [("alice", mid, False)]  # taken once, not redelivered
     # the simulator refused the first try and answered the retry
@@ -59,6 +58,13 @@ async def test_prompt_too_long_compacts_and_retries_once(broker: Any, sim: SimMo
     assert len(refused) == 1
     assert len(_main_with(sim, "an enormous request")) >= 2
     events = await _history(client, "alice")
+    if [r.result_kind for r in rows] == ["ok", "ok"]:
+        # CLIs from 2.1.3xx compact a too-long session themselves and retry within the turn
+        notes = [e.payload.get("text") or "" for e in events if e.kind == "note"]
+        assert any(n.startswith("compacted (auto)") for n in notes)
+        return
+    assert [r.result_kind for r in rows] == ["ok", "prompt_too_long", "ok"]
+    assert rows[1].wake_from == rows[2].wake_from == "operator"
     notes = [e.payload.get("text") for e in events if e.kind == "note"]
     i_start = notes.index("compacting (reactive)")
     assert "compaction done (reactive)" in notes[i_start:]
@@ -81,7 +87,7 @@ async def test_idle_past_prompt_cache_at_half_window_starts_fresh_session(
     sim.script.add(Step(text="noted", match="first topic alpha",
                         usage={"input_tokens": 10000, "output_tokens": 10, "cache_read_input_tokens": 100000,
                                "cache_creation_input_tokens": 0}))
-    alice = await harness_factory("alice")
+    alice = await harness_factory("alice", model=MODEL_200K)
     m1 = await send_op(client, "alice", "first topic alpha")
     await wait_for(lambda: _acked(broker, m1), timeout=60)
     assert alice.bus.ctx == 110000 and not alice.bus.new_session
@@ -109,7 +115,7 @@ async def test_idle_past_prompt_cache_at_half_window_starts_fresh_session(
 async def test_idle_below_half_window_keeps_the_session(broker: Any, sim: SimModel, harness_factory: Any,
                                                         client: HiveClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIVE_IDLE_RESET_S", "0.5")
-    alice = await harness_factory("alice")
+    alice = await harness_factory("alice", model=MODEL_200K)
     m1 = await send_op(client, "alice", "small talk one")
     await wait_for(lambda: _acked(broker, m1), timeout=60)
     assert alice.bus.ctx is not None and alice.bus.ctx < 0.5 * alice.bus.context_window
@@ -130,7 +136,7 @@ async def test_prompt_too_long_and_failed_compaction_retries_in_a_fresh_session(
     """/compact itself is refused (too long to summarise): the retry drops --continue instead."""
     sim.script.add(Step(kind="prompt_too_long", match="oversized opener"),
                    Step(kind="prompt_too_long", match="Please provide your summary based on the conversation"))
-    alice = await harness_factory("alice")
+    alice = await harness_factory("alice", model=MODEL_200K)
     mid = await send_op(client, "alice", "oversized opener")
     await wait_for(lambda: _acked(broker, mid), timeout=90)
     assert [r.result_kind for r in await turn_rows(alice)] == ["prompt_too_long", "ok"]
@@ -141,7 +147,9 @@ async def test_prompt_too_long_and_failed_compaction_retries_in_a_fresh_session(
     assert "compact_failed" in errors
     assert "compaction failed: the retry starts a fresh session" in notes
     refused = [r for r in sim.script.requests if r.step is not None and r.step.kind == "prompt_too_long"]
-    assert len(refused) == 2  # the turn, then the /compact
+    # the turn, then the /compact (CLIs from 2.1.3xx refuse to compact one exchange without asking)
+    assert 1 <= len(refused) <= 2
     # the retry carries the wake once: a fresh session, not the failed one continued
     retry = sim.script.main_requests()[-1].body or {}
-    assert len(retry["messages"]) == 1 and json.dumps(retry).count("oversized opener") == 1
+    users = [m for m in retry["messages"] if m.get("role") == "user"]  # newer CLIs add `system` ones
+    assert len(users) == 1 and json.dumps(users).count("oversized opener") == 1

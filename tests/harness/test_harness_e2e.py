@@ -18,6 +18,7 @@ from hive_harness.simmodel import SimModel, Step
 from hivewire import subjects
 from hivewire.service import HiveClient
 from hivewire.wire.agent import AgentState, HistoryReply, HistoryRequest
+from tests.support.claude import MODEL_200K
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +93,7 @@ async def test_turn_stats_ctx_cost_and_window_exact(broker: Any, sim: SimModel, 
              usage={"input_tokens": 300, "output_tokens": 25, "cache_read_input_tokens": 31000,
                     "cache_creation_input_tokens": 700}),
     )
-    alice = await harness_factory("alice")
+    alice = await harness_factory("alice", model=MODEL_200K)
     before = _metric_values()
     await send_op(client, "alice", "count my tokens")
     rows = await wait_for(lambda: turn_rows(alice), timeout=90)
@@ -125,7 +126,7 @@ async def test_crossing_75_percent_compacts(broker: Any, sim: SimModel, harness_
     sim.script.add(Step(text="big answer", match="grow the context",
                         usage={"input_tokens": 2000, "output_tokens": 10, "cache_read_input_tokens": 158000,
                                "cache_creation_input_tokens": 0}))
-    alice = await harness_factory("alice")
+    alice = await harness_factory("alice", model=MODEL_200K)
     first = await send_op(client, "alice", "warm up")  # /compact needs more than one exchange
     await wait_for(lambda: _acked(broker, first), timeout=60)
     await send_op(client, "alice", "grow the context")

@@ -28,6 +28,7 @@ from hivewire import subjects
 from hivewire.service import HiveClient, MicroService
 from hivewire.wire import broker as wb
 from hivewire.wire.agent import HistoryReply, HistoryRequest
+from tests.support.claude import MODEL_200K, pin_model
 from tests.support.procs import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -207,6 +208,7 @@ async def test_kill9_mid_turn_real_broker_redelivers_once_and_metrics(
         Step(text="handled after restart", match="redelivered after restart", usage=usage2),
     )
     env = {**cli_env, "HIVE_AGENT": "alice"}
+    pin_model(Path(cli_env["HIVE_HOME"]), "alice", MODEL_200K)  # the CLI reports a 200000 window for it
     first = ServiceProcess("harness", env, tmp_path / "logs1").start()
     try:
         mid = await op_send(client, "alice", "long task")

@@ -27,3 +27,15 @@ def missing_hint() -> str:
     if ver:
         return f"claude {ver} is not installed (HIVE_TEST_CLAUDE_VERSION={ver} scripts/install)"
     return "the claude CLI is not installed in .tools (scripts/install)"
+
+
+# A model whose context window the CLI reports as 200000 (2.1.3xx reports 1M for `haiku`, now
+# claude-haiku-5-5): the tests of the 75% / 50% watermarks pin it.
+MODEL_200K = "claude-haiku-4-5"
+
+
+def pin_model(home: Path, agent: str, model: str) -> None:
+    """The agent's model file, as `ctl.model` would leave it (before its harness starts)."""
+    state = home / "agents" / agent / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "model").write_text(model + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -17,9 +18,12 @@ from pathlib import Path
 import structlog
 
 from hive_harness import sandbox as sb
+from hive_harness import tokens
 from hive_harness.limits import Limits
+from hive_harness.liveness import Progress
 from hive_harness.mcp_bridge import tool_names
-from hive_harness.streamjson import StreamParser, TurnSummary
+from hive_harness.signals import CliSignals, TurnParser
+from hive_harness.streamjson import TurnSummary
 from hivewire.names import MANAGER
 
 log = structlog.get_logger("hive_harness.agent_cli")
@@ -28,6 +32,7 @@ log = structlog.get_logger("hive_harness.agent_cli")
 # the agent; anything not listed is denied, never prompted, in --print mode).
 DEFAULT_EXTRA_TOOLS = ("Read", "Write", "Edit", "Glob", "Grep", "Bash", "TodoWrite")
 URL_RE = re.compile(r"https://\S+")
+EXIT_GRACE_S = 2.0  # after the CLI exited without a result: how long its last lines may take to arrive
 
 OnEvents = Callable[[list[tuple[str, dict[str, object]]]], Awaitable[None]]
 
@@ -62,6 +67,7 @@ class CliConfig:
     config_env: dict[str, str] = field(default_factory=dict)  # the agent's `hive.env`, allowlisted in env()
     limits: Limits = field(default_factory=Limits)
     hidden: list[Path] = field(default_factory=list)
+    home: Path | None = None  # HIVE_HOME: the fleet's login token (tokens.fleet_path)
     writable: list[Path] = field(default_factory=list)  # beyond state and creds (a session's output dir)
 
     @property
@@ -97,6 +103,9 @@ class CliConfig:
         else:
             env.update({k: src[k] for k in ("HOME", "PATH", "USER", "LOGNAME", "SHELL", "TMPDIR") if k in src})
         env["CLAUDE_CONFIG_DIR"] = str(self.creds_dir)
+        token = tokens.token_for(self.creds_dir, self.home)
+        if token:  # the operator's long-lived login (hive login set-token)
+            env["CLAUDE_CODE_OAUTH_TOKEN"] = token
         env["CLAUDE_CODE_MAX_RETRIES"] = src.get("HIVE_CLAUDE_MAX_RETRIES", str(self.max_retries))
         env["HIVE_AGENT"] = self.agent
         env["HIVE_STATE_DIR"] = str(self.state_dir)
@@ -104,6 +113,8 @@ class CliConfig:
         # "No such tool available: mcp__hive__… (still connecting)". Wait for ours.
         env.setdefault("MCP_CONNECTION_NONBLOCKING", "0")
         env.setdefault("MCP_CONNECT_TIMEOUT_MS", "60000")
+        # Newer CLIs defer MCP tools behind ToolSearch: the hive tools are always presented directly.
+        env.setdefault("ENABLE_TOOL_SEARCH", "false")
         env.update(self.sandbox.proxy_env())
         return env
 
@@ -122,8 +133,21 @@ class CliConfig:
             return True
         return (self.creds_dir / ".credentials.json").exists()
 
+    def credentials_fingerprint(self) -> str:
+        """Changes when the credentials do (a new login, token or key): what failed is not retried as is."""
+        env = self.env()
+        parts = [hashlib.sha256(env.get(k, "").encode()).hexdigest()[:16]
+                 for k in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")]
+        try:
+            st = (self.creds_dir / ".credentials.json").stat()
+            parts.append(f"{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            parts.append("-")
+        return "/".join(parts)
+
     def argv(self, model: str, cont: bool) -> list[str]:
-        args = [*agent_cmd(), "--print", "--verbose", "--output-format", "stream-json", "--model", model]
+        args = [*agent_cmd(), "--print", "--verbose", "--output-format", "stream-json", "--include-partial-messages",
+                "--model", model]
         if cont:
             args.append("--continue")
         args += ["--mcp-config", str(self.sandbox.inner(self.spec(), self.write_mcp_config())), "--strict-mcp-config",
@@ -138,8 +162,17 @@ class CliRun:
 
     proc: asyncio.subprocess.Process | None = None
     cancelled: bool = False
+    stalled_out: bool = False  # cancelled by the liveness watch (no progress): a failed attempt
+    tools_missing: list[str] = field(default_factory=list)  # hive tools absent from the init event
     returncode: int | None = None
     stderr_tail: list[str] = field(default_factory=list)
+    progress: Progress | None = None  # told of every stdout line
+    signals: CliSignals = field(default_factory=CliSignals)
+    on_init: Callable[[CliSignals], Awaitable[None]] | None = None  # once the init event is in
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
 
     async def cancel(self) -> None:
         self.cancelled = True
@@ -147,10 +180,17 @@ class CliRun:
         if p is None or p.returncode is not None:
             return
         _signal_group(p.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(p.wait(), 3.0)
-        except TimeoutError:
+        if not await _exited(p, 3.0):
             _signal_group(p.pid, signal.SIGKILL)
+
+
+async def _exited(p: asyncio.subprocess.Process, timeout: float) -> bool:
+    """Whether `p` exits within `timeout` (its exit, not its pipes' close: `wait()` waits for both)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while p.returncode is None and loop.time() < end:
+        await asyncio.sleep(0.05)
+    return p.returncode is not None
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -163,8 +203,14 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 async def run_turn(cfg: CliConfig, model: str, prompt: str, cont: bool, run: CliRun,
                    on_events: OnEvents) -> TurnSummary:
-    """Run the CLI once with `prompt` on stdin; stream parsed events to `on_events`."""
-    parser = StreamParser()
+    """Run the CLI once with `prompt` on stdin; stream parsed events to `on_events`.
+
+    The turn ends when the CLI process has exited and its result is in, never at
+    stdout EOF: a child that kept the CLI's stdout (possible unconfined; inside the
+    sandbox bwrap ends every process when the CLI exits) cannot hold the turn. What
+    is left of its process group is killed then."""
+    parser = TurnParser()
+    run.signals = parser.signals
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     argv, env = cfg.command(cfg.argv(model, cont))
     run.proc = await asyncio.create_subprocess_exec(
@@ -184,19 +230,53 @@ async def run_turn(cfg: CliConfig, model: str, prompt: str, cont: bool, run: Cli
         async for line in proc.stderr:
             run.stderr_tail = [*run.stderr_tail[-19:], line.decode(errors="replace").rstrip()]
 
-    err_task = asyncio.create_task(drain_err())
-    try:
+    async def read_out() -> None:
+        assert proc.stdout
+        init_seen = False
         async for line in proc.stdout:
+            if run.progress is not None:
+                run.progress.line()
             drafts = parser.feed(line)
             if drafts:
                 await on_events(drafts)
-        run.returncode = await proc.wait()
-        await asyncio.gather(err_task, return_exceptions=True)
+            if not init_seen and parser.signals.tools is not None:
+                init_seen = True
+                if run.on_init is not None:
+                    await run.on_init(parser.signals)
+
+    err_task = asyncio.create_task(drain_err())
+    out_task = asyncio.create_task(read_out())
+    try:
+        while proc.returncode is None and not out_task.done():
+            await asyncio.wait({out_task}, timeout=0.1)
+        while proc.returncode is None:  # stdout closed: the exit follows
+            await asyncio.sleep(0.05)
+        if not out_task.done() and not parser.summary.got_result:
+            await asyncio.wait({out_task}, timeout=EXIT_GRACE_S)
+        run.returncode = proc.returncode
+        _signal_group(proc.pid, signal.SIGKILL)  # whatever of its group is left (unconfined)
+        await asyncio.wait({out_task, err_task}, timeout=1.0)
     except asyncio.CancelledError:
         await run.cancel()
-        err_task.cancel()
         raise
+    finally:
+        for t in (out_task, err_task):
+            t.cancel()
+        await asyncio.gather(out_task, err_task, return_exceptions=True)
+        if not proc.stdout.at_eof():
+            _close_pipes(proc)
+    exc = out_task.exception() if out_task.done() and not out_task.cancelled() else None
+    if exc is not None:
+        raise exc
     return parser.summary
+
+
+def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Drop our ends of the pipes a leftover child may still hold."""
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        with contextlib.suppress(Exception):
+            transport.close()
 
 
 class LoginSession:
@@ -240,12 +320,25 @@ class LoginSession:
                 self.url = m.group(0)
                 self._got_url.set()
 
-    async def submit(self, code: str) -> None:
+    async def submit(self, code: str, wait_s: float = 10.0) -> tuple[bool, str | None]:
+        """Give the CLI the code; (logged in, error). A wrong code makes `claude auth login` say why
+        and exit: that is the error, and the process is gone. Still running after `wait_s`: (False, None)."""
         if not self.running:
             raise RuntimeError("no login in progress")
         assert self.proc and self.proc.stdin
+        seen = len(self.output)
         self.proc.stdin.write(code.strip().encode() + b"\n")
         await self.proc.stdin.drain()
+        if not await _exited(self.proc, wait_s):
+            return False, None
+        if self._reader is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
+        if self.proc.returncode == 0:
+            return True, None
+        said = " ".join("".join(self.output[seen:]).split())[-500:]
+        await self.cancel()
+        return False, said or "claude auth login failed"
 
     async def cancel(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from hive_harness import metrics
+from hive_harness import liveness, metrics
 from hive_harness.agent_cli import CliConfig, CliRun, agent_cmd, run_turn
 from hive_harness.budget import Guard
 from hive_harness.bus import Bus
+from hive_harness.signals import CliSignals, Plan
 from hive_harness.store import TurnStatsStore
 from hive_harness.streamjson import TurnSummary
+from hive_harness.watchers import Watchers
 from hivewire import subjects
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
@@ -88,7 +90,7 @@ def wake_prompt(msg: wb.Message, unread_more: int) -> str:
     return f"{head}\n\n{msg.body}{reply if needs_hint else ''}"
 
 
-class TurnLoop:
+class TurnLoop(Watchers):
     def __init__(self, bus: Bus, cli: CliConfig, client: HiveClient, stats: TurnStatsStore) -> None:
         self.bus = bus
         self.cli = cli
@@ -105,6 +107,14 @@ class TurnLoop:
         self.idle_reset_s = _env_float("HIVE_IDLE_RESET_S", 300.0)
         self.poll_s = _env_float("HIVE_WAKE_POLL_S", 30.0)
         self.parked_until = 0.0
+        self.rate_limited_until: float | None = None  # unix s, while parked for a usage limit
+        self.jitter_s = _env_float("HIVE_RATE_LIMIT_JITTER_S", 30.0)
+        self.stall = liveness.StallConfig.from_env()
+        self.plan = Plan()  # the CLI's latest usage-limit windows
+        self.last_signals = CliSignals()
+        self.login_reason: str | None = None  # no_credentials | token_expired | auth_failed
+        self.login_creds: str | None = None  # the credentials that failed: wait for others
+        self.tools_missing: list[str] = []
         self.cli_missing: str | None = None
         self.turns_done = 0
         self.received: list[str] = []  # ids the agent took itself with its recv tool: acked after the turn
@@ -172,12 +182,13 @@ class TurnLoop:
         if await self._agent_cli_missing():
             return
         if self.bus.status == "needs_login":
-            if not self.cli.has_credentials():
+            if not self._login_changed():
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 2.0)
                 return
             self.bus.login_url = None
+            self.login_reason = self.login_creds = None
             await self.bus.set_status("online")
         if self.parked_until:
             delay = self.parked_until - time.time()
@@ -185,6 +196,7 @@ class TurnLoop:
                 await asyncio.sleep(min(delay, 1.0))
                 return
             self.parked_until = 0.0
+            self.rate_limited_until = None
             self.bus.presence_reason = None
         if self.compact_requested:
             self.compact_requested = False
@@ -237,13 +249,20 @@ class TurnLoop:
             metrics.RATE_LIMIT_HITS.inc()
             await self.bus.set_rate_limited(True)
             self.pending = item
-            self.parked_until = time.time() + self.park_s
-            await self.bus.emit("note", text=f"rate limited: parked for {self.park_s:g}s, message requeued")
+            until, why = self._park_until(self.last_signals)
+            self.parked_until = self.rate_limited_until = until
+            await self.bus.emit("note", text=f"rate limited: parked for {until - time.time():.0f}s ({why}), "
+                                "message requeued", until=until)
             return
         if kind == "failed" and summary.auth_failed:
+            self.login_reason = ("no_credentials" if not self.cli.has_credentials()
+                                 else self.last_signals.auth_reason or "auth_failed")
+            self.login_creds = self.cli.credentials_fingerprint()
+            metrics.FAILURES.labels("needs_login").inc()
             await self.bus.set_status("needs_login", "needs_login")
             self.pending = item
-            await self.bus.emit("note", text="the agent CLI has no credentials: needs login")
+            await self.bus.emit("note", text=f"the agent CLI needs a login ({self.login_reason})",
+                                reason=self.login_reason)
             return
         if kind == "failed":
             item.attempts += 1
@@ -286,7 +305,10 @@ class TurnLoop:
         await self.bus.emit("turn_start", wake_from=item.wake_from, unread=counts.unread if counts else 0,
                             prompt=item.prompt, model=model, message_id=item.message.id if item.message else None)
         await self.bus.set_turn_state("thinking")
-        run = self.current = CliRun()
+        run = self.current = CliRun(progress=liveness.Progress(self.stall), on_init=self._check_tools)
+        assert run.progress is not None
+        watch = asyncio.create_task(liveness.watch(run.progress, lambda: run.pid,
+                                                   lambda st, idle: self._on_liveness(run, st, idle)))
         try:
             summary = await run_turn(self.cli, model, item.prompt, cont, run, self._on_events)
         except Exception as exc:  # e.g. the binary is missing
@@ -295,6 +317,10 @@ class TurnLoop:
             summary = TurnSummary(is_error=True, result_text=f"cannot run the agent CLI: {exc}")
         finally:
             self.current = None
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        self.last_signals = run.signals
+        self.plan.update(run.signals.rate_limit)
         kind = self._classify(summary, run)
         ended = time.time()
         await self.bus.set_turn_state("idle")
@@ -302,6 +328,10 @@ class TurnLoop:
                                     summary.api_context_window)
         counts = await self._counts()
         note = None if kind == "ok" else (summary.result_text or "\n".join(run.stderr_tail[-5:]) or None)
+        if run.stalled_out:
+            note = f"stalled: no progress for {self.stall.kill_s:g}s, cancelled"
+        elif run.tools_missing:
+            note = f"hive tools missing from the CLI: {', '.join(run.tools_missing)}"
         row = TurnStats(
             agent=self.agent, model=summary.model or model, wake_from=item.wake_from, result_kind=kind,  # type: ignore[arg-type]
             started_at=started, ended_at=ended, duration_ms=int((ended - started) * 1000),
@@ -341,6 +371,8 @@ class TurnLoop:
 
     @staticmethod
     def _classify(s: TurnSummary, run: CliRun) -> str:
+        if run.stalled_out or run.tools_missing:
+            return "failed"  # a failed attempt: the message is retried (up to MAX_FAILED_ATTEMPTS)
         if run.cancelled:
             return "cancelled"
         if s.prompt_too_long:

@@ -75,7 +75,7 @@ class HarnessService(MicroService):
         self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", self.run_dir, sandbox,
                              max_retries=int(os.environ.get("HIVE_CLAUDE_MAX_RETRIES", "2") or 2),
                              instance=self.instance, config_env=config_env(), limits=Limits.from_env(),
-                             hidden=[settings.home])
+                             hidden=[settings.home], home=settings.home)
         self.client = HiveClient(transport, timeout=5.0)
         self.loop = TurnLoop(self.bus, self.cli, self.client, self.stats)
         self.guard = self.loop.guard = Guard(self.bus, self.client, None, self.loop.wake)
@@ -84,6 +84,7 @@ class HarnessService(MicroService):
         self.mcp = McpSocketServer(self.cli.mcp_socket, build_server(bridge))
         self.egress = egress.EgressProxy(self.cli.egress_socket, egress.allowlist(), agent=self.agent)
         self.login: LoginSession | None = None
+        self.login_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_sub: Subscription | None = None
 
@@ -110,6 +111,16 @@ class HarnessService(MicroService):
         counts = await self.loop._counts()
         snap = self.bus.snapshot(counts.unread if counts else 0)
         snap.cost_usd = self.guard.last_cost_usd
+        return self._fill(snap)
+
+    def _fill(self, snap: AgentState) -> AgentState:
+        """What the turn loop knows beyond the bus: login, usage limits, the hive tools."""
+        lp = self.loop
+        snap.login_reason = lp.login_reason if snap.status == "needs_login" else None
+        snap.login_error = self.login_error
+        snap.rate_limited_until = lp.rate_limited_until
+        snap.plan = lp.plan.windows
+        snap.tools_missing = lp.tools_missing
         return snap
 
     async def h_resume(self, ctx: Context, req: Empty) -> Ok:
@@ -152,6 +163,7 @@ class HarnessService(MicroService):
 
     async def h_login(self, ctx: Context, req: LoginRequest) -> AgentState:
         if req.action == "start":
+            self.login_error = None
             if self.login is not None:
                 await self.login.cancel()
             self.login = LoginSession(self.cli)
@@ -164,14 +176,22 @@ class HarnessService(MicroService):
                 raise HiveError("conflict", "no login in progress")
             if not req.code:
                 raise HiveError("bad_request", "submit needs a code")
-            await self.login.submit(req.code)
+            ok, error = await self.login.submit(req.code)
+            self.login_error = error
+            if error is not None:  # a wrong code: the login process has ended; say so
+                metrics.FAILURES.labels("login").inc()
+                log.warning("login_failed", error=error)
+                self.login = None
+                await self.bus.emit("error", kind="login_failed", text=error)
+            elif ok:
+                await self.bus.emit("status_changed", status="login_done")
         else:
             if self.login is not None:
                 await self.login.cancel()
                 self.login = None
             self.bus.login_url = None
             await self.bus.emit("status_changed", status="needs_login_cancelled")
-        return self.bus.snapshot()
+        return self._fill(self.bus.snapshot())
 
     # --- lifecycle ------------------------------------------------------------------
     async def on_prepare(self) -> None:
@@ -233,14 +253,15 @@ class HarnessService(MicroService):
 
     def presence(self) -> Presence:
         b = self.bus
+        reason: str | None
         if self.loop.cli_missing is not None:
             state, reason = "waiting", "agent_cli_missing"
         elif b.status in ("needs_login", "rate_limited", *PARKED) or self.loop.parked_until:
             state, reason = "waiting", b.presence_reason or ("rate_limit" if b.rate_limited else b.status)
         else:
-            state, reason = b.turn_state, None
+            state, reason = b.turn_state, ("no_progress" if b.turn_state == "stalled" else None)
         return Presence(state=state, since=b.turn_state_since, instance=self.instance,  # type: ignore[arg-type]
-                        reason=reason, ts=time.time())
+                        reason=reason, ts=time.time(), until=self.loop.rate_limited_until)
 
     async def _beat(self) -> None:
         await self.publish(subjects.presence(self.agent), self.presence())

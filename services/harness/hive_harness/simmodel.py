@@ -5,7 +5,14 @@ is scripted. It speaks enough of the Anthropic Messages API for the real
 `claude` CLI to run turns against it (`ANTHROPIC_BASE_URL=<url>`):
 
 - `POST /v1/messages` (streaming SSE and plain JSON), answering with scripted
-  text, `tool_use` blocks, usage numbers, or HTTP errors (429, 500, ...);
+  text, `tool_use` blocks, usage numbers, or HTTP errors (429, 500, 401 with an
+  `error_code`, ...);
+- subscription usage limits: `Step(kind="usage_limit", reset_at=<unix s>)` answers
+  429 with the `anthropic-ratelimit-unified-*` headers the CLI reads on its OAuth
+  path (`unified_headers`); `Step(ratelimit=...)` adds them to any answer;
+- a stream that stalls: `Step(stall_after=N)` sends the first N SSE events of its
+  answer, then nothing more while keeping the connection open (until the client
+  goes or `stall_s` passes);
 - `POST /v1/messages/count_tokens`;
 - anything else the CLI probes at start gets a harmless `{}`-ish 200/404.
 
@@ -35,7 +42,7 @@ SIMULATOR = "hive-sim-model (simulator)"
 
 @dataclass
 class Step:
-    """One scripted answer. `kind`: text | tool_use | error | prompt_too_long."""
+    """One scripted answer. `kind`: text | tool_use | error | prompt_too_long | usage_limit."""
 
     kind: str = "text"
     text: str = "ok"
@@ -47,6 +54,13 @@ class Step:
     match: str | None = None
     side: bool = False
     context_window: int | None = None  # informational; the CLI decides what it reports
+    message: str | None = None  # an error's message
+    error_code: str | None = None  # an error's `error.details.error_code` (e.g. token_expired)
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    reset_at: float | None = None  # usage_limit: when the window resets (unix s)
+    ratelimit: dict[str, Any] | None = None  # unified_headers(**ratelimit) on this answer
+    stall_after: int | None = None  # SSE events sent before the stream stalls
+    stall_s: float = 600.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Step:
@@ -96,7 +110,8 @@ def _is_main(body: dict[str, Any] | None) -> bool:
 
 
 def _last_user_has_tool_result(body: dict[str, Any]) -> bool:
-    msgs = body.get("messages") or []
+    # newer CLIs (2.1.3xx) put `system`-role messages after the last user turn
+    msgs = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
     if not msgs:
         return False
     content = msgs[-1].get("content")
@@ -155,10 +170,33 @@ def _stream(msg: dict[str, Any]) -> list[bytes]:
     return out
 
 
-def _error_body(status: int, kind: str | None = None, message: str | None = None) -> dict[str, Any]:
+def _error_body(status: int, kind: str | None = None, message: str | None = None,
+                error_code: str | None = None) -> dict[str, Any]:
     etype = kind or {429: "rate_limit_error", 401: "authentication_error", 529: "overloaded_error",
                      400: "invalid_request_error"}.get(status, "api_error")
-    return {"type": "error", "error": {"type": etype, "message": message or f"{SIMULATOR}: scripted {status}"}}
+    err: dict[str, Any] = {"type": etype, "message": message or f"{SIMULATOR}: scripted {status}"}
+    if error_code:
+        err["details"] = {"error_code": error_code}
+    return {"type": "error", "error": err}
+
+
+def unified_headers(status: str = "allowed", reset_at: float | None = None, claim: str = "five_hour",
+                    utilization: float = 0.5, seven_day_utilization: float = 0.1) -> dict[str, str]:
+    """The subscription (OAuth) usage-limit headers of the Messages API, as the CLI reads them:
+    `status` allowed | allowed_warning | rejected; the 5-hour window resets at `reset_at`."""
+    reset = int(reset_at if reset_at is not None else time.time() + 3600)
+    week = int(time.time() + 7 * 86400)
+    short = {"five_hour": "5h", "seven_day": "7d"}.get(claim, "5h")
+    h = {"anthropic-ratelimit-unified-status": status,
+         "anthropic-ratelimit-unified-reset": str(reset if short == "5h" else week),
+         "anthropic-ratelimit-unified-representative-claim": claim,
+         "anthropic-ratelimit-unified-5h-status": status if short == "5h" else "allowed",
+         "anthropic-ratelimit-unified-5h-reset": str(reset),
+         "anthropic-ratelimit-unified-5h-utilization": str(utilization),
+         "anthropic-ratelimit-unified-7d-status": status if short == "7d" else "allowed",
+         "anthropic-ratelimit-unified-7d-reset": str(week),
+         "anthropic-ratelimit-unified-7d-utilization": str(seven_day_utilization)}
+    return h
 
 
 class SimModel:
@@ -241,7 +279,7 @@ class SimModel:
                     headers[k.strip().lower()] = v.strip()
                 n = int(headers.get("content-length") or 0)
                 raw = (await reader.readexactly(n)).decode() if n else ""
-                keep = await self._respond(method, path.split("?")[0], headers, raw, writer)
+                keep = await self._respond(method, path.split("?")[0], headers, raw, writer, reader)
                 if not keep or headers.get("connection", "").lower() == "close":
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -261,7 +299,7 @@ class SimModel:
         await writer.drain()
 
     async def _respond(self, method: str, path: str, headers: dict[str, str], raw: str,
-                       writer: asyncio.StreamWriter) -> bool:
+                       writer: asyncio.StreamWriter, reader: asyncio.StreamReader | None = None) -> bool:
         body: dict[str, Any] | None = None
         if raw:
             with contextlib.suppress(ValueError):
@@ -291,9 +329,17 @@ class SimModel:
             step = Step(text="done." if _last_user_has_tool_result(body) else "ok")
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
+        rl = unified_headers(**step.ratelimit) if step.ratelimit else {}
+        if step.kind == "usage_limit":
+            reset = step.reset_at if step.reset_at is not None else time.time() + 3600
+            hdrs = {**unified_headers("rejected", reset, utilization=1.0), **step.headers}
+            await self._send(writer, 429, _error_body(429, message=step.message or "rate_limit_error"), hdrs)
+            return True
         if step.kind == "error":
-            extra = {"retry-after": "0", "x-should-retry": "true" if step.status in (429, 500, 529) else "false"}
-            await self._send(writer, step.status, _error_body(step.status), extra)
+            extra = {"retry-after": "0", "x-should-retry": "true" if step.status in (429, 500, 529) else "false",
+                     **rl, **step.headers}
+            await self._send(writer, step.status, _error_body(step.status, None, step.message, step.error_code),
+                             extra)
             return True
         if step.kind == "prompt_too_long":
             await self._send(writer, 400, _error_body(400, "invalid_request_error",
@@ -302,14 +348,20 @@ class SimModel:
         usage = {**_default_usage(raw), **(step.usage or {})}
         msg = _message(str(body.get("model", "sim")), step, usage)
         if not body.get("stream"):
-            await self._send(writer, 200, msg)
+            await self._send(writer, 200, msg, {**rl, **step.headers})
             return True
-        head = ("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-                f"request-id: req_sim_{uuid.uuid4().hex[:12]}\r\nconnection: close\r\n\r\n")
-        writer.write(head.encode())
-        for chunk in _stream(msg):
+        hdrs = {"content-type": "text/event-stream", "cache-control": "no-cache",
+                "request-id": f"req_sim_{uuid.uuid4().hex[:12]}", **rl, **step.headers, "connection": "close"}
+        writer.write(("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n").encode())
+        chunks = _stream(msg)
+        if step.stall_after is not None:
+            chunks = chunks[: step.stall_after]
+        for chunk in chunks:
             writer.write(chunk)
             await writer.drain()
+        if step.stall_after is not None and reader is not None:  # stalled: the connection stays open, silent
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(reader.read(), step.stall_s)  # until the client goes
         return False
 
 
