@@ -153,6 +153,8 @@ DEPLOYER_VERBS = (
     "propose",
     "approve",
     "deny",
+    "history",
+    "turn_stats",
 )
 SESSION_VERBS = ("create", "start", "status", "get", "list", "output_dir", "log", "cleanup")
 

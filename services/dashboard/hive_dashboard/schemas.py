@@ -121,6 +121,8 @@ class Overview(msgspec.Struct, kw_only=True):
 class HistoryView(msgspec.Struct, kw_only=True):
     agent: str
     events: list[LiveEvent]
+    # "harness": ctl.history; "files": its harness did not answer, so the deployer read its events.sqlite
+    source: str = "harness"
 
 
 class StatsSummary(msgspec.Struct, kw_only=True):
@@ -140,6 +142,7 @@ class StatsSummary(msgspec.Struct, kw_only=True):
 
 class StatsView(msgspec.Struct, kw_only=True):
     agent: str
+    source: str = "live"  # "live": turns seen on hive.agent.<a>.turns; "files": the deployer read turn-stats.sqlite
     summary: StatsSummary
     turns: list[TurnStats]
     chart_svg: str

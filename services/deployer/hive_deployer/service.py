@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from hive_deployer import archive, metrics, migrate, retention
+from hive_deployer import archive, history, metrics, migrate, retention
 from hive_deployer.bridge import BrokerBridge
 from hive_deployer.deploys import Deploys
 from hive_deployer.layout import Layout, check_name
@@ -29,10 +29,11 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
-from hivewire.wire.agent import AgentState, Presence
+from hivewire.wire.agent import AgentState, HistoryReply, Presence
 from hivewire.wire.broker import RegistryReply, RegistryRequest, SendReply, SendRequest
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import (
+    AgentHistoryRequest,
     AgentInfo,
     AgentList,
     ArchiveReply,
@@ -51,6 +52,8 @@ from hivewire.wire.deployer import (
     SessionRef,
     SpawnRequest,
     StatusReply,
+    TurnStatsReply,
+    TurnStatsRequest,
 )
 
 log = structlog.get_logger("hive_deployer.service")
@@ -175,6 +178,8 @@ class DeployerService(MicroService):
             Endpoint("deny", d("deny"), DeployRequest, self.h_deny),
             Endpoint("export", d("export"), ExportRequest, self.h_export),
             Endpoint("import", d("import"), ImportRequest, self.h_import),
+            Endpoint("history", d("history"), AgentHistoryRequest, self.h_history),
+            Endpoint("turn_stats", d("turn_stats"), TurnStatsRequest, self.h_turn_stats),
             Endpoint("session_create", s("create"), SessionCreate, self.h_s_create),
             Endpoint("session_start", s("start"), SessionRef, self.h_s_start),
             Endpoint("session_status", s("status"), SessionRef, self.h_s_status),
@@ -302,6 +307,15 @@ class DeployerService(MicroService):
 
     async def h_import(self, ctx: Context, req: ImportRequest) -> AgentInfo:
         return await import_agent(self.agents, Path(req.path), req.name, force=req.force)
+
+    async def h_history(self, ctx: Context, req: AgentHistoryRequest) -> HistoryReply:
+        """An agent's events from its events.sqlite, read-only (for when its harness does not answer)."""
+        return HistoryReply(events=await asyncio.to_thread(history.read_events, self.layout, check_name(req.name),
+                                                           req.limit, req.before_id))
+
+    async def h_turn_stats(self, ctx: Context, req: TurnStatsRequest) -> TurnStatsReply:
+        return TurnStatsReply(turns=await asyncio.to_thread(history.read_turns, self.layout, check_name(req.name),
+                                                            req.limit))
 
     async def h_s_create(self, ctx: Context, req: SessionCreate) -> SessionInfo:
         return await self.sessions.create(req.task, req.priority, req.metadata)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from hivewire.wire.agent import TurnStats
 from hivewire.wire.common import Wire
 
 AgentRunState = Literal["running", "stopped", "crashed", "destroyed"]
@@ -149,3 +150,23 @@ class PathReply(Wire, kw_only=True):
 class StatusReply(Wire, kw_only=True):
     session_id: str
     status: SessionStatus
+
+
+class AgentHistoryRequest(Wire, kw_only=True):
+    """`hive.deployer.history`: an agent's LiveEvents read from its events.sqlite on the host
+    (read-only), for when its harness does not answer `ctl.history`; replies `agent.HistoryReply`."""
+
+    name: str
+    limit: int = 200
+    before_id: int | None = None
+
+
+class TurnStatsRequest(Wire, kw_only=True):
+    """`hive.deployer.turn_stats`: an agent's newest turn-stats rows from its turn-stats.sqlite."""
+
+    name: str
+    limit: int = 200
+
+
+class TurnStatsReply(Wire, kw_only=True):
+    turns: list[TurnStats]  # oldest first

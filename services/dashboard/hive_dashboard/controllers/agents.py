@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from hive_dashboard.auth import api_guard
-from hive_dashboard.charts import ctx_chart_svg, summarize
+from hive_dashboard.charts import ctx_chart_svg, summarize, turn_ctx
 from hive_dashboard.controllers.common import Json, act
 from hive_dashboard.deps import HubDep, OverviewDep, UpDep
 from hive_dashboard.schemas import (
@@ -21,14 +21,38 @@ from hive_dashboard.schemas import (
     SpawnBody,
     StatsView,
 )
+from hive_dashboard.upstream import Upstream
 from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
-from hivewire.wire.agent import HistoryReply, HistoryRequest, LoginRequest, ModelRequest, PromptRequest
+from hivewire.wire.agent import AgentState, HistoryReply, HistoryRequest, LoginRequest, ModelRequest, PromptRequest
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentList, DestroyRequest, NameRequest
+from hivewire.wire.deployer import (
+    AgentHistoryRequest,
+    AgentList,
+    DestroyRequest,
+    NameRequest,
+    TurnStatsReply,
+    TurnStatsRequest,
+)
 
 Name = Annotated[str, PathParameter(max_length=31, description="agent name")]
+
+
+async def last_state(up: Upstream, name: str) -> AgentState | None:
+    """What an agent whose harness is gone last reported: its newest turn row, read by the deployer."""
+    try:
+        rows = (await up.call(subjects.deployer("turn_stats"), TurnStatsRequest(name=name, limit=1),
+                              TurnStatsReply)).turns
+    except HiveError:
+        return None
+    if not rows:
+        return None
+    t = rows[-1]
+    return AgentState(status="offline", turn_state="idle", turn_state_since=t.ended_at, model=t.model,
+                      ctx_tokens=turn_ctx(t) or None, cost_tokens=t.input_tokens + t.output_tokens
+                      + t.cache_read_input_tokens + t.cache_creation_input_tokens,
+                      context_window=t.context_window or 200_000)
 LIFECYCLE = ("revive", "start", "stop", "restart", "kill", "rebuild")
 
 
@@ -47,25 +71,47 @@ class AgentsController(Controller):
         return [ob.agent_view(n, infos.get(n), await ob.agent_state(n)) for n in names]
 
     @get("/{name:str}", summary="One agent's badges and state")
-    async def agent(self, name: Name, ob: OverviewDep) -> AgentView:
+    async def agent(self, name: Name, ob: OverviewDep, up: UpDep) -> AgentView:
         validate_agent_name(name, allow_reserved=True)
-        return ob.agent_view(name, None, await ob.agent_state(name))
+        st = await ob.agent_state(name)
+        if st is None and name not in ob.hub.badges:  # no harness answers: its last turn row, from the host
+            st = await last_state(up, name)
+        return ob.agent_view(name, None, st)
 
-    @get("/{name:str}/history", summary="The agent's recent live events (ctl.history)")
+    @get("/{name:str}/history", summary="The agent's recent live events (ctl.history; from its files when offline)")
     async def history(
         self, name: Name, up: UpDep,
         limit: Annotated[int, QueryParameter(ge=1, le=2000)] = 500,
         before_id: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
     ) -> HistoryView:
         subject = subjects.ctl(validate_agent_name(name, allow_reserved=True), "history")
-        reply = await up.agent_call(subject, HistoryRequest(limit=limit, before_id=before_id), HistoryReply)
-        return HistoryView(agent=name, events=sorted(reply.events, key=lambda e: e.id))
+        source = "harness"
+        try:
+            reply = await up.agent_call(subject, HistoryRequest(limit=limit, before_id=before_id), HistoryReply)
+        except HiveError as err:
+            if err.code not in ("conflict", "timeout"):  # offline, or not answering: its files on the host
+                raise
+            req = AgentHistoryRequest(name=name, limit=limit, before_id=before_id)
+            try:
+                reply = await up.call(subjects.deployer("history"), req, HistoryReply)
+            except HiveError as files_err:
+                raise HiveError(err.code, f"{err.message}; and its files: {files_err.message}") from None
+            source = "files"
+        return HistoryView(agent=name, events=sorted(reply.events, key=lambda e: e.id), source=source)
 
     @get("/{name:str}/stats", summary="Turn stats and the ctx chart")
-    async def stats(self, name: Name, hub: HubDep) -> StatsView:
+    async def stats(self, name: Name, hub: HubDep, up: UpDep) -> StatsView:
         validate_agent_name(name, allow_reserved=True)
-        turns = list(hub.turns.get(name, []))
-        return StatsView(agent=name, summary=summarize(turns), turns=turns[-200:], chart_svg=ctx_chart_svg(turns))
+        turns, source = list(hub.turns.get(name, [])), "live"
+        if not turns:  # nothing seen since the dashboard started: the rows in its turn-stats.sqlite
+            try:
+                turns = (await up.call(subjects.deployer("turn_stats"), TurnStatsRequest(name=name, limit=200),
+                                       TurnStatsReply)).turns
+                source = "files"
+            except HiveError:
+                pass
+        return StatsView(agent=name, summary=summarize(turns), turns=turns[-200:], chart_svg=ctx_chart_svg(turns),
+                         source=source)
 
     @post("/{name:str}/prompt", summary="Send the operator's words to the agent (ctl.prompt)")
     async def prompt(self, name: Name, data: JSONBody[PromptBody], up: UpDep) -> ActionResult:

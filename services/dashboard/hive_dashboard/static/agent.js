@@ -138,6 +138,7 @@
   async function loadHistory() {
     try {
       const hist = await api("GET", base + "/history?limit=500");
+      if (hist.source === "files") sys("the agent's harness does not answer: its history as last written to its files on the host", "note offline-history");
       for (const e of hist.events) append(e, false);
       if (!hist.events.length) sys("no events yet");
     } catch (e) { sys("history unavailable: " + e.message, "error"); }
