@@ -4,8 +4,9 @@
   state), `agents/*/state/*.sqlite`, every file registered under the
   `hive.databases` entry point group, plus `[include] databases` globs.
 - repos: `agents/*/config`, `applied/*`, `meta` (git work trees or bare repos).
-- secrets: `agents/*/creds/**`, `operator.token`, NATS creds (`*.creds`,
-  `run/*.creds`, `nats/**`), plus `[include] secrets` globs.
+- secrets: `agents/*/creds/**`, `secrets/**` (the fleet's login token),
+  `operator.token`, NATS creds (`*.creds`, `run/*.creds`, `nats/**`), plus
+  `[include] secrets` globs.
 - bulky: directories from `[include] bulky` (default `sessions`,
   `agents/*/state`), without sqlite files and secrets.
 
@@ -39,7 +40,7 @@ DERIVED = ("broker-search.sqlite",)  # rebuilt from broker.sqlite by the broker
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SIDE_FILES = ("-wal", "-shm", "-journal")
 SQLITE_MAGIC = b"SQLite format 3\x00"
-SECRET_GLOBS = ("agents/*/creds/**/*", "operator.token", "*.creds", "run/*.creds", "nats/**/*")
+SECRET_GLOBS = ("agents/*/creds/**/*", "secrets/**/*", "operator.token", "*.creds", "run/*.creds", "nats/**/*")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""`hive sim-model`: the Messages-API simulator for demos and load tests."""
+"""`hive sim-model` (the Messages-API simulator), `hive doctor`, `hive login set-token`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 
 import typer
 
@@ -34,3 +36,57 @@ def register(app: typer.Typer) -> None:
             asyncio.run(go())
         except KeyboardInterrupt:
             pass
+
+    @app.command("doctor")
+    def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
+        """Check this host for the hive: agent CLI, credentials per agent, sandbox, NATS, disk, ports.
+
+        Each failing check prints its fix; exits 1 when a check that stops agents fails."""
+        from hive_harness.doctor import run_checks
+        from hivewire.cli.app import console, settings
+
+        checks = run_checks(settings())
+        if as_json:
+            sys.stdout.write(json.dumps([c.as_dict() for c in checks], indent=2) + "\n")
+        else:
+            for c in checks:
+                mark = "ok  " if c.ok else ("warn" if c.warn else "FAIL")
+                console.print(f"{mark}  {c.name}: {c.detail}", markup=False, highlight=False)
+                if not c.ok and c.fix:
+                    console.print(f"      fix: {c.fix}", markup=False, highlight=False)
+        if any(not c.ok and not c.warn for c in checks):
+            raise typer.Exit(1)
+
+    login = typer.Typer(help="Agent CLI logins for unattended fleets.", no_args_is_help=True)
+    app.add_typer(login, name="login")
+
+    @login.command("set-token")
+    def set_token(agent: str = typer.Option(None, "--agent", help="Only this agent (default: every agent)."),
+                  clear: bool = typer.Option(False, "--clear", help="Remove the stored token instead.")) -> None:
+        """Store a long-lived login token (from `claude setup-token`) for every agent or one.
+
+        The token is read from stdin (or a hidden prompt on a terminal), never from the command
+        line; it is stored 0600 and given to the agent CLI as CLAUDE_CODE_OAUTH_TOKEN."""
+        from hive_harness import tokens
+        from hivewire.cli.app import console, err_console, settings
+        from hivewire.errors import HiveError
+
+        st = settings()
+        try:
+            path = tokens.agent_path(st.agent_dir(agent) / "creds") if agent else tokens.fleet_path(st.home)
+        except HiveError as exc:
+            err_console.print(f"error: {exc.message}", markup=False, highlight=False)
+            raise typer.Exit(2) from exc
+        who = f"agent {agent}" if agent else "every agent"
+        if clear:
+            path.unlink(missing_ok=True)
+            console.print(f"login token for {who} removed", markup=False, highlight=False)
+            return
+        raw = typer.prompt("token", hide_input=True) if sys.stdin.isatty() else sys.stdin.read()
+        try:
+            tokens.write(path, raw)
+        except ValueError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from exc
+        console.print(f"login token for {who} stored in {path} (0600); agents use it from their next turn",
+                      markup=False, highlight=False)

@@ -285,7 +285,8 @@ class SimModel:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
-            with contextlib.suppress(Exception):
+            # a stop cancels handlers: end quietly (asyncio logs a cancelled handler's exception)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 writer.close()
                 await writer.wait_closed()
 
