@@ -185,11 +185,20 @@ async def test_no_credentials_needs_login(broker: Any, sim: SimModel, harness_fa
 
     await wait_for(needs_login, timeout=60)
     assert alice.presence().state == "waiting" and alice.presence().reason == "needs_login"
+    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    assert st.login_reason == "no_credentials"
     assert mid not in broker.acked
     # the CLI's login over pipes shows the URL it prints, and can be cancelled
     st = await client.call(subjects.ctl("alice", "login"), {"action": "start"}, AgentState, timeout=40)
     assert st.login_url and st.login_url.startswith("https://")
     await client.call(subjects.ctl("alice", "login"), {"action": "cancel"}, AgentState)
+    # a wrong code: the CLI says why and exits; the reply carries it and the process is gone
+    await client.call(subjects.ctl("alice", "login"), {"action": "start"}, AgentState, timeout=40)
+    proc = alice.login.proc
+    st = await client.call(subjects.ctl("alice", "login"), {"action": "submit", "code": "wrong-code#state"},
+                           AgentState, timeout=20)
+    assert st.login_error and alice.login is None and proc.returncode not in (None, 0)
+    assert st.status == "needs_login"
     # credentials appear (an API key): online again, and the held message is handled
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-simulator")
     await wait_for(lambda: _acked(broker, mid), timeout=60)
