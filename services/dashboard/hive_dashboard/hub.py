@@ -29,7 +29,7 @@ from hivewire import subjects
 from hivewire.names import is_agent_name
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
-from hivewire.wire.agent import AgentStatus, LiveEvent, Presence, TurnStats
+from hivewire.wire.agent import AgentStatus, LiveEvent, Presence, TurnStats, Typing
 from hivewire.wire.backup import BackupDone
 from hivewire.wire.broker import Changed
 
@@ -101,6 +101,7 @@ class Hub:
             (subjects.agent_pattern("presence"), self._on_presence),
             (subjects.agent_pattern("events"), self._on_event),
             (subjects.agent_pattern("turns"), self._on_turn),
+            (subjects.agent_pattern("typing"), self._on_typing),
             (subjects.BROKER_CHANGED, self._on_broker),
             (subjects.DEPLOYER_STATE_ALL, self._on_deployer),
             (subjects.BACKUP_DONE, self._on_backup),
@@ -155,6 +156,14 @@ class Hub:
             if c.wants(ev):
                 _offer(c, ev)
         return ev
+
+    def emit_transient(self, kind: str, agent: str | None, payload: Any) -> None:
+        """Hand an event to the clients without keeping it in the ring buffer (a resume never replays it)."""
+        ev = self._make(kind, agent, payload, store=False)
+        HUB_EVENTS.labels(kind).inc()
+        for c in list(self._clients):
+            if c.wants(ev):
+                _offer(c, ev)
 
     def _make(self, kind: str, agent: str | None, payload: Any, store: bool = True) -> SseEvent:
         if store:
@@ -219,6 +228,12 @@ class Hub:
         elif ev.kind == "turn_state_changed" and "state" in p:
             b["turn_state"] = p["state"]
             b["turn_state_since"] = p.get("since", ev.ts)
+
+    async def _on_typing(self, msg: Msg) -> None:
+        """Partial text as it streams: live only (the final text is an ordinary event, kept)."""
+        agent, t = self._agent(msg), self._decode(msg, Typing, "typing")
+        if agent is not None and t is not None:
+            self.emit_transient("typing", agent, {"agent": agent, "typing": t})
 
     async def _on_turn(self, msg: Msg) -> None:
         agent, t = self._agent(msg), self._decode(msg, TurnStats, "turns")

@@ -10,6 +10,7 @@
   let lastId = -1;              // highest LiveEvent id rendered (dedupes history vs live)
   let pending = [];             // live events that arrive before the history is in
   let historyLoaded = false;
+  const typing = { block: null, el: null, text: "", ended: new Set() };  // partial text streaming in
   const FOLD = 120;
 
   // --- badges --------------------------------------------------------------------
@@ -112,8 +113,30 @@
     }
   }
 
+  // --- live typing: hive.agent.<a>.typing, replaced by the block's assistant_text ----------
+  function typed(t) {
+    if (!t || typing.ended.has(t.block)) return;
+    if (typing.block !== t.block) {
+      dropTyping();
+      typing.block = t.block; typing.text = "";
+      typing.el = line("text typing", "");
+    }
+    if (t.offset > typing.text.length) typing.text += "… ";  // joined mid-block: some text went by
+    typing.text += t.text;
+    const stick = atBottom();
+    typing.el.textContent = typing.text;
+    if (!typing.el.isConnected) log.append(typing.el);
+    if (stick) log.scrollTop = log.scrollHeight;
+  }
+  function dropTyping(done) {
+    if (typing.el) typing.el.remove();
+    if (done && typing.block) { typing.ended.add(typing.block); if (typing.ended.size > 64) typing.ended.clear(); }
+    typing.block = null; typing.el = null; typing.text = "";
+  }
+
   function append(e, live) {
     if (e.id <= lastId) return;  // already shown (history and live overlap)
+    if (live && (e.kind === "assistant_text" || e.kind === "turn_end")) dropTyping(true);  // the final text replaces it
     lastId = e.id;
     const stick = atBottom();
     const el = render(e, live);
@@ -204,6 +227,7 @@
   // Subscribe first, buffer until the history is painted, then go live.
   hive.stream("agent=" + encodeURIComponent(name), {
     event: ({ event: e }) => { if (historyLoaded) append(e, true); else pending.push(e); },
+    typing: ({ typing: t }) => { if (historyLoaded) typed(t); },
     presence: (p) => { st.presence = p; st.status = hive.statusFromPresence(p) || st.status; paintBadges(); },
     turn: () => loadStats(),
     reset: () => { loadState(); loadStats(); },

@@ -1,0 +1,80 @@
+"""Live typing on the agent page (issue 23, item 7): partial text on hive.agent.<a>.typing shows in
+the terminal as it arrives and is replaced by the final assistant_text.
+
+Headless Chromium against the dashboard as a real uvicorn process; the FAKE harness
+(tests/dashboard/fakes.py) publishes what the real one does (`wire.agent.Typing`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from hivewire import subjects
+from hivewire.wire.agent import Typing
+from tests.dashboard.conftest import Dashboard, Stack
+
+pytestmark = pytest.mark.e2e
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+async def page(chromium_path: str) -> AsyncIterator[Page]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
+        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        p = await ctx.new_page()
+        errors: list[str] = []
+        p.on("pageerror", lambda e: errors.append(str(e)))
+        yield p
+        await ctx.close()
+        await browser.close()
+        assert errors == [], errors
+
+
+async def typed(h: object, block: str, offset: int, text: str) -> None:
+    await h.publish(subjects.typing(h.agent), Typing(block=block, offset=offset, text=text,  # type: ignore[attr-defined]
+                                                      instance=h.instance, ts=time.time()))  # type: ignore[attr-defined]
+
+
+async def test_partial_text_streams_in_and_the_final_message_replaces_it(page: Page, dashboard: Dashboard,
+                                                                        stack: Stack) -> None:
+    alice = stack.harnesses["alice"]
+    await page.goto(dashboard.url + "/agents/alice")
+    await page.fill("#token", dashboard.token)
+    await page.click("button[type=submit]")
+    await expect(page).to_have_url(dashboard.url + "/agents/alice")
+    log = page.locator("#log")
+    await expect(log.locator(".ln.tool")).to_have_count(1)  # the history is in: the page is live
+
+    await stack.run(alice.emit("turn_start", {"wake_from": "operator", "unread": 0}))
+    await stack.run(typed(alice, "msg_1:0", 0, "The build "))
+    live = log.locator(".ln.typing")
+    await expect(live).to_have_text("The build ")
+    await stack.run(typed(alice, "msg_1:0", 10, "is green"))
+    await expect(live).to_have_text("The build is green")
+    await expect(log.locator(".ln.text")).to_have_count(1)  # only the typing line so far
+
+    await stack.run(alice.emit("assistant_text", {"text": "The build is green: 12 tests passed."}))
+    await expect(live).to_have_count(0)
+    await expect(log.locator(".ln.text")).to_have_text(["The build is green: 12 tests passed."])
+    # a late delta of a block whose final text is in changes nothing
+    await stack.run(typed(alice, "msg_1:0", 18, " (late)"))
+    await stack.run(alice.emit("note", {"text": "after the late delta"}))
+    await expect(log.locator(".ln.note").filter(has_text="after the late delta")).to_have_count(1)
+    await expect(live).to_have_count(0)
+
+    # a second block, cut short by the end of the turn (e.g. cancelled): the line goes at turn_end
+    await stack.run(typed(alice, "msg_2:0", 0, "Next I will"))
+    await expect(live).to_have_text("Next I will")
+    await stack.run(alice.emit("turn_end", {"result_kind": "cancelled", "duration_ms": 10}))
+    await expect(live).to_have_count(0)
+    await expect(log.locator(".ln.text")).to_have_count(1)
+
+    # joining mid-block: what went by is marked, not invented
+    await stack.run(typed(alice, "msg_3:0", 40, "tail of a long answer"))
+    await expect(live).to_have_text("… tail of a long answer")
