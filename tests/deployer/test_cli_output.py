@@ -26,6 +26,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         return replies[subject.rsplit(".", 1)[-1]](req)
 
     monkeypatch.setattr(cli, "_call", fake)
+    monkeypatch.setattr(cli, "agent_states", lambda names: {})  # each harness's ctl.state: none here
     replies["destroy"] = lambda r: AgentInfo(name=r.name, state="destroyed", purged=r.purge)
     replies["list"] = lambda r: AgentList(agents=[])
     replies["stop"] = lambda r: AgentInfo(name=r.name, state="stopped", runtime="bwrap")
@@ -64,3 +65,16 @@ def test_empty_and_piped_agent_lists(calls: list[tuple[str, Any]], monkeypatch: 
     assert row[0] == long_name and row[4] == "4242" and row[5] == "proposal/" + "c" * 40  # never cut
     monkeypatch.setattr(cli, "_call", lambda *a, **k: SessionList(sessions=[]))
     assert run("session", "list").strip() == "no sessions"
+
+
+def test_agent_status_column() -> None:
+    from hivewire.wire.agent import AgentState
+
+    base = {"turn_state": "idle", "turn_state_since": 0.0, "model": "haiku", "context_window": 200000}
+    assert cli._status(None) == "-"
+    assert cli._status(AgentState(status="online", **base)) == "online"  # type: ignore[arg-type]
+    assert cli._status(AgentState(status="needs_login", login_reason="token_expired",  # type: ignore[arg-type]
+                                  **base)) == "needs_login (token_expired)"
+    assert cli._status(AgentState(status="rate_limited", rate_limited_until=1e9,  # type: ignore[arg-type]
+                                  **base)).startswith("rate_limited until ")
+    assert cli._status(AgentState(status="online", **{**base, "turn_state": "stalled"})) == "stalled"  # type: ignore[arg-type]

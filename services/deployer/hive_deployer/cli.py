@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import typer
@@ -12,6 +14,7 @@ from hivewire import subjects
 from hivewire.cli.app import JSON_HELP, console, err_console, print_json, print_rows, run_client
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
+from hivewire.wire.agent import AgentState
 from hivewire.wire.common import Empty, Ok
 from hivewire.wire.deployer import (
     AgentInfo,
@@ -66,6 +69,51 @@ def _show(a: AgentInfo, as_json: bool) -> None:
     print_json(a) if as_json else console.print(_line(a), markup=False, highlight=False)
 
 
+def agent_states(names: list[str]) -> dict[str, AgentState]:
+    """Each running agent's own state from its harness (2 s each, in parallel); none when NATS is away."""
+    if not names:
+        return {}
+
+    async def go() -> dict[str, AgentState]:
+        from hivewire.cli.app import settings
+        from hivewire.nats_transport import NatsTransport
+        from hivewire.runner import resolve_nats_url
+
+        t = await asyncio.wait_for(NatsTransport.connect(resolve_nats_url(settings()), name="hive-cli",
+                                                         forever=False), 5.0)
+        try:
+            c = HiveClient(t, timeout=2.0)
+
+            async def one(name: str) -> AgentState | None:
+                try:
+                    return await c.call(subjects.ctl(name, "state"), Empty(), AgentState, timeout=2.0)
+                except Exception:  # that agent's harness is away or busy: its status shows as -
+                    return None
+
+            got = await asyncio.gather(*(one(n) for n in names))
+            return {n: st for n, st in zip(names, got, strict=True) if st is not None}
+        finally:
+            await t.close()
+
+    try:
+        return asyncio.run(go())
+    except Exception:
+        return {}
+
+
+def _status(st: AgentState | None) -> str:
+    """online, needs_login (token_expired), rate_limited until 14:05, stalled, ...; `-` if unknown."""
+    if st is None:
+        return "-"
+    if st.turn_state == "stalled":
+        return "stalled"
+    if st.status == "needs_login":
+        return f"needs_login ({st.login_reason})" if st.login_reason else "needs_login"
+    if st.rate_limited_until:
+        return "rate_limited until " + time.strftime("%H:%M", time.localtime(st.rate_limited_until))
+    return st.status
+
+
 NAME = typer.Argument(..., help="The agent's name (lowercase letters, digits and '-').")
 JSON = typer.Option(False, "--json", help="Print the reply as JSON.")
 SID = typer.Argument(..., help="The session id (`hive session create` printed it).")
@@ -84,11 +132,14 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(got)
             return
-        print_rows(("name", "state", "transient", "runtime", "pid", "deployed", "restarts", "size", "creds", "age"), (
+        states = agent_states([a.name for a in got.agents if a.state == "running"])
+        print_rows(("name", "state", "transient", "runtime", "pid", "deployed", "restarts", "size", "creds", "age",
+                    "status"), (
             (a.name, a.state, a.transient or "-", a.runtime if a.confined else f"{a.runtime} UNCONFINED",
              str(a.pid or "-"), a.deployed or "-", str(a.restarts),
              f"{a.state_bytes / 1024:.0f}K", "yes" if a.has_credentials else "no",
-             _age(a.destroyed_at if a.state == "destroyed" else a.created_at)) for a in got.agents),
+             _age(a.destroyed_at if a.state == "destroyed" else a.created_at), _status(states.get(a.name)))
+            for a in got.agents),
             empty="no agents (spawn one with `hive agents spawn NAME`)")
 
     @agents.command("spawn")
