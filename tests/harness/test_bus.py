@@ -159,23 +159,23 @@ async def test_text_deltas_are_coalesced_published_and_never_stored(tmp_path: Pa
 
 
 async def test_partial_messages_of_the_real_cli_reach_typing_and_store_the_final_text(tmp_path: Path) -> None:
-    """tests/harness/data/partial_messages.jsonl: claude 2.1.332 `--include-partial-messages` against the
-    simulator, through the parser and the turn loop's own event path."""
+    """tests/harness/data/claude-2.1.332-partial-messages.jsonl: claude 2.1.332 `--include-partial-messages`
+    against the simulator, through the parser and the turn loop's own event path."""
     sink = Sink()
     bus, store = await bus_for(tmp_path, sink)
     parser = StreamParser()
     holder = type("L", (), {"bus": bus})()
     try:
-        for line in (DATA / "partial_messages.jsonl").read_text().splitlines():
+        for line in (DATA / "claude-2.1.332-partial-messages.jsonl").read_text().splitlines():
             drafts = parser.feed(line)
             if drafts:
                 await TurnLoop._on_events(holder, drafts)  # type: ignore[arg-type]
         await bus.flush()
         await asyncio.sleep(2 * TYPING_FLUSH_S)
-        assert [p.text for p in sink.typing] == ["The build is green: 42 tests passed."]
+        assert [p.text for p in sink.typing] == ["ok, partial"]
         assert sink.typing[0].block.endswith(":0") and len(sink.typing[0].block) > 2
         assert [(r[1], r[2].get("text")) for r in rows(tmp_path / "events.sqlite")] == [
-            ("assistant_text", "The build is green: 42 tests passed.")]
+            ("assistant_text", "ok, partial")]
         assert parser.summary.got_result and parser.summary.ctx is not None
     finally:
         await store.close()
