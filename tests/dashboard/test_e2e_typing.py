@@ -78,3 +78,6 @@ async def test_partial_text_streams_in_and_the_final_message_replaces_it(page: P
     # joining mid-block: what went by is marked, not invented
     await stack.run(typed(alice, "msg_3:0", 40, "tail of a long answer"))
     await expect(live).to_have_text("… tail of a long answer")
+    # its harness died mid-block: the next turn (of the new instance) takes the unfinished line away
+    await stack.run(alice.emit("turn_start", {"wake_from": "operator", "unread": 0}))
+    await expect(live).to_have_count(0)

@@ -136,7 +136,8 @@
 
   function append(e, live) {
     if (e.id <= lastId) return;  // already shown (history and live overlap)
-    if (live && (e.kind === "assistant_text" || e.kind === "turn_end")) dropTyping(true);  // the final text replaces it
+    // the final text replaces it; a turn that ends (or a new one, after a crash) takes an unfinished one away
+    if (live && ["assistant_text", "turn_end", "turn_start"].includes(e.kind)) dropTyping(true);
     lastId = e.id;
     const stick = atBottom();
     const el = render(e, live);
@@ -228,7 +229,7 @@
   hive.stream("agent=" + encodeURIComponent(name), {
     event: ({ event: e }) => { if (historyLoaded) append(e, true); else pending.push(e); },
     typing: ({ typing: t }) => { if (historyLoaded) typed(t); },
-    presence: (p) => { st.presence = p; st.status = hive.statusFromPresence(p) || st.status; paintBadges(); },
+    presence: (p) => { if (!p.alive) dropTyping(true); st.presence = p; st.status = hive.statusFromPresence(p) || st.status; paintBadges(); },
     turn: () => loadStats(),
     reset: () => { loadState(); loadStats(); },
   });
