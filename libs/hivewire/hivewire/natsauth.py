@@ -129,10 +129,12 @@ def _service_permissions(short: str) -> dict[str, Any]:
     if short == "deployer":
         return _perms(
             # `$SRV.*.hive-harness.*`: it relays discovery to the harnesses it runs (hive_deployer.microrelay)
+            # `hive.host.*.*`: start/stop forwarded to agent hosts; `hive.hosts.>`, `hive.host.*.up.>`: the
+            # hub's host registry and the hosts' reports (issue 26, hive_deployer.hosts)
             ["hive.deployer.>", "hive.session.>", "hive.operator.>", "hive.broker.*.*", "hive.agent.*.ctl.>",
-             f"{subjects.SRV}.*.{subjects.HARNESS_SERVICE}.*"],
+             f"{subjects.SRV}.*.{subjects.HARNESS_SERVICE}.*", "hive.host.*.*"],
             ["hive.deployer.>", "hive.session.>", "hive.broker.changed", "hive.agent.*.presence",
-             "hive.agent.*.turns", "hive.backup.done", "$SRV.>", inbox],
+             "hive.agent.*.turns", "hive.backup.done", "hive.hosts.>", "hive.host.*.up.>", "$SRV.>", inbox],
         )
     if short == "dashboard":
         # The operator's console: every operator action, and read-only views of hive.>.
@@ -161,6 +163,10 @@ def permissions_for(user: str, reply_to: tuple[str, ...] = ()) -> dict[str, Any]
         return service_permissions(user[4:], reply_to)
     if user.startswith("agent_"):
         return agent_permissions(user[6:])
+    if user.startswith("host_"):  # an agent host's hive-agenthost (issue 26)
+        from hivewire.hostauth import host_permissions
+
+        return host_permissions(user[5:])
     raise ValueError(f"unknown NATS user {user!r}")
 
 

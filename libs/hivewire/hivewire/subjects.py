@@ -202,6 +202,42 @@ def backup(verb: str) -> str:
     return f"hive.backup.{verb}"
 
 
+# --- hosts (issue 26): the hub's registry and the agent hosts ---------------
+# `hive.hosts.<verb>`: the operator asks the hub (the deployer) about hosts.
+# `hive.host.<host>.<verb>`: the deployer asks an agent host's hive-agenthost.
+# `hive.host.<host>.up.<leaf>`: what an agent host tells the hub (its NATS user may
+# publish nothing else, so a host can neither speak for another nor start agents).
+HOSTS_VERBS = ("add", "remove", "list")
+HOST_VERBS = ("start", "stop")
+HOST_UP = ("heartbeat", "creds")
+AGENTHOST_SERVICE = "hive-agenthost"
+
+
+def hosts(verb: str) -> str:
+    if verb not in HOSTS_VERBS:
+        raise ValueError(f"unknown hosts verb {verb!r}")
+    return f"hive.hosts.{verb}"
+
+
+def host(host_name: str, verb: str) -> str:
+    if verb not in HOST_VERBS:
+        raise ValueError(f"unknown host verb {verb!r}")
+    return f"hive.host.{validate_agent_name(host_name, allow_reserved=True)}.{verb}"
+
+
+def host_up(host_name: str, leaf: str) -> str:
+    if leaf not in HOST_UP:
+        raise ValueError(f"unknown host report {leaf!r}")
+    return f"hive.host.{validate_agent_name(host_name, allow_reserved=True)}.up.{leaf}"
+
+
+def host_up_pattern(leaf: str) -> str:
+    """Every host's `leaf` report, e.g. `hive.host.*.up.heartbeat` (the deployer listens)."""
+    if leaf not in HOST_UP:
+        raise ValueError(f"unknown host report {leaf!r}")
+    return f"hive.host.*.up.{leaf}"
+
+
 # --- NATS micro discovery ($SRV) ---------------------------------------------
 # nats.micro answers PING/INFO/STATS at `$SRV.<verb>` (every service),
 # `$SRV.<verb>.<name>` (every instance of a kind) and `$SRV.<verb>.<name>.<id>`.

@@ -1,0 +1,128 @@
+"""Many hosts (issue 26): the hub's host registry, joins, heartbeats, and the
+requests the deployer forwards to an agent host's `hive-agenthost`.
+
+Subjects (hivewire.subjects, "hosts"): `hive.hosts.{add,remove,list}`
+(operator -> deployer), `hive.host.<host>.{start,stop}` (deployer -> agent
+host), `hive.host.<host>.up.{heartbeat,creds}` (agent host -> deployer).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from hivewire.wire.common import Wire
+
+HostState = Literal["invited", "online", "lost", "removed"]
+
+
+class HostAddRequest(Wire, kw_only=True):
+    name: str
+    agent_limit: int = 0  # 0: the host's own HIVE_HOST_AGENT_LIMIT (its heartbeat says)
+    ttl_s: float = 3600.0  # how long the join token is valid
+
+
+class HostAddReply(Wire, kw_only=True):
+    name: str
+    token: str  # shown once; the hub keeps only its sha256
+    expires_at: float
+    join_url: str  # http://<hub>:<port> of the join endpoint ("" when HIVE_JOIN_ADDR is unset)
+    command: str  # the line to run on the new host
+
+
+class HostNameRequest(Wire, kw_only=True):
+    name: str
+    force: bool = False
+
+
+class HostAgentInfo(Wire, kw_only=True):
+    """One agent process on an agent host, as its heartbeat reports it."""
+
+    name: str
+    pid: int
+    started_at: float  # the agent host's clock
+
+
+class HostHeartbeat(Wire, kw_only=True):
+    """`hive.host.<host>.up.heartbeat`, every HIVE_HOST_HEARTBEAT_S (2 s)."""
+
+    host: str
+    sent_at: float  # the agent host's clock
+    version: str = ""
+    mem_total: int = 0  # bytes (/proc/meminfo MemTotal)
+    mem_available: int = 0  # bytes (MemAvailable)
+    cpus: int = 0
+    load1: float = 0.0
+    agent_limit: int = 0
+    runtime: str = ""
+    agents: list[HostAgentInfo] = []
+    exits: dict[str, str] = {}  # agent -> why its process ended last (not asked to)
+
+
+class HostInfo(Wire, kw_only=True):
+    name: str
+    state: HostState
+    role: Literal["core", "agents"] = "agents"
+    added_at: float = 0.0
+    joined_at: float | None = None
+    last_heartbeat: float | None = None  # the hub's clock
+    version: str = ""
+    runtime: str = ""
+    mem_total: int = 0
+    mem_available: int = 0
+    cpus: int = 0
+    load1: float = 0.0
+    agent_limit: int = 0
+    agents: list[str] = []  # placed here (any state but purged)
+    running: int = 0
+    token_expires_at: float | None = None
+
+
+class HostList(Wire, kw_only=True):
+    hosts: list[HostInfo]
+
+
+class JoinRequest(Wire, kw_only=True):
+    """POST /join on the hub's join endpoint (HTTP, not NATS: the new host has no NATS identity yet)."""
+
+    name: str
+    token: str
+
+
+class JoinReply(Wire, kw_only=True):
+    name: str
+    nats_urls: list[str] = []  # as the hub advertises them (HIVE_HOSTS_NATS_URLS); empty: use the join URL's host
+    nats_port: int = 4222
+    creds: str  # the host's NATS credentials file (env-file syntax, hivewire.natsauth.creds_text)
+    hub: str = ""  # the hub host's name
+
+
+class HostStartRequest(Wire, kw_only=True):
+    """`hive.host.<host>.start`: run this agent's harness there (no secret: it fetches its creds)."""
+
+    agent: str
+    rev: str = ""
+    config_env: dict[str, str] = {}  # the agent's allowlisted hive.env (HIVE_AGENT_CONFIG_ENV)
+
+
+class HostStopRequest(Wire, kw_only=True):
+    agent: str
+    hard: bool = False
+    timeout: float = 8.0
+
+
+class HostAgentReply(Wire, kw_only=True):
+    agent: str
+    pid: int | None = None
+    at: float = 0.0  # the agent host's clock
+    rc: int | None = None
+
+
+class CredsRequest(Wire, kw_only=True):
+    """`hive.host.<host>.up.creds`: the agent host asks for one of its agents' NATS credentials."""
+
+    agent: str
+
+
+class CredsReply(Wire, kw_only=True):
+    agent: str
+    creds: str  # env-file text; "" when the hub runs without NATS auth
