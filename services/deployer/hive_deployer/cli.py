@@ -58,11 +58,17 @@ def _age(ts: float | None) -> str:
 
 def _line(a: AgentInfo) -> str:
     """One readable line about an agent after a lifecycle verb."""
-    state = f"{a.state} ({a.transient})" if a.transient else a.state
+    state = f"{_state(a)} ({a.transient})" if a.transient else _state(a)
     pid = f", pid {a.pid}" if a.pid else ""
+    pid += f", on {a.host}" if a.host else ""
     err = f"; last error: {a.last_error}" if a.last_error else ""
     unconfined = " (UNCONFINED: no sandbox)" if not a.confined else ""
     return f"{a.name}: {state}{pid}, runtime {a.runtime}{unconfined}{err}"
+
+
+def _state(a: AgentInfo) -> str:
+    """`dead (host lost)` for an agent whose host stopped heartbeating (issue 26)."""
+    return "dead (host lost)" if a.host_lost else a.state
 
 
 def _show(a: AgentInfo, as_json: bool) -> None:
@@ -134,19 +140,23 @@ def register(app: typer.Typer) -> None:
             return
         states = agent_states([a.name for a in got.agents if a.state == "running"])
         print_rows(("name", "state", "transient", "runtime", "pid", "deployed", "restarts", "size", "creds", "age",
-                    "status"), (
-            (a.name, a.state, a.transient or "-", a.runtime if a.confined else f"{a.runtime} UNCONFINED",
+                    "status", "host"), (
+            (a.name, _state(a), a.transient or "-", a.runtime if a.confined else f"{a.runtime} UNCONFINED",
              str(a.pid or "-"), a.deployed or "-", str(a.restarts),
              f"{a.state_bytes / 1024:.0f}K", "yes" if a.has_credentials else "no",
-             _age(a.destroyed_at if a.state == "destroyed" else a.created_at), _status(states.get(a.name)))
+             _age(a.destroyed_at if a.state == "destroyed" else a.created_at), _status(states.get(a.name)),
+             a.host or "-")
             for a in got.agents),
             empty="no agents (spawn one with `hive agents spawn NAME`)")
 
     @agents.command("spawn")
     def spawn(name: str = NAME, runtime: str = typer.Option(None, help="Must match the deployer's runtime."),
+              host: str = typer.Option(None, help="The host to run it on (`hive hosts`); default: the host with "
+                                                  "the most free capacity."),
               as_json: bool = JSON) -> None:
         """Create a new agent from the template and start it."""
-        _show(_call(subjects.deployer("spawn"), SpawnRequest(name=name, runtime=runtime), AgentInfo, LONG), as_json)
+        _show(_call(subjects.deployer("spawn"), SpawnRequest(name=name, runtime=runtime, host=host), AgentInfo, LONG),
+              as_json)
 
     def verb(v: str, doc: str) -> None:
         def cmd(name: str = NAME, as_json: bool = JSON) -> None:

@@ -78,6 +78,8 @@ class Options:
 
 
 Probe = Callable[[str, float], Awaitable[bool]]
+HostView = Callable[[str], tuple[str | None, bool]]  # agent -> (its host, that host is lost)
+Place = Callable[[str, str | None], Awaitable[None]]  # before a spawn: (agent, host asked for)
 
 
 class Agents:
@@ -92,12 +94,15 @@ class Agents:
         self._backoff: dict[str, int] = {}
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
         self.probe: Probe | None = None
+        self.host_view: HostView | None = None  # set when the deployer knows several hosts (hive_deployer.hosts)
+        self.place: Place | None = None
         self._metrics_tasks: set[asyncio.Task[None]] = set()
         self.meta_lock = asyncio.Lock()
 
     # --- views ------------------------------------------------------------------
     async def info(self, row: AgentRow, *, sizes: bool = False) -> AgentInfo:
         sized = sizes or row.state == "destroyed"
+        host, host_lost = self.host_view(row.name) if self.host_view else (None, False)
         return AgentInfo(
             name=row.name, state=row.state, transient=self.transient.get(row.name),  # type: ignore[arg-type]
             runtime=row.runtime, pid=self.procs.pid(row.name), since=row.since,
@@ -105,7 +110,7 @@ class Agents:
             has_credentials=has_files(self.layout.creds(row.name)), restarts=row.restarts, crashes=row.crashes,
             last_error=row.last_error, created_at=row.created_at, destroyed_at=row.destroyed_at,
             deployed=row.deployed_tag, deployed_sha=row.deployed_sha,
-            confined=self.runtime.confined,
+            confined=self.runtime.confined, host=host, host_lost=host_lost and row.state == "crashed",
         )
 
     async def list(self) -> list[AgentInfo]:

@@ -14,9 +14,11 @@ import structlog
 from hive_deployer import archive, history, metrics, migrate, retention
 from hive_deployer.bridge import BrokerBridge
 from hive_deployer.deploys import Deploys
+from hive_deployer.hosts import Hosts
 from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
 from hive_deployer.microrelay import MicroRelay, running
+from hive_deployer.placement import HostProcs
 from hive_deployer.runtimes import Runtime, get_runtime
 from hive_deployer.sessions import Sessions
 from hive_deployer.store import AgentRow, Store
@@ -146,6 +148,12 @@ class DeployerService(MicroService):
         self.agents = Lifecycle(self.layout, self.store, self.runtime, settings, self.notifier,
                                 options or Options.from_env(), nats_url)
         self.agents.probe = self._probe
+        # Agents on other hosts (issue 26): the process table forwards their verbs to their host.
+        self.hosts = Hosts(transport, settings.home, self.agents)
+        procs = HostProcs(self.runtime, self.layout.logs, self.agents._on_exit, on_stopped=self.agents._unlist_metrics)
+        procs.hosts = self.hosts
+        self.agents.procs = procs
+        self.agents.host_view, self.agents.place = self.hosts.view, self.hosts.place
         self.deploys = Deploys(self.agents)
         self.sessions = Sessions(self.layout, self.store, self.runtime, settings, nats_url)
         self.bridge = BrokerBridge(transport, self.deploys)
@@ -188,6 +196,7 @@ class DeployerService(MicroService):
             Endpoint("session_output_dir", s("output_dir"), SessionRef, self.h_s_output),
             Endpoint("session_log", s("log"), SessionRef, self.h_s_log),
             Endpoint("session_cleanup", s("cleanup"), SessionCleanup, self.h_s_cleanup),
+            *self.hosts.endpoints(),
         ]
 
     # --- lifecycle ------------------------------------------------------------
@@ -201,6 +210,7 @@ class DeployerService(MicroService):
 
     async def on_start(self) -> None:
         self._subs.append(await self.transport.subscribe(subjects.agent_pattern("presence"), self._on_presence))
+        await self.hosts.start()
         await self.agents.resume()
         if self.ensure_manager:
             try:
@@ -218,6 +228,7 @@ class DeployerService(MicroService):
 
     async def on_stop(self) -> None:
         await cancel_and_wait(*self._tasks)
+        await self.hosts.stop()
         await self.srv_relay.stop()
         await self.bridge.stop()
         for sub in self._subs:
@@ -273,7 +284,7 @@ class DeployerService(MicroService):
         return AgentList(agents=await self.agents.list())
 
     async def h_spawn(self, ctx: Context, req: SpawnRequest) -> AgentInfo:
-        return await self.agents.spawn(req.name, req.runtime)
+        return await self.agents.spawn(req.name, req.runtime, host=req.host)
 
     async def h_destroy(self, ctx: Context, req: DestroyRequest) -> AgentInfo:
         return await self.agents.destroy(req.name, purge=req.purge)

@@ -20,7 +20,8 @@ log = structlog.get_logger("hive_deployer.verbs")
 
 
 class Lifecycle(Agents):
-    async def spawn(self, name: str, runtime: str | None = None, *, start: bool = True) -> AgentInfo:
+    async def spawn(self, name: str, runtime: str | None = None, *, start: bool = True,
+                    host: str | None = None) -> AgentInfo:
         name = check_name(name, new=True)
         existing = await self.store.agent(name)
         if existing is not None:
@@ -28,6 +29,10 @@ class Lifecycle(Agents):
             raise HiveError("conflict", f"agent {name} already exists{hint}")
         if runtime and runtime != self.runtime.kind:
             raise HiveError("bad_request", f"this deployer runs the {self.runtime.kind} runtime, not {runtime}")
+        if self.place is not None:
+            await self.place(name, host)  # which host runs it (issue 26)
+        elif host:
+            raise HiveError("bad_request", "this deployer runs agents on its own host only")
         async with self.transition(name, "spawning", "spawn"):
             self.layout.make_agent_dirs(name)
             sha = await asyncio.to_thread(repos.first_deploy, self.layout, name, "0")

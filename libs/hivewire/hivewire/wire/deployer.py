@@ -43,11 +43,14 @@ class AgentInfo(Wire, kw_only=True):
     deployed_sha: str | None = None
     purged: bool = False
     confined: bool = True  # False: the agent CLI runs unconfined (the `process` runtime)
+    host: str | None = None  # the host it runs on (issue 26; None: a deployer without hosts)
+    host_lost: bool = False  # its host stopped heartbeating: shown `dead (host lost)`
 
 
 class SpawnRequest(Wire, kw_only=True):
     name: str
     runtime: str | None = None
+    host: str | None = None  # issue 26: None = the host with the most free capacity
 
 
 class DeployRequest(Wire, kw_only=True):
