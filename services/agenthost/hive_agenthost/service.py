@@ -1,0 +1,189 @@
+"""hive-agenthost: run the agents the hub placed on this host.
+
+The deployer on the core host decides (spawn, start, stop, kill, restart,
+deploy, destroy) and forwards to `hive.host.<me>.start|stop`; this service
+runs each harness with the deployer's own `Procs` and runtimes (bwrap by
+default, fail closed), in this host's `HIVE_HOME/agents/<name>/{state,creds}`.
+A harness's NATS identity (`agent_<name>`, issued by the hub) is fetched over
+this host's private inbox (`hive.host.<me>.up.creds`), written 0600 under
+`HIVE_HOME/nats/creds/`, and given to the harness alone.
+
+Every `HIVE_HOST_HEARTBEAT_S` (2 s) it reports on `hive.host.<me>.up.heartbeat`:
+free memory, cpus, load, its agent limit, version, runtime, the agents it
+runs (pid, start time) and why any ended unasked. It restarts nothing by
+itself: the hub's crash watch decides, so a restart policy lives in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from hive_agenthost.join import load_host
+from hive_deployer.hosts import meminfo
+from hive_deployer.layout import Layout, check_name
+from hive_deployer.lifecycle import Options
+from hive_deployer.runtimes import Launch, Runtime, get_runtime
+from hive_deployer.supervise import Procs
+from hivewire import agentenv, natsauth, subjects
+from hivewire.runner import resolve_nats_url
+from hivewire.service import Context, Endpoint, HiveClient, MicroService
+from hivewire.settings import Settings
+from hivewire.tasks import cancel_and_wait
+from hivewire.transport import Transport
+from hivewire.wire.hosts import (
+    CredsReply,
+    CredsRequest,
+    HostAgentInfo,
+    HostAgentReply,
+    HostHeartbeat,
+    HostStartRequest,
+    HostStopRequest,
+)
+
+log = structlog.get_logger("hive_agenthost.service")
+
+
+def _version() -> str:
+    try:
+        return version("hive-agenthost")
+    except PackageNotFoundError:
+        return ""
+
+
+class AgentHostService(MicroService):
+    name = subjects.AGENTHOST_SERVICE
+    description = "Hive agent host: runs the agents the hub placed here"
+
+    def __init__(self, transport: Transport, settings: Settings, *, metrics_url: str = "",
+                 host: str | None = None, runtime: Runtime | None = None) -> None:
+        super().__init__(transport, metrics_url=metrics_url)
+        self.settings = settings
+        self.host = check_name(host or load_host(settings.home).name)
+        self.layout = Layout(settings.home)
+        self.runtime = runtime or get_runtime()
+        self.opts = Options.from_env()
+        self.nats_url = resolve_nats_url(settings)
+        self.heartbeat_s = float(os.environ.get("HIVE_HOST_HEARTBEAT_S", "2"))
+        self.agent_limit = int(os.environ.get("HIVE_HOST_AGENT_LIMIT", "0"))
+        self.procs = Procs(self.runtime, self.layout.logs, self._on_exit)
+        self.started: dict[str, float] = {}
+        self.exits: dict[str, str] = {}
+        self.client = HiveClient(transport, timeout=10.0)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._beat_now = asyncio.Event()
+
+    def instance_id(self) -> str | None:
+        return self.host  # answers discovery only at `$SRV.<verb>.hive-agenthost.<host>` (its NATS user's)
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), "hive_host": self.host, "runtime": self.runtime.kind}
+
+    def endpoints(self) -> list[Endpoint[Any]]:
+        return [
+            Endpoint("start", subjects.host(self.host, "start"), HostStartRequest, self.h_start),
+            Endpoint("stop", subjects.host(self.host, "stop"), HostStopRequest, self.h_stop),
+        ]
+
+    async def on_start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._heartbeats(), name="host-heartbeat"))
+
+    async def on_stop(self) -> None:
+        await cancel_and_wait(*self._tasks)
+        await self.procs.stop_all(self.opts.stop_timeout)
+
+    # --- the hub's requests -------------------------------------------------------------
+    async def h_start(self, ctx: Context, req: HostStartRequest) -> HostAgentReply:
+        name = check_name(req.agent)
+        pid = self.procs.pid(name)
+        if pid is not None:  # idempotent: a deployer that restarted asks again
+            return HostAgentReply(agent=name, pid=pid, at=self.started.get(name, 0.0))
+        identity, readable = await self._identity(name)
+        self.layout.make_agent_dirs(name)
+        at = time.time()
+        await self.procs.start(self.launch(name, req.config_env, req.rev, identity, readable), req.rev or None)
+        self.started[name] = at
+        self.exits.pop(name, None)
+        log.info("agent_started", agent=name, pid=self.procs.pid(name), rev=req.rev)
+        self._beat_now.set()
+        return HostAgentReply(agent=name, pid=self.procs.pid(name), at=at)
+
+    async def h_stop(self, ctx: Context, req: HostStopRequest) -> HostAgentReply:
+        name = check_name(req.agent)
+        rc = await self.procs.stop(name, timeout=req.timeout, hard=req.hard)
+        self.started.pop(name, None)
+        log.info("agent_stopped", agent=name, rc=rc, hard=req.hard)
+        self._beat_now.set()
+        return HostAgentReply(agent=name, rc=rc, at=time.time())
+
+    async def _identity(self, name: str) -> tuple[dict[str, str], list[Path]]:
+        """The harness's own NATS identity, from the hub (never this host's)."""
+        if os.environ.get("HIVE_NATS_CREDS", "").strip().lower() == "none":
+            return {"HIVE_NATS_CREDS": "none"}, []
+        rep: CredsReply = await self.client.call(subjects.host_up(self.host, "creds"), CredsRequest(agent=name),
+                                                 CredsReply)
+        if not rep.creds:
+            return {"HIVE_NATS_CREDS": "none"}, []
+        path = natsauth.creds_path(self.settings.home, natsauth.agent_user(name))
+        await asyncio.to_thread(natsauth._write_secret, path, rep.creds)
+        return {"HIVE_NATS_CREDS": str(path)}, [path]
+
+    def launch(self, name: str, config_env: dict[str, str], rev: str, identity: dict[str, str],
+               readable: list[Path]) -> Launch:
+        """What the deployer's `Agents.launch` gives a local harness, in this host's HIVE_HOME."""
+        state, creds = self.layout.state(name), self.layout.creds(name)
+        allowed, refused = agentenv.filter_config_env(config_env)
+        if refused:
+            log.warning("config_env_refused", agent=name, names=refused)
+        env = {
+            "HIVE_AGENT": name, "HIVE_HOME": str(self.settings.home), "HIVE_NATS_URL": self.nats_url,
+            "HIVE_EVENTS_DB": str(state / "events.sqlite"), "HIVE_MODEL_FILE": str(state / "model"),
+            "HIVE_METRICS_ADDR": "127.0.0.1:0", "HIVE_AGENT_CMD": self.settings.agent_cmd,
+            "HIVE_LOG_LEVEL": self.settings.log_level, "CLAUDE_CONFIG_DIR": str(creds), "HIVE_DEPLOYED_REV": rev,
+            "HIVE_AGENT_CONFIG_ENV": json.dumps(allowed, sort_keys=True), **identity,
+        }
+        if self.settings.context_window:
+            env["HIVE_CONTEXT_WINDOW"] = str(self.settings.context_window)
+        argv = shlex.split(self.opts.harness_cmd) if self.opts.harness_cmd else [sys.executable, "-m", "hive_harness"]
+        return Launch(name, argv, env, state, writable=[state, creds], hidden=[self.settings.home], readonly=readable)
+
+    async def _on_exit(self, name: str, rc: int | None, reason: str) -> None:
+        self.started.pop(name, None)
+        self.exits[name] = f"{reason} on host {self.host}"
+        log.warning("agent_exited", agent=name, rc=rc, reason=reason)
+        self._beat_now.set()
+
+    # --- heartbeats ------------------------------------------------------------------------------
+    def heartbeat(self) -> HostHeartbeat:
+        total, avail = meminfo()
+        agents = [HostAgentInfo(name=n, pid=p, started_at=self.started.get(n, 0.0))
+                  for n in sorted(self.procs.running) if (p := self.procs.pid(n)) is not None]
+        return HostHeartbeat(host=self.host, sent_at=time.time(), version=_version(), mem_total=total,
+                             mem_available=avail, cpus=os.cpu_count() or 0, load1=os.getloadavg()[0],
+                             agent_limit=self.agent_limit, runtime=self.runtime.kind, agents=agents,
+                             exits=dict(self.exits))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                await self.publish(subjects.host_up(self.host, "heartbeat"), self.heartbeat())
+            except Exception as exc:  # NATS down: the hub will call this host lost; keep trying
+                log.warning("heartbeat_failed", error=str(exc))
+            self._beat_now.clear()
+            try:
+                await asyncio.wait_for(self._beat_now.wait(), self.heartbeat_s)
+            except TimeoutError:
+                pass
+
+
+async def build(transport: Transport, settings: Settings, metrics_url: str) -> AgentHostService:
+    return AgentHostService(transport, settings, metrics_url=metrics_url)
