@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hivewire import codec
+from hivewire import codec, subjects
 
 from support.procs import ServiceProcess, wait_for
 
@@ -67,7 +67,10 @@ async def test_every_endpoint_survives_garbage(services: list[ServiceProcess], n
     our_pids = {str(p.pid) for p in services}
 
     async def infos() -> list[dict[str, Any]]:
-        found = [i for i in await _gather(nc, "$SRV.INFO") if i.get("metadata", {}).get("pid") in our_pids]
+        # a harness answers only its own discovery subject (the deployer relays the broadcasts to the
+        # harnesses it runs; this one runs on its own)
+        got = [*await _gather(nc, "$SRV.INFO"), *await _gather(nc, subjects.harness_srv("INFO", "garbage-test"))]
+        found = [i for i in got if i.get("metadata", {}).get("pid") in our_pids]
         return found if len({i["name"] for i in found}) == len(SHORTS) else []
 
     found = await wait_for(infos, timeout=30, interval=0.3)
