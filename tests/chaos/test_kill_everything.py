@@ -175,7 +175,7 @@ async def test_kill9_each_service_and_restart_nats_under_traffic(chaos_env: Any)
     want = {"hive-broker", "hive-deployer", "hive-backup", "hive-harness"}
 
     async def all_up() -> bool:
-        return want <= set(await ping_names(t.nc))
+        return want <= set(await ping_names(t.nc, harnesses=("alice",)))
 
     await wait_for(all_up, timeout=30)
     traffic = Traffic(client, t)

@@ -94,8 +94,9 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-async def ping_names(nc: Any, wait: float = 0.3) -> list[str]:
-    """Names of every micro service answering `$SRV.PING`."""
+async def ping_names(nc: Any, wait: float = 0.3, harnesses: tuple[str, ...] = ()) -> list[str]:
+    """Names of every micro service answering `$SRV.PING`, plus the stand-alone harnesses of `harnesses`
+    at their own `$SRV.PING.hive-harness.<agent>` (only a deployer relays the broadcast to its own)."""
     inbox = nc.new_inbox()
     names: list[str] = []
 
@@ -104,6 +105,8 @@ async def ping_names(nc: Any, wait: float = 0.3) -> list[str]:
 
     sub = await nc.subscribe(inbox, cb=on_msg)
     await nc.publish("$SRV.PING", b"", reply=inbox)
+    for agent in harnesses:
+        await nc.publish(f"$SRV.PING.hive-harness.{agent}", b"", reply=inbox)
     await asyncio.sleep(wait)
     await sub.unsubscribe()
     return names
