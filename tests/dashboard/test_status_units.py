@@ -65,3 +65,17 @@ async def test_the_harness_answer_beats_the_hubs_badge(tmp_path: Path) -> None:
     assert (view.status, view.label) == ("online", "idle")
     # no answer (harness busy or gone): the hub's badge is all there is
     assert ob.agent_view("alice", None, None).label == "needs_login"
+
+
+async def test_typing_goes_only_to_that_agents_streams_and_is_not_kept(tmp_path: Path) -> None:
+    from hivewire.wire.agent import Typing
+
+    h = hub(tmp_path)
+    home, alice_page, bob_page = h.subscribe(None), h.subscribe(None, "alice"), h.subscribe(None, "bob")
+    t = Typing(block="m:0", offset=0, text="hel")
+    await h._on_typing(Msg(subjects.typing("alice"), msgspec.json.encode(t)))
+    assert home.queue.empty() and bob_page.queue.empty()
+    ev = alice_page.queue.get_nowait()
+    assert ev is not None and ev.kind == "typing" and b'"text":"hel"' in ev.data
+    late = h.subscribe(0, "alice")  # a resume replays the ring buffer: typing was never in it
+    assert all(e.kind != "typing" for e in late.backlog)

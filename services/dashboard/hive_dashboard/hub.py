@@ -157,12 +157,13 @@ class Hub:
                 _offer(c, ev)
         return ev
 
-    def emit_transient(self, kind: str, agent: str | None, payload: Any) -> None:
-        """Hand an event to the clients without keeping it in the ring buffer (a resume never replays it)."""
+    def emit_transient(self, kind: str, agent: str, payload: Any) -> None:
+        """Hand an event to the streams of that one agent (`?agent=`), without keeping it in the ring
+        buffer: a resume never replays it, and swarm-wide streams (the home page) never get it."""
         ev = self._make(kind, agent, payload, store=False)
         HUB_EVENTS.labels(kind).inc()
         for c in list(self._clients):
-            if c.wants(ev):
+            if c.agent == agent:
                 _offer(c, ev)
 
     def _make(self, kind: str, agent: str | None, payload: Any, store: bool = True) -> SseEvent:
