@@ -207,10 +207,12 @@ class Database:
             thread, self._thread = self._thread, None
             await loop.run_in_executor(None, thread.join)
             await asyncio.sleep(0)  # let the last batch's results land
+        # A read whose caller was cancelled still runs on its pool thread: let every read end
+        # before its connection closes (closing under a running statement crashed a test run).
+        await loop.run_in_executor(None, lambda: self._reader_pool.shutdown(wait=True))
         for c in self._readers:
-            await loop.run_in_executor(self._reader_pool, c.close)
+            c.close()
         self._readers.clear()
-        self._reader_pool.shutdown(wait=False)
 
     # --- writes -----------------------------------------------------------------
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, weight: int = 1) -> T:
