@@ -61,6 +61,15 @@ def test_cli_commands(broker_proc: ServiceProcess, settings: Settings, nats_url:
     assert "tabs or spaces" not in ok("questions", "list", "--json")
     assert "platypus" in ok("messages", "search", "platypus", "--json")
     assert "hello from the operator" in ok("messages", "list", "--agent", "alice", "--json")
+    # `*` asks first, like the dashboard: no, or no input at all, sends nothing; yes or --yes sends
+    for answer in ("n\n", ""):
+        refused = runner.invoke(app, ["send", "*", "all hands (refused)"], input=answer)
+        assert refused.exit_code == 1 and "Send this to every agent?" in refused.output, refused.output
+    assert "sent" in runner.invoke(app, ["send", "*", "all hands (asked)"], input="y\n").output
+    assert "sent" in ok("send", "*", "all hands (--yes)", "--yes")
+    everyone = ok("messages", "list", "--agent", "alice", "--json")
+    assert "all hands (asked)" in everyone and "all hands (--yes)" in everyone
+    assert "all hands (refused)" not in everyone
     unknown = runner.invoke(app, ["send", "nobody", "hi"])
     assert unknown.exit_code == 2 and "unknown_recipient" in unknown.output
     broker_proc.stop()

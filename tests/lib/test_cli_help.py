@@ -64,3 +64,14 @@ def test_help_pages_render_flags_as_flags_and_stay_in_the_repo() -> None:
     assert pages > 40
     destroy = runner.invoke(app, ["agents", "destroy", "--help"]).output
     assert re.search(r"--purge / --keep\s+Wipe", destroy), destroy
+
+
+def test_the_command_list_is_never_cut_short() -> None:
+    """`hive --help` in an 80-column terminal shows every command's one-line help whole (a first
+    sentence short enough), never one cut off with '...'."""
+    out = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert out.exit_code == 0, out.output
+    listing = out.output.split("Commands:", 1)[1].splitlines()
+    assert len(listing) > 15 and any(line.split()[:1] == ["sim-model"] for line in listing), out.output
+    cut = [line.strip() for line in listing if line.rstrip().endswith(("...", "…"))]
+    assert not cut, "\n".join(cut)

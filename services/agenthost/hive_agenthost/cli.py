@@ -33,6 +33,7 @@ def _gib(n: int) -> str:
 
 def register(app: typer.Typer) -> None:
     host = typer.Typer(help="Hosts of a hive spread over several machines: invite, join, remove.",
+                       short_help="Invite, join and remove machines of a hive.",
                        no_args_is_help=True)
     app.add_typer(host, name="host")
 
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"joined as {cfg.name} (NATS {cfg.nats_url}); start its agent host with: "
                       f"HIVE_HOME={home} hive-agenthost", markup=False, highlight=False, soft_wrap=True)
 
-    @app.command("hosts")
+    @app.command("hosts", short_help="The hosts of this hive and their state.")
     def hosts(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
         """Hosts of this hive: state, capacity, agents, version and last heartbeat."""
         got = _call(subjects.hosts("list"), HostNameRequest(name=""), HostList)

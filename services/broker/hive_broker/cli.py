@@ -33,6 +33,14 @@ def _messages(msgs: list[w.Message], empty: str) -> None:
          body(m)) for m in msgs), empty=empty)
 
 
+def _confirm(question: str) -> bool:
+    """y/N on stdin; no input (a pipe, a script) is no."""
+    try:
+        return bool(typer.confirm(question, default=False))
+    except typer.Abort:
+        return False
+
+
 LIMIT = typer.Option(50, help="At most this many messages.")
 JSON = typer.Option(False, "--json", help=JSON_HELP)
 AGENT = typer.Option(None, "--agent", help="Only messages from or to this agent.")
@@ -58,8 +66,16 @@ def register(app: typer.Typer) -> None:
             None, "--id", help="Client id: a retry with it within the broker's duplicate window "
             "(HIVE_BROKER_DEDUP_WINDOW_S, default 24 h) stores the message once."),
         in_reply_to: str = typer.Option(None, "--in-reply-to", help="The id of the message this answers."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Send to `*` without asking first."),
     ) -> None:
-        """Send a message through the broker."""
+        """Send a message through the broker.
+
+        `*` reaches every agent: it asks for confirmation first (as the dashboard does) unless --yes;
+        without a terminal to answer on (no input), nothing is sent."""
+        if to == "*" and not yes and not _confirm("Send this to every agent?"):
+            err_console.print("not sent (`*` is every agent; add --yes to send without asking)",
+                              markup=False, highlight=False)
+            raise typer.Exit(1)
 
         async def go(c: HiveClient) -> w.SendReply:
             req = w.SendRequest(to=to, body=body, id=client_id, in_reply_to=in_reply_to)

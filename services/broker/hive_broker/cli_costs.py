@@ -52,10 +52,11 @@ def _status_line(st: w.BudgetStatus) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     budget = typer.Typer(help="Spending caps per agent or for the swarm (UTC day, week or month).",
+                         short_help="Spending caps per agent or for the swarm.",
                          no_args_is_help=True)
     app.add_typer(budget, name="budget")
 
-    @app.command("costs")
+    @app.command("costs", short_help="What turns cost, in dollars and tokens.")
     def costs(
         by: str = typer.Option("agent", "--by", help="Group by agent, model, day or session."),
         since: str = typer.Option(None, "--since", help="Only turns since then: 30m, 12h, 7d, 2w or YYYY-MM-DD."),

@@ -12,7 +12,7 @@ from hive_harness.simmodel import SIMULATOR, Script, SimModel, load_script
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("sim-model")
+    @app.command("sim-model", short_help="Run the Messages-API simulator (no model).")
     def sim_model(
         host: str = typer.Option("127.0.0.1", help="bind address"),
         port: int = typer.Option(8765, help="port (0: any)"),
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             pass
 
-    @app.command("doctor")
+    @app.command("doctor", short_help="Check this host for the hive.")
     def doctor(as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
         """Check this host for the hive: agent CLI, credentials per agent, sandbox, NATS, disk, ports.
 
