@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar.config.allowed_hosts import AllowedHostsConfig
 
+from hive_dashboard.demo import DEMO_ENV, is_demo
 from hive_dashboard.hosts import host_config, parse_entries
 from hivewire.settings import Settings, ensure_secret_file
 
@@ -36,6 +37,7 @@ class DashboardConfig:
     sse_buffer: int = 2000  # ring buffer of recent SSE events for resume
     allowed_hosts: tuple[str, ...] = ()  # HIVE_DASHBOARD_ALLOWED_HOSTS: extra Host names (hosts.py)
     call_timeout_s: float = 3.0
+    demo: bool = False  # HIVE_DEMO: started by `hive demo` (agents talk to the simulator): a banner on every page
     state_timeout_s: float = 0.8  # per-agent ctl.state on the overview
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +56,7 @@ class DashboardConfig:
             stale_after_s=_float(e, "HIVE_DASHBOARD_STALE_S", 10.0),
             sse_buffer=int(_float(e, "HIVE_DASHBOARD_SSE_BUFFER", 2000)),
             allowed_hosts=parse_entries(e.get("HIVE_DASHBOARD_ALLOWED_HOSTS", "")),
+            demo=is_demo(e.get(DEMO_ENV)),
         )
         return replace(cfg, **overrides) if overrides else cfg
 

@@ -22,6 +22,7 @@ from hive_dashboard.auth import (
     session_cookie,
     token_valid,
 )
+from hive_dashboard.demo import with_banner
 from hive_dashboard.deps import CfgDep
 from hive_dashboard.metrics import ACTIONS, AUTH_FAILURES
 from hivewire.names import is_agent_name
@@ -46,7 +47,10 @@ def render(name: str, **ctx: str) -> str:
 
 def page(request: Request[Any, Any, Any], name: str, status: int = 200, **ctx: str) -> Response[str]:
     csrf, cookie = csrf_cookie_for(request)
-    return Response(render(name, csrf=csrf, **ctx), media_type=MediaType.HTML, status_code=status,
+    html = render(name, csrf=csrf, **ctx)
+    if getattr(request.app.state.get("cfg"), "demo", False):
+        html = with_banner(html)
+    return Response(html, media_type=MediaType.HTML, status_code=status,
                     cookies=[cookie] if cookie else None, headers={"Cache-Control": "no-store"})
 
 
