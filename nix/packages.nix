@@ -34,6 +34,8 @@ rec {
   hive-deployer = mk "hive-deployer" "services/deployer" [ hivewire ];
   hive-dashboard = mk "hive-dashboard" "services/dashboard" (with py; [ hivewire litestar uvicorn ]);
   hive-backup = mk "hive-backup" "services/backup" (with py; [ hivewire pyrage croniter ]);
-  hive = py.python.withPackages (_: [ hivewire hive-broker hive-harness hive-deployer hive-dashboard hive-backup ]);
+  hive-agenthost = mk "hive-agenthost" "services/agenthost" [ hivewire hive-deployer ];
+  hive = py.python.withPackages (_: [ hivewire hive-broker hive-harness hive-deployer hive-dashboard hive-backup
+                                      hive-agenthost ]);
   default = hive;
 }
