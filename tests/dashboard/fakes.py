@@ -33,7 +33,10 @@ from hivewire.wire.broker import (
     Approval,
     ApprovalsListReply,
     ApprovalsListRequest,
+    BudgetShowReply,
     Changed,
+    CostsReply,
+    CostsRequest,
     Message,
     MessagesListReply,
     MessagesListRequest,
@@ -47,7 +50,7 @@ from hivewire.wire.broker import (
     SendRequest,
 )
 from hivewire.wire.common import Empty, Ok
-from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest
+from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest, SpawnRequest
 
 
 class FakeBroker(MicroService):
@@ -92,7 +95,16 @@ class FakeBroker(MicroService):
             Endpoint("messages_list", op("messages", "list"), MessagesListRequest, self.messages_list),
             Endpoint("messages_search", op("messages", "search"), MessagesSearchRequest, self.search),
             Endpoint("send", subjects.broker_pattern("send"), SendRequest, self.send),
+            # the ledger, empty: no turn has cost anything yet, no budget is set
+            Endpoint("ledger_costs", subjects.ledger("costs"), CostsRequest, self.costs),
+            Endpoint("ledger_budget_show", subjects.ledger("budget_show"), Empty, self.budget_show),
         ]
+
+    async def costs(self, ctx: Context, req: CostsRequest) -> CostsReply:
+        return CostsReply(by=req.by, since=req.since)
+
+    async def budget_show(self, ctx: Context, req: Empty) -> BudgetShowReply:
+        return BudgetShowReply()
 
     async def changed(self, table: str, id_: str) -> None:
         await self.publish(subjects.BROKER_CHANGED, Changed(table=table, id=id_, op="update"))
@@ -161,7 +173,8 @@ class FakeDeployer(MicroService):
             Endpoint("list", subjects.deployer("list"), Empty, self.list),
             Endpoint("destroy", subjects.deployer("destroy"), DestroyRequest, self.destroy),
         ]
-        for verb in ("spawn", "revive", "start", "stop", "restart", "kill", "rebuild"):
+        eps.append(Endpoint("spawn", subjects.deployer("spawn"), SpawnRequest, self._verb("spawn")))  # as the real one
+        for verb in ("revive", "start", "stop", "restart", "kill", "rebuild"):
             eps.append(Endpoint(verb, subjects.deployer(verb), NameRequest, self._verb(verb)))
         return eps
 

@@ -154,7 +154,7 @@ async def _drive(real: RealStack, page: Page, artifacts_dir: Path) -> None:
     await expect(rows).to_have_count(turns_before + 1, timeout=15_000)
     await expect(page.locator("#stats-summary")).to_contain_text("turns")
     await expect(page.locator("#b-ctx")).to_have_text(re.compile(r"ctx · \d+(\.\d)?k? \(\d+%\)"))
-    await expect(page.locator("#b-cost")).to_have_text(re.compile(r"cost · \d+(\.\d)?k?"))
+    await expect(page.locator("#b-cost")).to_have_text(re.compile(r"last turn · \d+(\.\d)?k? tokens"))
     await expect(page.locator("#b-presence")).to_have_text("idle", timeout=15_000)
     await page.screenshot(path=str(artifacts_dir / "dashboard-real-agent.png"), full_page=True)
 
