@@ -297,13 +297,14 @@ def register(app: typer.Typer) -> None:
 
     @session.command("list")
     def s_list(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-        """Every session, with status and task."""
+        """Every session, with status, what it cost (dollars, from its CLI's result) and task."""
         got: SessionList = _call(subjects.session("list"), Empty(), SessionList)
         if as_json:
             print_json(got)
             return
-        print_rows(("session", "status", "priority", "age", "task"),
-                   ((x.session_id, x.status, x.priority, _age(x.created), x.task) for x in got.sessions),
+        print_rows(("session", "status", "priority", "age", "cost", "task"),
+                   ((x.session_id, x.status, x.priority, _age(x.created),
+                     f"${x.cost_usd:.4f}" if x.cost_usd or x.tokens else "-", x.task) for x in got.sessions),
                    empty="no sessions")
 
     @session.command("output-dir")

@@ -20,7 +20,7 @@ from hive_deployer.lifecycle import Options
 from hive_deployer.microrelay import MicroRelay, running
 from hive_deployer.placement import HostProcs
 from hive_deployer.runtimes import Runtime, get_runtime
-from hive_deployer.sessions import Sessions
+from hive_deployer.sessions import Sessions, jetstream_publisher
 from hive_deployer.store import AgentRow, Store
 from hive_deployer.verbs import Lifecycle
 from hivewire import codec, subjects
@@ -220,6 +220,8 @@ class DeployerService(MicroService):
         await self.agents.refresh_gauge()
         await self.bridge.start()
         await self.srv_relay.start()
+        if (nc := getattr(self.transport, "nc", None)) is not None:  # no JetStream on a MemoryTransport
+            self.sessions.start_ledger(jetstream_publisher(nc))  # sessions' costs to the ledger
         self._tasks += [
             asyncio.create_task(self._presence_loop(), name="presence-watch"),
             asyncio.create_task(self._retention_loop(), name="events-retention"),

@@ -14,6 +14,15 @@ results there; plus the caller's args) in the deployer's runtime, with only
 the session and output dirs writable; exit code 0 means completed.
 Sessions do not talk to NATS: they get `HIVE_NATS_CREDS=none` and, under
 bwrap, cannot see HIVE_HOME/nats.
+
+The CLI runs with `--output-format stream-json --verbose`: the deployer reads
+its events (`sessionout`), writes them readable to `session.log` and as they
+came to `session.jsonl`, and takes the session's cost from the final `result`
+event. The cost is stored on the session row (`get`, `status`) and sent to the
+cost ledger as one `TurnStats` row on `hive.session.ledger` (JetStream,
+`Nats-Msg-Id: session-<uuid>`); the row waits in `deployer.sqlite`
+(`ledger_pending`) until the stream acked it, and is retried (1 s doubling to
+30 s, and at start), so the ledger counts each session once.
 """
 
 from __future__ import annotations
@@ -24,17 +33,21 @@ import os
 import shlex
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
-from hive_deployer import metrics
+from hive_deployer import metrics, sessionout
 from hive_deployer.layout import Layout, check_session_id, wipe
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import Store
+from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.procs import die_with_parent
 from hivewire.settings import Settings
+from hivewire.tasks import cancel_and_wait
+from hivewire.wire.agent import TurnStats
 from hivewire.wire.deployer import CleanupReply, SessionInfo, SessionList, StatusReply
 
 log = structlog.get_logger("hive_deployer.sessions")
@@ -43,6 +56,19 @@ MAX_ARGS = 64
 # Told to the agent CLI of a session: a headless run cannot ask where its results go.
 OUTPUT_NOTE = ("You run as an isolated hive session. Write every result file into the output directory {out} "
                "(the caller collects it from there); your working directory is scratch space.")
+LEDGER_RETRY_MIN_S, LEDGER_RETRY_MAX_S = 1.0, 30.0
+PUBLISH_TIMEOUT_S = 5.0
+# `(msg_id, TurnStats bytes)` -> published on hive.session.ledger and acked by the stream, or raises
+LedgerPublish = Callable[[str, bytes], Awaitable[None]]
+
+
+def jetstream_publisher(nc: Any) -> LedgerPublish:
+    """Publish a session's ledger row on the ledger's stream; returns once the stream acked it."""
+    async def publish(msg_id: str, row: bytes) -> None:
+        await nc.jetstream().publish(subjects.SESSION_LEDGER, row, timeout=PUBLISH_TIMEOUT_S,
+                                     headers={"Nats-Msg-Id": msg_id})
+
+    return publish
 
 
 class Sessions:
@@ -51,6 +77,9 @@ class Sessions:
         self.nats_url = nats_url
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        self.publish_ledger: LedgerPublish | None = None  # set by the service (None: rows wait)
+        self._ledger_kick = asyncio.Event()
+        self._ledger_task: asyncio.Task[None] | None = None
 
     def _info(self, r: dict[str, Any]) -> SessionInfo:
         sid = r["session_id"]
@@ -59,7 +88,8 @@ class Sessions:
             session_id=sid, task=r["task"], priority=r["priority"], status=r["status"], created=r["created"],
             updated=r["updated"], working_dir=str(d), output_dir=str(self.layout.session_output(sid)),
             database=str(d / "events.sqlite"), log_file=str(self.layout.session_log(sid)),
-            metadata=json.loads(r["metadata_json"]), exit_code=r["exit_code"],
+            metadata=json.loads(r["metadata_json"]), exit_code=r["exit_code"], cost_usd=r.get("cost_usd") or 0.0,
+            model_costs=json.loads(r.get("model_costs_json") or "{}"), tokens=r.get("tokens") or 0,
         )
 
     async def _row(self, sid: str) -> dict[str, Any] | None:
@@ -77,15 +107,16 @@ class Sessions:
             r = await self._row(sid)
         except HiveError:
             r = None
-        return StatusReply(session_id=sid, status=r["status"] if r else "not_found")
+        if r is None:
+            return StatusReply(session_id=sid, status="not_found")
+        return StatusReply(session_id=sid, status=r["status"], cost_usd=r.get("cost_usd") or 0.0,
+                           tokens=r.get("tokens") or 0)
 
     async def list(self) -> SessionList:
         return SessionList(sessions=[self._info(r) for r in await self.store.sessions()])
 
     async def _write_json(self, sid: str) -> None:
         info = await self.get(sid)
-        from hivewire import codec
-
         (self.layout.session_dir(sid) / "session.json").write_bytes(codec.encode(info) + b"\n")
 
     async def create(self, task: str, priority: str, metadata: dict[str, Any]) -> SessionInfo:
@@ -112,7 +143,8 @@ class Sessions:
             base = shlex.split(raw)
         else:
             out = str(self.layout.session_output(sid))
-            base = [*shlex.split(self.settings.agent_cmd), "-p", task, "--add-dir", out,
+            base = [*shlex.split(self.settings.agent_cmd), "-p", task, "--output-format", "stream-json", "--verbose",
+                    "--add-dir", out,
                     "--permission-mode", "acceptEdits", "--append-system-prompt", OUTPUT_NOTE.format(out=out)]
         return [*base, *args]
 
@@ -140,12 +172,11 @@ class Sessions:
             if why is not None:  # fail closed, as for agents
                 raise OSError(f"the {self.runtime.kind} runtime cannot run it: {why}")
             argv = self.runtime.oneoff_argv(launch, passed=sorted(k for k in env if k.startswith("HIVE_SESSION_")))
-            with open(self.layout.session_log(sid), "ab") as logf:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, env=self.runtime.env(launch), cwd=str(d),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=die_with_parent,
-                )
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=self.runtime.env(launch), cwd=str(d),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True, preexec_fn=die_with_parent,
+            )
         except OSError as exc:
             with open(self.layout.session_log(sid), "a") as f:
                 f.write(f"start failed: {exc}\n")
@@ -155,17 +186,32 @@ class Sessions:
         await self.store.set_session_status(sid, "running", expect=("starting",))
         metrics.SESSIONS.labels("running").inc()
         await self._write_json(sid)
-        t = asyncio.create_task(self._watch(sid, proc))
+        t = asyncio.create_task(self._watch(sid, proc, time.time()))
         self._watchers.add(t)
         t.add_done_callback(self._watchers.discard)
         return await self.status(sid)
 
-    async def _watch(self, sid: str, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, sid: str, proc: asyncio.subprocess.Process, started: float) -> None:
+        out = sessionout.Outcome()
+        try:
+            assert proc.stdout is not None
+            with open(self.layout.session_log(sid), "ab") as logf, \
+                    open(self.layout.session_dir(sid) / "session.jsonl", "ab") as evf:
+                await sessionout.pump(proc.stdout, logf, evf, out)
+        except OSError as exc:  # the log is gone or the disk full: read on (a full pipe would stall the run)
+            metrics.FAILURES.labels("session_output").inc()
+            log.warning("session_output_failed", session=sid, error=str(exc))
+            assert proc.stdout is not None
+            with open(os.devnull, "wb") as null:
+                await sessionout.pump(proc.stdout, null, null, out)
         rc = await proc.wait()
         self.procs.pop(sid, None)
-        await self._finish(sid, rc, "completed" if rc == 0 else "failed")
+        await self._finish(sid, rc, "completed" if rc == 0 else "failed", out, started)
 
-    async def _finish(self, sid: str, rc: int | None, status: str) -> None:
+    async def _finish(self, sid: str, rc: int | None, status: str, out: sessionout.Outcome | None = None,
+                      started: float = 0.0) -> None:
+        if out is not None and out.got_result:
+            await self._record_cost(sid, rc, out, started)
         await self.store.set_session_status(sid, status, exit_code=rc)
         metrics.SESSIONS.labels(status).inc()
         if status == "failed":
@@ -173,11 +219,57 @@ class Sessions:
         log.info("session_finished", session=sid, status=status, rc=rc)
         await self._write_json(sid)
 
+    async def _record_cost(self, sid: str, rc: int | None, out: sessionout.Outcome, started: float) -> None:
+        """Store what the run cost and queue its ledger row (agent '', session = its id) for the stream."""
+        now = time.time()
+        row = TurnStats(
+            agent="", session=sid, turn_id=f"session-{sid}", model=out.model, wake_from="session",
+            result_kind="ok" if rc == 0 and not out.is_error else "failed", started_at=started or now,
+            ended_at=now, duration_ms=int((now - (started or now)) * 1000), input_tokens=out.input_tokens,
+            output_tokens=out.output_tokens, cache_read_input_tokens=out.cache_read_input_tokens,
+            cache_creation_input_tokens=out.cache_creation_input_tokens, cost_usd=out.cost_usd,
+            model_costs=out.model_costs,
+        )
+        await self.store.set_session_cost(sid, out.cost_usd, out.model_costs, out.tokens, codec.encode(row))
+        log.info("session_cost", session=sid, cost_usd=out.cost_usd, tokens=out.tokens)
+        self._ledger_kick.set()
+
+    # --- the ledger ---------------------------------------------------------
+    def start_ledger(self, publish: LedgerPublish) -> None:
+        """Send finished sessions' ledger rows (those left from before too), retrying until acked."""
+        self.publish_ledger = publish
+        self._ledger_kick.set()
+        self._ledger_task = asyncio.create_task(self._ledger_loop(), name="session-ledger")
+
+    async def flush_ledger(self) -> bool:
+        """Publish every pending ledger row; True when none is left."""
+        if self.publish_ledger is None:
+            return False
+        for sid, row in await self.store.ledger_pending():
+            try:
+                await self.publish_ledger(f"session-{sid}", row)
+            except Exception as exc:  # no stream yet, nats-server away, timeout: stays pending
+                metrics.FAILURES.labels("session_ledger").inc()
+                log.warning("session_ledger_publish_failed", session=sid, error=str(exc) or type(exc).__name__)
+                return False
+            await self.store.ledger_sent(sid)
+        return True
+
+    async def _ledger_loop(self) -> None:
+        while True:
+            await self._ledger_kick.wait()
+            self._ledger_kick.clear()
+            delay = LEDGER_RETRY_MIN_S
+            while not await self.flush_ledger():
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LEDGER_RETRY_MAX_S)
+
     async def cleanup(self, max_age_hours: float, remove_outputs: bool) -> CleanupReply:
         if max_age_hours < 0:
             raise HiveError("bad_request", "max_age_hours must be >= 0")
         cutoff = time.time() - max_age_hours * 3600
         removed = []
+        await self.flush_ledger()  # a session's cost reaches the ledger before its row goes
         for r in await self.store.sessions():
             if r["status"] in ("completed", "failed") and r["updated"] <= cutoff:
                 sid = r["session_id"]
@@ -205,3 +297,7 @@ class Sessions:
                     pass
         if self._watchers:
             await asyncio.wait(set(self._watchers), timeout=5)
+        if self._ledger_task is not None:
+            await self.flush_ledger()  # what the stopped sessions cost, if the stream takes it now
+            await cancel_and_wait(self._ledger_task)
+            self._ledger_task = None

@@ -10,7 +10,26 @@ from typing import Any
 
 from hive_deployer.layout import Layout
 from hivewire.db import Database
-from hivewire.migrations import DatabaseSpec, Migration, Migrations
+from hivewire.migrations import DatabaseSpec, Migration, Migrations, ensure_columns
+
+# v2 (issue 24): what a session cost (its CLI's `result` event), and its ledger row until the
+# ledger's stream has it (NULL once published, or when the run printed no result)
+SESSION_COST_COLUMNS = {
+    "cost_usd": "REAL NOT NULL DEFAULT 0",
+    "model_costs_json": "TEXT NOT NULL DEFAULT '{}'",
+    "tokens": "INTEGER NOT NULL DEFAULT 0",
+    "ledger_pending": "BLOB",
+}
+
+
+def _sessions_v2(conn: sqlite3.Connection) -> None:
+    ensure_columns(conn, "sessions", SESSION_COST_COLUMNS)
+
+
+def _sessions_v2_down(conn: sqlite3.Connection) -> None:
+    for col in SESSION_COST_COLUMNS:
+        conn.execute(f"ALTER TABLE sessions DROP COLUMN {col}")
+
 
 MIGRATIONS = Migrations(
     "deployer",
@@ -59,6 +78,7 @@ MIGRATIONS = Migrations(
             """,
             "DROP TABLE sessions; DROP TABLE deploys; DROP TABLE agents;",
         ),
+        Migration(2, "session_cost", _sessions_v2, _sessions_v2_down),
     ],
 )
 
@@ -175,6 +195,26 @@ class Store:
             return c.execute(sql, args).rowcount == 1
 
         return await self.db.write(w)
+
+    async def set_session_cost(self, sid: str, cost_usd: float, model_costs: dict[str, float], tokens: int,
+                               ledger_row: bytes | None) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE sessions SET cost_usd=?, model_costs_json=?, tokens=?, ledger_pending=?"
+                      " WHERE session_id=?", (cost_usd, json.dumps(model_costs, sort_keys=True), tokens, ledger_row,
+                                              sid))
+
+        await self.db.write(w)
+
+    async def ledger_pending(self) -> list[tuple[str, bytes]]:
+        """Sessions whose ledger row is not yet on the ledger's stream, oldest first."""
+        def q(c: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            return [(r[0], bytes(r[1])) for r in c.execute(
+                "SELECT session_id, ledger_pending FROM sessions WHERE ledger_pending IS NOT NULL ORDER BY updated")]
+
+        return await self.db.read(q)
+
+    async def ledger_sent(self, sid: str) -> None:
+        await self.db.write(lambda c: c.execute("UPDATE sessions SET ledger_pending=NULL WHERE session_id=?", (sid,)))
 
     async def sessions(self, sid: str | None = None) -> list[dict[str, Any]]:
         def q(c: sqlite3.Connection) -> list[dict[str, Any]]:

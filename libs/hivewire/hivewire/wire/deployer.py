@@ -130,6 +130,10 @@ class SessionInfo(Wire, kw_only=True):
     log_file: str
     metadata: dict[str, Any] = {}
     exit_code: int | None = None
+    # what the run cost, from its CLI's final `result` event (0 until it ended, or when it printed none):
+    cost_usd: float = 0.0  # result.total_cost_usd
+    model_costs: dict[str, float] = {}  # result.modelUsage.<model>.costUSD
+    tokens: int = 0  # billed tokens: input + output + cache read + cache creation of result.usage
 
 
 class SessionList(Wire, kw_only=True):
@@ -153,6 +157,8 @@ class PathReply(Wire, kw_only=True):
 class StatusReply(Wire, kw_only=True):
     session_id: str
     status: SessionStatus
+    cost_usd: float = 0.0  # as SessionInfo.cost_usd
+    tokens: int = 0
 
 
 class AgentHistoryRequest(Wire, kw_only=True):
