@@ -53,7 +53,7 @@ class FakeBroker(MicroService):
             Endpoint("recv", p("recv"), wb.RecvRequest, self.recv),
             Endpoint("ack", p("ack"), wb.AckRequest, self.ack),
             Endpoint("counts", p("counts"), Empty, self.counts),
-            Endpoint("loose_ends", p("loose_ends"), Empty, self.loose_ends),
+            Endpoint("loose_ends", p("loose_ends"), wb.LooseEndsRequest, self.loose_ends),
         ]
 
     async def send(self, ctx: Context, req: wb.SendRequest) -> wb.SendReply:
@@ -97,7 +97,7 @@ class FakeBroker(MicroService):
         unread = sum(1 for m in self.inbox.get(me, []) if m.delivered_at is None)
         return wb.CountsReply(unread=unread, open_questions=0, pending_reminders=0)
 
-    async def loose_ends(self, ctx: Context, req: Empty) -> wb.LooseEnds:
+    async def loose_ends(self, ctx: Context, req: wb.LooseEndsRequest) -> wb.LooseEnds:
         return wb.LooseEnds()
 
     def push(self, to: str, body: str, sender: str = "operator") -> wb.Message:

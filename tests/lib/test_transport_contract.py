@@ -26,16 +26,16 @@ class Echo(MicroService):
 
     def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("send", "t.*.send", SendRequest, self.send),
-            Endpoint("slow", "t.*.slow", RecvRequest, self.slow),
-            Endpoint("boom", "t.*.boom", Empty, self.boom),
+            Endpoint("send", "hive.broker.*.send", SendRequest, self.send),
+            Endpoint("slow", "hive.broker.*.recv", RecvRequest, self.slow),
+            Endpoint("boom", "hive.broker.*.counts", Empty, self.boom),
         ]
 
     async def send(self, ctx: Context, req: SendRequest) -> SendReply:
         if not req.body:
             raise HiveError("bad_request", "empty body")
         self.sent.append(req)
-        return SendReply(id=ctx.token(1), sent_at=1.0)
+        return SendReply(id=ctx.token(2), sent_at=1.0)
 
     async def slow(self, ctx: Context, req: RecvRequest) -> Empty:
         await asyncio.sleep(req.wait_s)
@@ -64,13 +64,13 @@ async def test_request_reply_and_errors(any_transport: Any) -> None:
     await svc.start()
     client = HiveClient(any_transport, timeout=2)
     try:
-        reply = await client.call("t.alice.send", SendRequest(to="bob", body="hi"), SendReply)
+        reply = await client.call("hive.broker.alice.send", SendRequest(to="bob", body="hi"), SendReply)
         assert reply.id == "alice"
         with pytest.raises(HiveError) as err:
-            await client.call("t.alice.send", SendRequest(to="bob", body=""), SendReply)
+            await client.call("hive.broker.alice.send", SendRequest(to="bob", body=""), SendReply)
         assert err.value.code == "bad_request"
         with pytest.raises(HiveError) as err:
-            await client.call("t.alice.boom", Empty(), Empty)
+            await client.call("hive.broker.alice.counts", Empty(), Empty)
         assert err.value.code == "internal"
         assert len(svc.sent) == 1
     finally:
@@ -82,13 +82,13 @@ async def test_garbage_gets_structured_error_and_service_keeps_answering(any_tra
     svc = Echo(any_transport)
     await svc.start()
     try:
-        msg = await any_transport.request("t.alice.send", garbage, timeout=2)
+        msg = await any_transport.request("hive.broker.alice.send", garbage, timeout=2)
         with pytest.raises(HiveError) as err:
             codec.parse_reply(msg.data, msg.headers, SendReply)
         assert err.value.code == "bad_request"
         assert msg.headers.get(codec.ERROR_CODE_HEADER) == "400"
         assert svc.sent == []  # nothing changed
-        ok = await HiveClient(any_transport).call("t.alice.send", SendRequest(to="b", body="x"), SendReply)
+        ok = await HiveClient(any_transport).call("hive.broker.alice.send", SendRequest(to="b", body="x"), SendReply)
         assert ok.id == "alice"
     finally:
         await svc.stop()
@@ -99,9 +99,9 @@ async def test_a_slow_request_does_not_block_others(any_transport: Any) -> None:
     await svc.start()
     client = HiveClient(any_transport, timeout=5)
     try:
-        slow = asyncio.create_task(client.call("t.a.slow", RecvRequest(wait_s=1.5), Empty))
+        slow = asyncio.create_task(client.call("hive.broker.a.recv", RecvRequest(wait_s=1.5), Empty))
         await asyncio.sleep(0.1)
-        fast = await client.call("t.b.send", SendRequest(to="x", body="y"), SendReply)
+        fast = await client.call("hive.broker.b.send", SendRequest(to="x", body="y"), SendReply)
         assert fast.id == "b"
         assert not slow.done()  # the long poll is still waiting while we were answered
         await slow
@@ -111,7 +111,7 @@ async def test_a_slow_request_does_not_block_others(any_transport: Any) -> None:
 
 async def test_no_responders_is_unavailable(any_transport: Any) -> None:
     with pytest.raises(HiveError) as err:
-        await HiveClient(any_transport, timeout=1).call("t.nobody.send", SendRequest(to="a", body="b"), SendReply)
+        await HiveClient(any_transport, timeout=1).call("hive.broker.nobody.send", SendRequest(to="a", body="b"), SendReply)
     assert err.value.code in ("unavailable", "timeout")
 
 
@@ -163,7 +163,7 @@ class SlowToOpen(MicroService):
         self.ready = False
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        return [Endpoint("get", "t.slow-open.get", Empty, self.get)]
+        return [Endpoint("get", "hive.dashboard.info", Empty, self.get)]
 
     async def on_prepare(self) -> None:
         await asyncio.sleep(0.5)  # e.g. opening and migrating a database
@@ -182,13 +182,13 @@ async def test_no_request_reaches_a_service_before_it_is_prepared(any_transport:
     outcomes: set[str] = set()
     while not starting.done():
         try:
-            await client.call("t.slow-open.get", Empty(), Empty)
+            await client.call("hive.dashboard.info", Empty(), Empty)
             outcomes.add("ok")
         except HiveError as err:
             outcomes.add(err.code)
         await asyncio.sleep(0.05)
     await starting
-    await client.call("t.slow-open.get", Empty(), Empty)
+    await client.call("hive.dashboard.info", Empty(), Empty)
     await svc.stop()
     assert "internal" not in outcomes
     assert outcomes <= {"unavailable", "timeout", "ok"}
@@ -205,7 +205,7 @@ class Batched(MicroService):
         self.fail, self.first_turn = fail, first_turn
 
     def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
-        return [BatchEndpoint("send", "b.*.send", SendRequest, self.send, first_turn=self.first_turn)]
+        return [BatchEndpoint("send", "hive.broker.*.send", SendRequest, self.send, first_turn=self.first_turn)]
 
     async def send(self, items: list[tuple[Context, SendRequest]]) -> list[Any]:
         self.batches.append([req.body for _, req in items])
@@ -213,7 +213,7 @@ class Batched(MicroService):
         if self.fail:
             raise RuntimeError("the whole batch failed")
         return [HiveError("bad_request", "refused") if req.body.startswith("bad")
-                else SendReply(id=f"{ctx.token(1)}:{req.body}", sent_at=1.0) for ctx, req in items]
+                else SendReply(id=f"{ctx.token(2)}:{req.body}", sent_at=1.0) for ctx, req in items]
 
 
 async def send_batched(client: HiveClient, n: int, bad_every: int) -> list[SendReply | HiveError]:
@@ -221,7 +221,7 @@ async def send_batched(client: HiveClient, n: int, bad_every: int) -> list[SendR
     async def one(i: int) -> SendReply | HiveError:
         body = f"bad{i}" if i % bad_every == 0 else f"m{i}"
         try:
-            return await client.call(f"b.a{i}.send", SendRequest(to="x", body=body), SendReply)
+            return await client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=body), SendReply)
         except HiveError as err:
             return err
 
@@ -243,8 +243,8 @@ async def test_batch_endpoint_groups_concurrent_requests_and_answers_each(any_tr
             f"bad{i}" if i % 5 == 0 else f"m{i}" for i in range(40))
         assert max(len(b) for b in svc.batches) > 1, svc.batches  # concurrent requests shared a call
         # malformed payload in a batch: refused alone, the others still answered
-        bad = asyncio.ensure_future(any_transport.request("b.z.send", b"{not json", 5))
-        fine = await client.call("b.y.send", SendRequest(to="x", body="ok"), SendReply)
+        bad = asyncio.ensure_future(any_transport.request("hive.broker.z.send", b"{not json", 5))
+        fine = await client.call("hive.broker.y.send", SendRequest(to="x", body="ok"), SendReply)
         assert fine.id == "y:ok"
         with pytest.raises(HiveError) as err:
             m = await bad
@@ -259,7 +259,7 @@ async def test_batch_endpoint_first_turn_splits_a_big_arrival_in_two(any_transpo
     await svc.start()
     client = HiveClient(any_transport, timeout=5)
     try:
-        got = await asyncio.gather(*(client.call(f"b.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
+        got = await asyncio.gather(*(client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
                                      for i in range(20)))
         assert [r.id for r in got] == [f"a{i}:m{i}" for i in range(20)]
         assert sorted(b for batch in svc.batches for b in batch) == sorted(f"m{i}" for i in range(20))
@@ -341,7 +341,7 @@ async def test_batch_handler_failure_answers_every_request_with_internal(any_tra
     try:
         async def one(i: int) -> HiveError:
             with pytest.raises(HiveError) as err:
-                await client.call(f"b.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
+                await client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
             return err.value
 
         errors = await asyncio.gather(*(one(i) for i in range(5)))
@@ -358,7 +358,7 @@ async def test_stopping_answers_every_request_a_batch_already_took(any_transport
 
     async def one(i: int) -> str:
         try:
-            return (await client.call(f"b.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)).id
+            return (await client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)).id
         except HiveError as err:
             return err.code
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from hivewire import natsauth, subjects
 from hivewire.names import validate_agent_name
+from hivewire.wire import ops
+from hivewire.wire.op import Caller, Service
 
 HOST_PREFIX = "host_"
 
@@ -33,14 +35,15 @@ def host_user(name: str) -> str:
 
 
 def host_permissions(name: str) -> dict[str, Any]:
-    """Only its own subjects: answer `hive.host.<name>.*`, report under `.up.>`."""
+    """Only its own subjects: answer `hive.host.<name>.*`, report under `.up.` (the contract's
+    ops of `Caller.HOST` and `Service.AGENTHOST` with its name, hivewire.wire.ops)."""
     name = validate_agent_name(name, allow_reserved=True)
     user = host_user(name)
+    pub, sub = ops.rights({Caller.HOST}, Service.AGENTHOST, name)
     # Its replies to the deployer's requests go to the deployer's inbox explicitly: a reload (any agent
     # issued or revoked) forgets what `allow_responses` granted for requests in flight (natsauth).
-    pub = [f"hive.host.{name}.up.>", f"{natsauth.inbox_prefix(natsauth.service_user('deployer'))}.>"]
-    sub = [f"hive.host.{name}.>", f"{subjects.SRV}.*.{subjects.AGENTHOST_SERVICE}.{name}",
-           f"{natsauth.inbox_prefix(user)}.>"]
+    pub = [*pub, f"{natsauth.inbox_prefix(natsauth.service_user('deployer'))}.>"]
+    sub = [*sub, f"{subjects.SRV}.*.{subjects.AGENTHOST_SERVICE}.{name}", f"{natsauth.inbox_prefix(user)}.>"]
     return natsauth._perms(pub, sub, pub_deny=["hive.operator.>", "hive.broker.>", "hive.agent.>", "$JS.>",
                                                "$SYS.>", "$O.>", "$KV.>"])
 

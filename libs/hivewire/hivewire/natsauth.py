@@ -47,12 +47,14 @@ from typing import Any
 
 from hivewire import subjects
 from hivewire.names import MANAGER, validate_agent_name
+from hivewire.wire import ops
+from hivewire.wire.op import Caller, Service
 
 ACCOUNT = "HIVE"
 SERVICES = ("broker", "deployer", "dashboard", "backup")
 OPERATOR_USER = "operator"
-# The manager's tools that go straight to the deployer (DESIGN.md, "The agent's tools").
-MANAGER_DEPLOYER_VERBS = ("list", "kill", "start", "restart")
+# The manager's tools that go straight to the deployer (the contract's ops `manager` may call).
+MANAGER_DEPLOYER_VERBS = tuple(o.name for o in ops.for_service(Service.DEPLOYER) if Caller.MANAGER in o.callers)
 INBOX_ROOT = "_INBOX"
 # The env vars that carry a process's NATS identity (`resolve_credentials`): a
 # parent must not pass its own down to a child that runs as someone else.
@@ -87,17 +89,17 @@ def _perms(pub: list[str], sub: list[str], *, pub_deny: list[str] | None = None)
 
 
 def agent_permissions(name: str) -> dict[str, Any]:
-    """An agent speaks only under its own token and reads only its own inbox."""
+    """An agent speaks only under its own token and reads only its own inbox: what the
+    contract lets it call as `Caller.AGENT` (and `Caller.MANAGER` for `manager`), and
+    serve and publish as its harness (hivewire.wire.ops)."""
     name = validate_agent_name(name, allow_reserved=True)
     user = agent_user(name)
-    pub = [f"hive.broker.{name}.>", f"hive.agent.{name}.>"]
-    if name == MANAGER:
-        pub += [f"hive.deployer.{v}" for v in MANAGER_DEPLOYER_VERBS]
+    roles = {Caller.AGENT, Caller.MANAGER} if name == MANAGER else {Caller.AGENT}
+    pub, sub = ops.rights(roles, Service.HARNESS, name)
     # Under `$SRV` only its own harness's discovery subjects (`$SRV.<verb>.hive-harness.<name>`):
     # whoever may subscribe to the `$SRV.PING`/`$SRV.INFO` broadcasts can answer them as
     # any service (a fake `hive-broker` in `hive status` and `nats micro ls`).
-    sub = [f"hive.agent.{name}.>", f"hive.deployer.state.{name}", subjects.harness_srv_pattern(name),
-           f"{inbox_prefix(user)}.>"]
+    sub = [*sub, subjects.harness_srv_pattern(name), f"{inbox_prefix(user)}.>"]
     return _perms(pub, sub, pub_deny=["hive.operator.>", "$JS.>", "$SYS.>", "$O.>", "$KV.>"])
 
 
@@ -113,42 +115,29 @@ def service_permissions(short: str, reply_to: tuple[str, ...] = ()) -> dict[str,
     return p
 
 
+# What a service may do beyond the contract's ops (hivewire.wire.ops): NATS's own subjects.
+# (publish, subscribe); every service also subscribes to `$SRV.>` (micro discovery) and its inbox.
+_SERVICE_EXTRAS: dict[str, tuple[list[str], list[str]]] = {
+    # `$JS.API.>`/`$JS.ACK.>`: the cost ledger (hive_broker.ledger) keeps the turn-row stream and its
+    # durable consumer, fetches from it and acks what it committed. The deployer and ctl.state
+    # rights are not used by today's broker; granted since NATS auth landed and tests/ops asserts them.
+    "broker": (["$JS.API.>", "$JS.ACK.>", "hive.deployer.list", "hive.deployer.spawn", "hive.agent.*.ctl.state"],
+               []),
+    # `$SRV.*.hive-harness.*`: it relays discovery to the harnesses it runs (hive_deployer.microrelay)
+    "deployer": ([f"{subjects.SRV}.*.{subjects.HARNESS_SERVICE}.*"], []),
+    # The operator's console: micro discovery, and read-only views of all of hive.>
+    "dashboard": (["$SRV.>"], ["hive.>"]),
+    "backup": (["$JS.>", "$O.>", "$KV.>"], []),
+}
+
+
 def _service_permissions(short: str) -> dict[str, Any]:
+    """The contract's rights of `svc_<short>` (the dashboard also calls as the operator) plus `_SERVICE_EXTRAS`."""
     inbox = f"{inbox_prefix(service_user(short))}.>"
-    if short == "broker":
-        return _perms(
-            # `$JS.API.>`/`$JS.ACK.>`: the cost ledger (hive_broker.ledger) keeps the turn-row
-            # stream and its durable consumer, fetches from it and acks what it committed
-            ["hive.agent.*.wake", "hive.broker.changed", "hive.deployer.*", "hive.agent.*.ctl.state",
-             "$JS.API.>", "$JS.ACK.>"],
-            ["hive.broker.*.*", "hive.operator.approvals.>", "hive.operator.questions.>",
-             "hive.operator.messages.>", "hive.operator.ledger.>", "hive.deployer.state.*", "hive.deployer.deploy.*",
-             "hive.agent.*.presence",
-             "$SRV.>", inbox],
-        )
-    if short == "deployer":
-        return _perms(
-            # `$SRV.*.hive-harness.*`: it relays discovery to the harnesses it runs (hive_deployer.microrelay)
-            # `hive.host.*.*`: start/stop forwarded to agent hosts; `hive.hosts.>`, `hive.host.*.up.>`: the
-            # hub's host registry and the hosts' reports (issue 26, hive_deployer.hosts)
-            ["hive.deployer.>", "hive.session.>", "hive.operator.>", "hive.broker.*.*", "hive.agent.*.ctl.>",
-             f"{subjects.SRV}.*.{subjects.HARNESS_SERVICE}.*", "hive.host.*.*"],
-            ["hive.deployer.>", "hive.session.>", "hive.broker.changed", "hive.agent.*.presence",
-             "hive.agent.*.turns", "hive.backup.done", "hive.hosts.>", "hive.host.*.up.>", "$SRV.>", inbox],
-        )
-    if short == "dashboard":
-        # The operator's console: every operator action, and read-only views of hive.>.
-        return _perms(
-            ["hive.operator.>", "hive.broker.operator.>", "hive.agent.*.ctl.>", "hive.deployer.*",
-             "hive.session.>", "hive.backup.*", "hive.dashboard.>", "$SRV.>"],
-            ["hive.>", "$SRV.>", inbox],
-        )
-    if short == "backup":
-        return _perms(
-            ["hive.backup.done", "hive.backup.progress", "$JS.>", "$O.>", "$KV.>"],
-            ["hive.backup.>", "$SRV.>", inbox],
-        )
-    raise ValueError(f"unknown service {short!r}")
+    roles = {Caller(short), Caller.OPERATOR} if short == "dashboard" else {Caller(short)}
+    pub, sub = ops.rights(roles, Service(f"hive-{short}"))
+    extra_pub, extra_sub = _SERVICE_EXTRAS[short]
+    return _perms([*pub, *extra_pub], [*sub, *extra_sub, "$SRV.>", inbox])
 
 
 def operator_permissions() -> dict[str, Any]:

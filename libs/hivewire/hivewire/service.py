@@ -25,10 +25,13 @@ from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.transport import BatchEndpointSpec, EndpointSpec, Msg, Reply, ServiceSpec, Subscription, Transport
 from hivewire.wire.common import Empty
+from hivewire.wire.op import Kind, Op
+from hivewire.wire.ops import lookup
 
 log = structlog.get_logger("hivewire.service")
 
 Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 T = TypeVar("T")
 
 REQUESTS = Counter("hive_requests_total", "Requests handled, by outcome.", ["service", "endpoint", "outcome"])
@@ -50,13 +53,36 @@ class Context(msgspec.Struct, frozen=True):
         return subjects.token(self.subject, index)
 
 
+def _check_contract(name: str, subject: str, request_type: type[Any]) -> None:
+    """Refuse an endpoint the contract (hivewire.wire.ops) does not have: an unknown subject,
+    or a known one with another request type."""
+    op = lookup(subject, Kind.REQUEST)
+    if op is None:
+        raise ValueError(f"endpoint {name}: {subject!r} is not in the wire contract (hivewire.wire.ops)")
+    if request_type is not op.request:
+        raise TypeError(f"endpoint {name}: {subject!r} takes {op.request.__name__}, not {request_type.__name__}")
+
+
 @dataclass(frozen=True)
 class Endpoint(Generic[Req]):
+    """A request/reply endpoint of the contract; build it with `Endpoint.of(op, handler)`."""
+
     name: str
     subject: str
     request_type: type[Req]
     handler: Callable[[Context, Req], Awaitable[Any]]
     queue_group: str = "q"
+
+    def __post_init__(self) -> None:
+        _check_contract(self.name, self.subject, self.request_type)
+
+    @classmethod
+    def of(cls, op: Op[Req, Rep], handler: Callable[[Context, Req], Awaitable[Rep]], **params: str) -> Endpoint[Req]:
+        """`op` served by `handler`; `params` fill the op's parameters (the others are `*`:
+        the harness serves `hive.agent.<its agent>.ctl.*`, the broker `hive.broker.*.send`)."""
+        if op.kind is not Kind.REQUEST:
+            raise ValueError(f"{op.id} is an event: it is published, not served")
+        return cls(op.name, op.fill(**params), op.request, handler)
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,18 @@ class BatchEndpoint(Generic[Req]):
     handler: Callable[[list[tuple[Context, Req]]], Awaitable[list[Any]]]
     queue_group: str = "q"
     first_turn: int = 0
+
+    def __post_init__(self) -> None:
+        _check_contract(self.name, self.subject, self.request_type)
+
+    @classmethod
+    def of(
+        cls, op: Op[Req, Rep], handler: Callable[[list[tuple[Context, Req]]], Awaitable[list[Rep | BaseException]]],
+        *, first_turn: int = 0, **params: str,
+    ) -> BatchEndpoint[Req]:
+        if op.kind is not Kind.REQUEST:
+            raise ValueError(f"{op.id} is an event: it is published, not served")
+        return cls(op.name, op.fill(**params), op.request, handler, first_turn=first_turn)
 
 
 class MicroService:
@@ -151,6 +189,12 @@ class MicroService:
     async def publish(self, subject: str, obj: Any) -> None:
         await self.transport.publish(subject, codec.encode(obj))
 
+    async def emit(self, op: Op[Req, None], payload: Req, **params: str) -> None:
+        """Publish the event `op` with every parameter given."""
+        if op.kind is not Kind.EVENT:
+            raise ValueError(f"{op.id} is a request: call it with request()")
+        await self.transport.publish(op.subject_for(**params), codec.encode(payload))
+
     def _wrap(self, ep: Endpoint[Any]) -> Callable[[Msg], Awaitable[tuple[bytes, dict[str, str]]]]:
         # labelled children looked up once: `.labels()` per request was a measurable share of a send
         ok, latency = REQUESTS.labels(self.name, ep.name, "ok"), LATENCY.labels(self.name, ep.name)
@@ -223,7 +267,8 @@ class MicroService:
 
 
 class HiveClient:
-    """Typed requests: `await client.call(subject, req, ReplyType)`."""
+    """Typed requests: `await client.request(ops.CTL_STATE, Empty(), agent="alice")` returns
+    the op's reply type; `call(subject, req, ReplyType)` is the untyped form."""
 
     def __init__(self, transport: Transport, timeout: float = 5.0) -> None:
         self.transport = transport
@@ -235,5 +280,17 @@ class HiveClient:
         )
         return codec.parse_reply(msg.data, msg.headers, reply_type)
 
+    async def request(self, op: Op[Req, Rep], req: Req, *, timeout: float | None = None, **params: str) -> Rep:
+        """Call `op` (every parameter given: `agent=`, `host=`); raises `HiveError` on an error reply."""
+        if op.kind is not Kind.REQUEST:
+            raise ValueError(f"{op.id} is an event: publish it")
+        return await self.call(op.subject_for(**params), req, op.reply, timeout)
+
     async def publish(self, subject: str, obj: Any) -> None:
         await self.transport.publish(subject, codec.encode(obj))
+
+    async def emit(self, op: Op[Req, None], payload: Req, **params: str) -> None:
+        """Publish the event `op` with every parameter given."""
+        if op.kind is not Kind.EVENT:
+            raise ValueError(f"{op.id} is a request: call it with request()")
+        await self.transport.publish(op.subject_for(**params), codec.encode(payload))
