@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from hive_backup.config import Config, load_config
 from hive_backup.ops import Backups
 from hive_backup.schedule import Clock, RealClock, Scheduler
-from hivewire import codec, subjects
+from hivewire import codec
 from hivewire.errors import HiveError
 from hivewire.service import Context, Endpoint, MicroService
 from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Transport
+from hivewire.wire import ops
 from hivewire.wire.backup import (
     BackupDone,
     ListRequest,
@@ -30,8 +31,10 @@ from hivewire.wire.backup import (
     VerifyReply,
     VerifyRequest,
 )
+from hivewire.wire.op import Op
 
 log = structlog.get_logger("hive_backup.service")
+T = TypeVar("T")
 
 
 class BackupService(MicroService):
@@ -53,11 +56,11 @@ class BackupService(MicroService):
 
     def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("run", subjects.backup("run"), RunRequest, self.run),
-            Endpoint("list", subjects.backup("list"), ListRequest, self.list_snapshots),
-            Endpoint("verify", subjects.backup("verify"), VerifyRequest, self.verify),
-            Endpoint("restore", subjects.backup("restore"), RestoreRequest, self.restore),
-            Endpoint("prune", subjects.backup("prune"), PruneRequest, self.prune),
+            Endpoint.of(ops.BACKUP_RUN, self.run),
+            Endpoint.of(ops.BACKUP_LIST, self.list_snapshots),
+            Endpoint.of(ops.BACKUP_VERIFY, self.verify),
+            Endpoint.of(ops.BACKUP_RESTORE, self.restore),
+            Endpoint.of(ops.BACKUP_PRUNE, self.prune),
         ]
 
     async def on_start(self) -> None:
@@ -80,17 +83,18 @@ class BackupService(MicroService):
             return
         msg = Progress(snapshot_id=self._current, step=step, done=done, total=total, item=item)
         self._loop.call_soon_threadsafe(
-            lambda: asyncio.ensure_future(self._publish_quietly(subjects.BACKUP_PROGRESS, msg))
+            lambda: asyncio.ensure_future(self._publish_quietly(ops.BACKUP_PROGRESS, msg))
         )
 
-    async def _publish_quietly(self, subject: str, obj: Any) -> None:
+    async def _publish_quietly(self, event: Op[T, None], obj: T) -> None:
+        subject = event.subject_for()
         try:
             await self.transport.publish(subject, codec.encode(obj))
         except Exception as exc:  # progress is best effort
             log.warning("backup_publish_failed", subject=subject, error=str(exc))
 
     async def _done(self, done: BackupDone) -> None:
-        await self._publish_quietly(subjects.BACKUP_DONE, done)
+        await self._publish_quietly(ops.BACKUP_DONE, done)
 
     async def _scheduled(self, classes: list[str]) -> None:
         await self.backups.run(classes, on_done=self._done)
