@@ -27,7 +27,7 @@ from hivewire.wire.agent import (
     PromptRequest,
     TurnStats,
 )
-from hivewire.wire.backup import BackupDone, RunRequest, Snapshot, SnapshotList
+from hivewire.wire.backup import BackupDone, ListRequest, RunRequest, Snapshot, SnapshotList
 from hivewire.wire.broker import (
     AnswerReply,
     Approval,
@@ -217,10 +217,10 @@ class FakeBackup(MicroService):
         self.runs = 0
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        return [Endpoint("list", subjects.backup("list"), Empty, self.list),
+        return [Endpoint("list", subjects.backup("list"), ListRequest, self.list),
                 Endpoint("run", subjects.backup("run"), RunRequest, self.run)]
 
-    async def list(self, ctx: Context, req: Empty) -> SnapshotList:
+    async def list(self, ctx: Context, req: ListRequest) -> SnapshotList:
         return SnapshotList(snapshots=self.snapshots)
 
     async def run(self, ctx: Context, req: RunRequest) -> Snapshot:

@@ -27,22 +27,18 @@ from hive_dashboard.hub import Hub
 from hive_dashboard.metrics import latency_middleware
 from hive_dashboard.overview import OverviewBuilder
 from hive_dashboard.upstream import Upstream
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.runner import resolve_nats_url
 from hivewire.service import Context, Endpoint, MicroService
 from hivewire.settings import Settings
 from hivewire.transport import Transport
-from hivewire.wire.common import Empty, Wire
+from hivewire.wire import ops
+from hivewire.wire.common import Empty
+from hivewire.wire.dashboard import DashboardInfo
 
 VERSION = "0.1.0"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-class DashboardInfo(Wire, kw_only=True):
-    url: str
-    version: str
 
 
 class DashboardService(MicroService):
@@ -54,7 +50,7 @@ class DashboardService(MicroService):
         self.url = url
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        return [Endpoint("info", subjects.DASHBOARD_INFO, Empty, self.info)]
+        return [Endpoint.of(ops.DASHBOARD_INFO, self.info)]
 
     async def info(self, ctx: Context, req: Empty) -> DashboardInfo:
         return DashboardInfo(url=self.url, version=self.version)
