@@ -1,4 +1,4 @@
-"""`hive sim-model` (the Messages-API simulator), `hive doctor`, `hive login set-token`."""
+"""`hive sim-model` (the Messages-API simulator), `hive demo`, `hive doctor`, `hive login set-token`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from hive_harness.simmodel import SIMULATOR, Script, SimModel, load_script
 
 
 def register(app: typer.Typer) -> None:
+    from hive_harness import demo
+
+    demo.register(app)  # hive demo
+
     @app.command("sim-model", short_help="Run the Messages-API simulator (no model).")
     def sim_model(
         host: str = typer.Option("127.0.0.1", help="bind address"),

@@ -15,6 +15,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 import typer
@@ -87,7 +90,25 @@ def up(
 
     A service that dies is restarted; SIGTERM or Ctrl-C stops everything.
     """
-    s = settings()
+    run_up(settings(), only, stop_timeout, nats_port, no_auth=no_auth, monitor_port=nats_monitor_port)
+
+
+@dataclass
+class UpHooks:
+    """What a command built on `hive up` (`hive demo`) adds to it.
+
+    `env`: per service, extra environment. `on_ready(ports, log_dir)`: called once the
+    dashboard answers; the lines it returns are printed instead of the ready block.
+    `on_stop()`: called first when the hive stops."""
+
+    env: dict[str, dict[str, str]] = field(default_factory=dict)
+    on_ready: Callable[[upready.Ports, Path], Awaitable[list[str]]] | None = None
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+def run_up(s: Settings, only: str = ",".join(SERVICES), stop_timeout: float = 8.0, nats_port: int = 4222, *,
+           no_auth: bool = False, monitor_port: int = 0, hooks: UpHooks | None = None) -> None:
+    """`hive up`'s body: start, print where Hive is, run until SIGTERM/SIGINT, stop everything."""
     secure_home(s.home)  # umask 077 (inherited by nats-server and every service) and HIVE_HOME 0700
     chosen = tuple(x.strip() for x in only.split(",") if x.strip())
     unknown = [x for x in chosen if x not in SERVICES]
@@ -107,7 +128,8 @@ def up(
     with open(log_dir / "hive-up.log", "a", buffering=1) as log_file:
         configure_logging(s.log_level, service="hive-up", json=True, stream=log_file)
         try:
-            asyncio.run(_up(s, chosen, stop_timeout, nats_port, no_auth=no_auth, monitor_port=nats_monitor_port))
+            asyncio.run(_up(s, chosen, stop_timeout, nats_port, no_auth=no_auth, monitor_port=monitor_port,
+                            hooks=hooks))
         finally:
             pid_file.unlink(missing_ok=True)
 
@@ -128,13 +150,15 @@ def _auth(s: Settings, no_auth: bool) -> tuple[natsauth.AuthSetup | None, str]:
 
 async def _up(
     s: Settings, chosen: tuple[str, ...], stop_timeout: float, nats_port: int, *, no_auth: bool = False,
-    monitor_port: int = 0,
+    monitor_port: int = 0, hooks: UpHooks | None = None,
 ) -> None:
     specs: list[ChildSpec] = []
     url_file = s.run_dir / "nats.url"
     auth, auth_line = _auth(s, no_auth)
     embedded_pid = natsauth.pid_path(s.home)
     ports = upready.plan_ports(s, chosen, nats_port)  # every port checked before anything is printed
+    for short, extra in (hooks.env if hooks else {}).items():
+        ports.env.setdefault(short, {}).update(extra)
     port = ports.nats
     if s.nats_url:
         nats_url = s.nats_url
@@ -169,11 +193,17 @@ async def _up(
                 err_console.print(f"[red]error[/red] the dashboard did not answer {ports.dashboard_url}healthz; "
                                   f"see {sup.log_dir / 'dashboard.log'}")
         if not stop.is_set():
-            for line in upready.ready_block(s, ports, sup.log_dir, bool(s.operator_token)):
+            if hooks and hooks.on_ready:
+                lines = await hooks.on_ready(ports, sup.log_dir)
+            else:
+                lines = upready.ready_block(s, ports, sup.log_dir, bool(s.operator_token))
+            for line in lines:
                 upready.say(line)
         await stop.wait()
     finally:
         upready.say("stopping ...")
+        if hooks and hooks.on_stop:
+            await hooks.on_stop()
         await sup.stop(stop_timeout)
         if port:
             url_file.unlink(missing_ok=True)
