@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -100,7 +100,7 @@ class BatchEndpoint(Generic[Req]):
     name: str
     subject: str
     request_type: type[Req]
-    handler: Callable[[list[tuple[Context, Req]]], Awaitable[list[Any]]]
+    handler: Callable[[list[tuple[Context, Req]]], Awaitable[Sequence[Any]]]
     queue_group: str = "q"
     first_turn: int = 0
 
@@ -109,7 +109,7 @@ class BatchEndpoint(Generic[Req]):
 
     @classmethod
     def of(
-        cls, op: Op[Req, Rep], handler: Callable[[list[tuple[Context, Req]]], Awaitable[list[Rep | BaseException]]],
+        cls, op: Op[Req, Rep], handler: Callable[[list[tuple[Context, Req]]], Awaitable[Sequence[Rep | BaseException]]],
         *, first_turn: int = 0, **params: str,
     ) -> BatchEndpoint[Req]:
         if op.kind is not Kind.REQUEST:
@@ -241,7 +241,7 @@ class MicroService:
                     good.append(i)
                 except Exception as exc:
                     out[i] = self._refuse(ep.name, msg.subject, exc)
-            results: list[Any]
+            results: Sequence[Any]
             failed = False
             try:
                 results = await ep.handler(items) if items else []

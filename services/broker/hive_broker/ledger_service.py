@@ -34,6 +34,7 @@ from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
 from hivewire.service import Context, Endpoint
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
 from hivewire.wire.common import Empty, Ok
 
@@ -87,11 +88,11 @@ class Ledger:
 
     def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("spend", subjects.broker_pattern("spend"), Empty, self.h_spend),
-            Endpoint("ledger_costs", subjects.ledger("costs"), w.CostsRequest, self.h_costs),
-            Endpoint("budget_set", subjects.ledger("budget_set"), w.BudgetSetRequest, self.h_budget_set),
-            Endpoint("budget_show", subjects.ledger("budget_show"), Empty, self.h_budget_show),
-            Endpoint("budget_clear", subjects.ledger("budget_clear"), w.BudgetClearRequest, self.h_budget_clear),
+            Endpoint.of(ops.BROKER_SPEND, self.h_spend),
+            Endpoint.of(ops.LEDGER_COSTS, self.h_costs),
+            Endpoint.of(ops.BUDGET_SET, self.h_budget_set),
+            Endpoint.of(ops.BUDGET_SHOW, self.h_budget_show),
+            Endpoint.of(ops.BUDGET_CLEAR, self.h_budget_clear),
         ]
 
     # --- JetStream in ---------------------------------------------------------------

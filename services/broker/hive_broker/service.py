@@ -11,7 +11,7 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -33,6 +33,7 @@ from hivewire.service import BatchEndpoint, Context, Endpoint, MicroService
 from hivewire.settings import Settings
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
 
 log = structlog.get_logger("hive_broker")
@@ -118,31 +119,30 @@ class BrokerService(MicroService):
 
     # --- plumbing -------------------------------------------------------------------
     def endpoints(self) -> list[Endpoint[Any] | BatchEndpoint[Any]]:
-        b, op, reg = subjects.broker_pattern, subjects.operator, subjects.broker_registry
-        table: list[tuple[str, str, type[Any], Callable[[Context, Any], Awaitable[Any]]]] = [
-            ("recv", b("recv"), w.RecvRequest, self.recv),
-            ("ack", b("ack"), w.AckRequest, self.ack),
-            ("ask", b("ask"), w.AskRequest, self.ask),
-            ("answer", b("answer"), w.AnswerRequest, self.answer),
-            ("loose_ends", b("loose_ends"), w.LooseEndsRequest, self.loose_ends),
-            ("cancel_loose_end", b("cancel_loose_end"), w.CancelLooseEndRequest, self.cancel_loose_end),
-            ("remind", b("remind"), w.RemindRequest, self.remind),
-            ("approve", b("approve"), w.ApproveRequest, self.approve),
-            ("counts", b("counts"), Empty, self.counts),
-            ("approvals_list", op("approvals", "list"), w.ApprovalsListRequest, self.op_approvals_list),
-            ("approvals_resolve", op("approvals", "resolve"), w.ResolveRequest, self.op_approvals_resolve),
-            ("questions_list", op("questions", "list"), w.QuestionsListRequest, self.op_questions_list),
-            ("questions_answer", op("questions", "answer"), w.OperatorAnswerRequest, self.op_questions_answer),
-            ("messages_list", op("messages", "list"), w.MessagesListRequest, self.op_messages_list),
-            ("messages_search", op("messages", "search"), w.MessagesSearchRequest, self.op_messages_search),
-            ("registry_upsert", reg("upsert"), w.RegistryRequest, self.registry_upsert),
-            ("registry_remove", reg("remove"), w.RegistryRequest, self.registry_remove),
-            ("registry_list", reg("list"), Empty, self.registry_list),
+        of = Endpoint.of
+        return [
+            # sends arriving together share one write job and one commit (two, past first_turn)
+            BatchEndpoint.of(ops.BROKER_SEND, self.send, first_turn=self.config.first_turn),
+            of(ops.BROKER_RECV, self.recv),
+            of(ops.BROKER_ACK, self.ack),
+            of(ops.BROKER_ASK, self.ask),
+            of(ops.BROKER_ANSWER, self.answer),
+            of(ops.BROKER_LOOSE_ENDS, self.loose_ends),
+            of(ops.BROKER_CANCEL_LOOSE_END, self.cancel_loose_end),
+            of(ops.BROKER_REMIND, self.remind),
+            of(ops.BROKER_APPROVE, self.approve),
+            of(ops.BROKER_COUNTS, self.counts),
+            of(ops.APPROVALS_LIST, self.op_approvals_list),
+            of(ops.APPROVALS_RESOLVE, self.op_approvals_resolve),
+            of(ops.QUESTIONS_LIST, self.op_questions_list),
+            of(ops.QUESTIONS_ANSWER, self.op_questions_answer),
+            of(ops.MESSAGES_LIST, self.op_messages_list),
+            of(ops.MESSAGES_SEARCH, self.op_messages_search),
+            of(ops.REGISTRY_UPSERT, self.registry_upsert),
+            of(ops.REGISTRY_REMOVE, self.registry_remove),
+            of(ops.REGISTRY_LIST, self.registry_list),
+            *self.ledger.endpoints(),
         ]
-        # sends arriving together share one write job and one commit (two, past first_turn)
-        send: list[Endpoint[Any] | BatchEndpoint[Any]] = [
-            BatchEndpoint("send", b("send"), w.SendRequest, self.send, first_turn=self.config.first_turn)]
-        return send + [Endpoint(name, subject, rt, h) for name, subject, rt, h in table] + self.ledger.endpoints()
 
     def on_error(self, endpoint: str, subject: str, code: str, err: HiveError | None) -> None:
         # latency and outcome per endpoint come from MicroService (hive_request_*{service="hive-broker"})
