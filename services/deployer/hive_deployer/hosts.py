@@ -36,6 +36,7 @@ from hivewire.errors import HiveError
 from hivewire.service import Context, Endpoint, HiveClient
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
+from hivewire.wire import ops
 from hivewire.wire.hosts import (
     CredsReply,
     CredsRequest,
@@ -149,10 +150,10 @@ class Hosts:
 
     def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("hosts_add", subjects.hosts("add"), HostAddRequest, self.h_add),
-            Endpoint("hosts_remove", subjects.hosts("remove"), HostNameRequest, self.h_remove),
-            Endpoint("hosts_list", subjects.hosts("list"), HostNameRequest, self.h_list),
-            Endpoint("hosts_creds", subjects.host_up_pattern("creds"), CredsRequest, self.h_creds),
+            Endpoint.of(ops.HOSTS_ADD, self.h_add),
+            Endpoint.of(ops.HOSTS_REMOVE, self.h_remove),
+            Endpoint.of(ops.HOSTS_LIST, self.h_list),
+            Endpoint.of(ops.HOST_CREDS, self.h_creds),
         ]
 
     async def start(self) -> None:

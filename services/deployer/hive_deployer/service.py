@@ -31,6 +31,7 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
+from hivewire.wire import ops
 from hivewire.wire.agent import AgentState, HistoryReply, Presence
 from hivewire.wire.broker import RegistryReply, RegistryRequest, SendReply, SendRequest
 from hivewire.wire.common import Empty
@@ -169,33 +170,29 @@ class DeployerService(MicroService):
         return {**super().metadata(), "runtime": self.runtime.kind, "home": str(self.settings.home)}
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        d, s = subjects.deployer, subjects.session
+        of = Endpoint.of
         return [
-            Endpoint("list", d("list"), Empty, self.h_list),
-            Endpoint("spawn", d("spawn"), SpawnRequest, self.h_spawn),
-            Endpoint("destroy", d("destroy"), DestroyRequest, self.h_destroy),
-            Endpoint("revive", d("revive"), NameRequest, self.h_verb),
-            Endpoint("start", d("start"), NameRequest, self.h_verb),
-            Endpoint("stop", d("stop"), NameRequest, self.h_verb),
-            Endpoint("restart", d("restart"), NameRequest, self.h_verb),
-            Endpoint("kill", d("kill"), NameRequest, self.h_verb),
-            Endpoint("rebuild", d("rebuild"), NameRequest, self.h_verb),
-            Endpoint("init_config", d("init_config"), NameRequest, self.h_init_config),
-            Endpoint("propose", d("propose"), DeployRequest, self.h_propose),
-            Endpoint("approve", d("approve"), DeployRequest, self.h_approve),
-            Endpoint("deny", d("deny"), DeployRequest, self.h_deny),
-            Endpoint("export", d("export"), ExportRequest, self.h_export),
-            Endpoint("import", d("import"), ImportRequest, self.h_import),
-            Endpoint("history", d("history"), AgentHistoryRequest, self.h_history),
-            Endpoint("turn_stats", d("turn_stats"), TurnStatsRequest, self.h_turn_stats),
-            Endpoint("session_create", s("create"), SessionCreate, self.h_s_create),
-            Endpoint("session_start", s("start"), SessionRef, self.h_s_start),
-            Endpoint("session_status", s("status"), SessionRef, self.h_s_status),
-            Endpoint("session_get", s("get"), SessionRef, self.h_s_get),
-            Endpoint("session_list", s("list"), Empty, self.h_s_list),
-            Endpoint("session_output_dir", s("output_dir"), SessionRef, self.h_s_output),
-            Endpoint("session_log", s("log"), SessionRef, self.h_s_log),
-            Endpoint("session_cleanup", s("cleanup"), SessionCleanup, self.h_s_cleanup),
+            of(ops.DEPLOYER_LIST, self.h_list),
+            of(ops.DEPLOYER_SPAWN, self.h_spawn),
+            of(ops.DEPLOYER_DESTROY, self.h_destroy),
+            *(of(op, self.h_verb) for op in (ops.DEPLOYER_REVIVE, ops.DEPLOYER_START, ops.DEPLOYER_STOP,
+                                             ops.DEPLOYER_RESTART, ops.DEPLOYER_KILL, ops.DEPLOYER_REBUILD)),
+            of(ops.DEPLOYER_INIT_CONFIG, self.h_init_config),
+            of(ops.DEPLOYER_PROPOSE, self.h_propose),
+            of(ops.DEPLOYER_APPROVE, self.h_approve),
+            of(ops.DEPLOYER_DENY, self.h_deny),
+            of(ops.DEPLOYER_EXPORT, self.h_export),
+            of(ops.DEPLOYER_IMPORT, self.h_import),
+            of(ops.DEPLOYER_HISTORY, self.h_history),
+            of(ops.DEPLOYER_TURN_STATS, self.h_turn_stats),
+            of(ops.SESSION_CREATE, self.h_s_create),
+            of(ops.SESSION_START, self.h_s_start),
+            of(ops.SESSION_STATUS, self.h_s_status),
+            of(ops.SESSION_GET, self.h_s_get),
+            of(ops.SESSION_LIST, self.h_s_list),
+            of(ops.SESSION_OUTPUT_DIR, self.h_s_output),
+            of(ops.SESSION_LOG, self.h_s_log),
+            of(ops.SESSION_CLEANUP, self.h_s_cleanup),
             *self.hosts.endpoints(),
         ]
 
