@@ -40,6 +40,7 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Transport
+from hivewire.wire import ops
 from hivewire.wire.hosts import (
     CredsReply,
     CredsRequest,
@@ -90,8 +91,8 @@ class AgentHostService(MicroService):
 
     def endpoints(self) -> list[Endpoint[Any]]:
         return [
-            Endpoint("start", subjects.host(self.host, "start"), HostStartRequest, self.h_start),
-            Endpoint("stop", subjects.host(self.host, "stop"), HostStopRequest, self.h_stop),
+            Endpoint.of(ops.HOST_START, self.h_start, host=self.host),
+            Endpoint.of(ops.HOST_STOP, self.h_stop, host=self.host),
         ]
 
     async def on_start(self) -> None:

@@ -33,6 +33,7 @@ from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.agent import (
     AgentState,
     HistoryReply,
@@ -93,17 +94,17 @@ class HarnessService(MicroService):
                 "sandbox": self.cli.sandbox.kind}
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        c = lambda verb: subjects.ctl(self.agent, verb)  # noqa: E731
+        a = self.agent
         return [
-            Endpoint("state", c("state"), Empty, self.h_state),
-            Endpoint("history", c("history"), HistoryRequest, self.h_history),
-            Endpoint("model", c("model"), ModelRequest, self.h_model),
-            Endpoint("compact", c("compact"), Empty, self.h_compact),
-            Endpoint("new_session", c("new_session"), Empty, self.h_new_session),
-            Endpoint("cancel", c("cancel"), Empty, self.h_cancel),
-            Endpoint("prompt", c("prompt"), PromptRequest, self.h_prompt),
-            Endpoint("login", c("login"), LoginRequest, self.h_login),
-            Endpoint("resume", c("resume"), Empty, self.h_resume),
+            Endpoint.of(ops.CTL_STATE, self.h_state, agent=a),
+            Endpoint.of(ops.CTL_HISTORY, self.h_history, agent=a),
+            Endpoint.of(ops.CTL_MODEL, self.h_model, agent=a),
+            Endpoint.of(ops.CTL_COMPACT, self.h_compact, agent=a),
+            Endpoint.of(ops.CTL_NEW_SESSION, self.h_new_session, agent=a),
+            Endpoint.of(ops.CTL_CANCEL, self.h_cancel, agent=a),
+            Endpoint.of(ops.CTL_PROMPT, self.h_prompt, agent=a),
+            Endpoint.of(ops.CTL_LOGIN, self.h_login, agent=a),
+            Endpoint.of(ops.CTL_RESUME, self.h_resume, agent=a),
         ]
 
     # --- handlers -----------------------------------------------------------------
