@@ -248,6 +248,7 @@ class FakeHarness(MicroService):
         self.since = time.time()
         self.model = "haiku"
         self.status = "online"
+        self.cost_usd = 0.0123  # the last turn's dollars (AgentState.cost_usd)
         self.login_url: str | None = None
         self.events: list[LiveEvent] = []
         self.prompts: list[str] = []
@@ -277,12 +278,13 @@ class FakeHarness(MicroService):
             Endpoint("cancel", c(self.agent, "cancel"), Empty, self._control("cancel")),
             Endpoint("new_session", c(self.agent, "new_session"), Empty, self._control("new_session")),
             Endpoint("login", c(self.agent, "login"), LoginRequest, self.login),
+            Endpoint("resume", c(self.agent, "resume"), Empty, self.resume),
         ]
 
     async def get_state(self, ctx: Context, req: Empty) -> AgentState:
         return AgentState(status=self.status, turn_state="idle", turn_state_since=self.since,  # type: ignore[arg-type]
-                          model=self.model, ctx_tokens=42_000, cost_tokens=120_000, context_window=200_000, unread=2,
-                          login_url=self.login_url)
+                          model=self.model, ctx_tokens=42_000, cost_tokens=120_000, cost_usd=self.cost_usd,
+                          context_window=200_000, unread=2, login_url=self.login_url)
 
     async def history(self, ctx: Context, req: HistoryRequest) -> HistoryReply:
         evs = [e for e in self.events if req.before_id is None or e.id < req.before_id]
@@ -300,6 +302,14 @@ class FakeHarness(MicroService):
             return Ok()
 
         return handler
+
+    async def resume(self, ctx: Context, req: Empty) -> Ok:
+        """As the real harness's ctl.resume: lifts a runaway park; ok says whether it was one."""
+        self.controls.append("resume")
+        was = self.status == "runaway"
+        if was:
+            self.status = "online"
+        return Ok(ok=was)
 
     async def login(self, ctx: Context, req: LoginRequest) -> dict[str, Any]:
         self.controls.append(f"login_{req.action}")

@@ -69,16 +69,18 @@ class CostsController(Controller):
         req = w.BudgetClearRequest(agent=data.agent or None, swarm=data.swarm)
         return await act("budget cleared", up.call(subjects.ledger("budget_clear"), req, Json))
 
-    @get("/agents/{name:str}/spend", summary="Dollars and tokens: last turn, today (UTC), all time")
+    @get("/agents/{name:str}/spend",
+         summary="Dollars and tokens: last turn, today (UTC), all time; and its status (runaway, over_budget, ...)")
     async def spend(self, name: Name, up: UpDep) -> dict[str, Any]:
         agent = validate_agent_name(name, allow_reserved=True)
-        out: dict[str, Any] = {"last_turn": None}
+        out: dict[str, Any] = {"last_turn": None, "status": None}
         for key, since in (("today", _today()), ("all_time", None)):
             rep = await up.call(subjects.ledger("costs"), w.CostsRequest(agent=agent, since=since), w.CostsReply)
             out[key] = {"usd": rep.total_usd, "tokens": rep.total_tokens, "turns": rep.turns}
         try:
             st = await up.call(subjects.ctl(agent, "state"), Empty(), AgentState)
             out["last_turn"] = {"usd": st.cost_usd, "tokens": st.cost_tokens}
+            out["status"] = st.status
         except Exception:  # the agent is not running: the ledger's figures still stand
             pass
         return out

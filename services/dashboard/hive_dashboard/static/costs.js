@@ -9,6 +9,10 @@
   const act = async (method, path, body, msg) => {
     try { await api(method, path, body); toast(msg, "ok"); } catch (e) { toast(String(e.message || e), "error"); }
   };
+  const limit = (b) => [b.usd != null ? usd(b.usd) : null, b.tokens != null ? tok(b.tokens) + " tokens" : null].filter(Boolean).join(" + ");
+  // the budgets that hold an agent back: its own, and the swarm's (which leaves the manager out unless told)
+  const appliesTo = (b, name) => b.agent === name || (b.agent == null && (name !== "manager" || b.include_manager));
+  const num = (input) => (input.value.trim() === "" ? null : Number(input.value));
 
   async function home() {
     const box = $("spend");
@@ -21,7 +25,7 @@
     const rows = today.rows.map((r) => {
       const b = cap[r.key];
       return h("tr", {}, h("td", {}, r.key || "(sessions)"), h("td", {}, usd(r.cost_usd)), h("td", {}, tok(r.tokens) + " tokens"),
-        h("td", {}, b ? `${Math.round(b.fraction * 100)}% of ${b.budget.usd != null ? usd(b.budget.usd) : tok(b.budget.tokens) + " tokens"} / ${b.budget.per}` + (b.over ? " · OVER" : "") : "no budget"));
+        h("td", {}, b ? `${Math.round(b.fraction * 100)}% of ${limit(b.budget)} / ${b.budget.per}` + (b.over ? " · OVER" : "") : "no budget"));
     });
     const swarm = cap["*"];
     box.replaceChildren(
@@ -38,17 +42,30 @@
     const box = $("spend-panel");
     if (!box) return;
     const name = box.dataset.agent;
-    const s = await api("GET", `/api/agents/${encodeURIComponent(name)}/spend`);
+    const enc = encodeURIComponent(name);
+    const [s, budgets] = await Promise.all([api("GET", `/api/agents/${enc}/spend`), api("GET", "/api/budgets")]);
     const line = (label, v) => h("tr", {}, h("td", {}, label), h("td", {}, usd(v && v.usd)), h("td", {}, tok(v && v.tokens) + " tokens"));
-    const usdIn = h("input", { type: "number", step: "0.01", min: "0", placeholder: "dollars", id: "budget-usd" });
+    const mine = budgets.budgets.filter((b) => appliesTo(b.budget, name));
+    const budgetLine = (b) => h("li", { class: b.over ? "bad" : "" },
+      `${b.budget.agent ? "its budget" : "swarm budget"}: ${limit(b.budget)} per ${b.budget.per} · ` +
+      `${Math.round(b.fraction * 100)}% used (${usd(b.spent_usd)} · ${tok(b.spent_tokens)} tokens)` + (b.over ? " · OVER" : ""));
+    const usdIn = h("input", { type: "number", step: "any", min: "0", placeholder: "dollars", id: "budget-usd" });
+    const tokIn = h("input", { type: "number", step: "1", min: "0", placeholder: "tokens", id: "budget-tokens" });
     const per = h("select", { id: "budget-per" }, ["day", "week", "month"].map((p) => h("option", { value: p }, p)));
+    const parked = s.status === "runaway"
+      ? h("p", { id: "parked", class: "bad" }, "parked: runaway (too many turns, or failed turns in a row); only the operator lifts it ",
+        h("button", { type: "button", id: "resume-btn", onclick: () => act("POST", `/api/agents/${enc}/resume`, null, "resumed").then(agentPage) }, "resume"))
+      : s.status === "over_budget"
+        ? h("p", { id: "parked", class: "bad" }, "parked: over budget; it resumes when the budget is raised or cleared, or at the next period")
+        : null;
     box.replaceChildren(
+      parked,
       h("table", {}, h("thead", {}, h("tr", {}, ["", "dollars", "tokens"].map((c) => h("th", {}, c)))),
         h("tbody", {}, line("last turn", s.last_turn), line("today (UTC)", s.today), line("all time", s.all_time))),
-      h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); act("POST", "/api/budgets", { agent: name, usd: Number(usdIn.value), per: per.value }, "budget set").then(agentPage); } },
-        usdIn, per, h("button", { type: "submit" }, "set budget"),
-        h("button", { type: "button", onclick: () => act("POST", "/api/budgets/clear", { agent: name }, "budget cleared").then(agentPage) }, "clear budget"),
-        h("button", { type: "button", id: "resume-btn", onclick: () => act("POST", `/api/agents/${encodeURIComponent(name)}/resume`, null, "resumed") }, "resume (runaway)")));
+      h("ul", { id: "budget-list" }, mine.length ? mine.map(budgetLine) : h("li", { class: "empty" }, "no budget")),
+      h("form", { class: "row", id: "budget-form", onsubmit: (e) => { e.preventDefault(); act("POST", "/api/budgets", { agent: name, usd: num(usdIn), tokens: num(tokIn), per: per.value }, "budget set").then(agentPage); } },
+        usdIn, tokIn, per, h("button", { type: "submit" }, "set budget"),
+        h("button", { type: "button", id: "budget-clear", onclick: () => act("POST", "/api/budgets/clear", { agent: name }, "budget cleared").then(agentPage) }, "clear budget")));
   }
 
   const refresh = () => { home().catch(() => {}); agentPage().catch(() => {}); };
