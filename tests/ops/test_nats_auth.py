@@ -308,9 +308,9 @@ async def _names_ok(nc: nats.aio.client.Client, want: set[str]) -> bool:
     return want <= set(await ping_names(nc))
 
 
-async def _ask(nc: nats.aio.client.Client, subject: str) -> dict[str, Any] | None:
+async def _ask(nc: nats.aio.client.Client, subject: str, timeout: float = 0.5) -> dict[str, Any] | None:
     try:
-        reply: dict[str, Any] = json.loads((await nc.request(subject, b"", timeout=0.5)).data)
+        reply: dict[str, Any] = json.loads((await nc.request(subject, b"", timeout=timeout)).data)
         return reply
     except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
         return None
@@ -366,7 +366,8 @@ async def test_an_agent_answers_only_its_own_srv_subjects(connect_as: ConnectAs)
     # Her own harness runs under her identity, with no violation, at her own subjects.
     svc = _Harness(NatsTransport(alice.nc), "alice")
     await svc.start()
-    info = await _ask(op.nc, subjects.harness_srv("INFO", "alice"))
+    await alice.nc.flush()  # her subscriptions are at the server before the operator asks
+    info = await _ask(op.nc, subjects.harness_srv("INFO", "alice"), timeout=5)
     assert info is not None and (info["name"], info["id"]) == ("hive-harness", "alice")
     assert [e["subject"] for e in info["endpoints"]] == [subjects.ctl("alice", "state")]
     assert len(await alice.violations(0.05)) == len(fakes)  # none added by her harness
