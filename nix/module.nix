@@ -182,7 +182,7 @@ in
       });
 
     # The deployer starts agents (nixos-container / podman / bwrap), so it gets
-    # the privileges that needs and the preserved runtime dir of seed 000.
+    # the privileges that needs and a preserved runtime dir (agents outlive a restart).
     systemd.services.hive-deployer = mkIf cfg.deployer.enable (lib.recursiveUpdate
       (common "deployer" ({
         HIVE_METRICS_ADDR = cfg.deployer.metricsAddr;

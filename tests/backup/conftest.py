@@ -54,7 +54,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def populate(h: Path) -> Path:
-    """A HIVE_HOME with the layout of DESIGN.md, "Files on disk"."""
+    """A HIVE_HOME with the real layout (docs/backup.md)."""
     make_db(h / "broker.sqlite", 200)
     make_db(h / "agents/alpha/state/events.sqlite", 50)
     make_db(h / "agents/alpha/state/turn-stats.sqlite", 10)

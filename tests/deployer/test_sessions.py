@@ -1,4 +1,4 @@
-"""The session API of seed 004 over NATS, with a fake agent command."""
+"""The session API over NATS, with a fake agent command."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sessions (seed 004) running the REAL claude CLI against the Messages-API simulator.
+"""Sessions running the REAL claude CLI against the Messages-API simulator.
 
 The simulator (hive_harness.simmodel) is scripted, not a model: it answers the
 CLI's requests with a `Write` tool call into the session's output dir, then a

@@ -288,7 +288,7 @@ async def test_destroy_forgets_and_fails_pending_then_revive(stack: Stack) -> No
     with pytest.raises(HiveError) as err:
         await s.send("carol", "after")
     assert err.value.code == "unknown_recipient"
-    # destroy fails every pending approval of carol (seed 000), and the requester hears it
+    # destroy fails every pending approval of carol, and the requester hears it
     failed = await s.wait_status(pending, "failed")
     assert "destroyed" in (failed.note or "")
     note = [m for m in await s.inbox("manager") if m.kind == "approval" and m.in_reply_to == pending]

@@ -28,7 +28,7 @@ from hivewire.wire.common import Empty
 
 from support.procs import ServiceProcess, ping_names, wait_for
 
-# Who serves what (DESIGN.md, "Subjects"): every subject a service answers.
+# Who serves what: every subject a service answers.
 SERVES: dict[str, list[str]] = {
     "svc_broker": [subjects.broker(a, v) for a in ("alice", "bob", "manager", "operator")
                    for v in subjects.BROKER_VERBS]

@@ -1,4 +1,4 @@
-"""Settings from environment variables (DESIGN.md, "Environment and CLI")."""
+"""Settings from environment variables."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class Settings(msgspec.Struct, kw_only=True):
             nats_inbox_prefix=e.get("HIVE_NATS_INBOX_PREFIX") or None,
         )
 
-    # --- the file layout of DESIGN.md ---------------------------------------
+    # --- the file layout under HIVE_HOME -------------------------------------
     @property
     def run_dir(self) -> Path:
         return self.home / "run"

@@ -1,4 +1,4 @@
-"""Every NATS subject Hive uses, built in one place (DESIGN.md, "Subjects").
+"""Every NATS subject Hive uses, built in one place.
 
 Services and tools call these helpers; no subject string is spelled out
 anywhere else.

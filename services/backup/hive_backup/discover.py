@@ -1,4 +1,4 @@
-"""What to back up, found from the HIVE_HOME layout (DESIGN.md "Files on disk").
+"""What to back up, found from the HIVE_HOME layout (docs/backup.md).
 
 - databases: `broker.sqlite`, any other `*.sqlite` at the top (the deployer's
   state), `agents/*/state/*.sqlite`, every file registered under the

@@ -136,7 +136,7 @@ def count_pending(conn: sqlite3.Connection) -> int:
 
 
 def fail_pending_for(conn: sqlite3.Connection, eff: Effects, agent: str, reason: str, now: float) -> list[str]:
-    """The agent is gone (destroyed): every approval still pending for it fails (seed 000).
+    """The agent is gone (destroyed): every approval still pending for it fails.
 
     The requester (when it is not the agent itself) gets a `kind: "approval"` message and a wake,
     as for a resolution. Returns the failed approval ids.

@@ -99,7 +99,7 @@ def remove(conn: sqlite3.Connection, eff: Effects, name: str, now: float) -> boo
     )
     if cur.rowcount:
         eff.change("known_agents", name, "delete")
-        # destroy "fails any pending approvals" (seed 000), in the same transaction; a repeated
+        # destroy fails any pending approvals, in the same transaction; a repeated
         # remove changes nothing, so a revive (spawn) requested after the destroy stays pending
         approvals.fail_pending_for(conn, eff, name, f"agent {name} was destroyed", now)
     return cur.rowcount > 0

@@ -1,4 +1,4 @@
-"""Export and import of one agent as a single archive (seed 002, hardened by issue 21).
+"""Export and import of one agent as a single archive (docs/deployer.md, "Agent archives").
 
 An archive (`hive-agent-export/2`, a .tar.gz) holds, in this order:
 `manifest.json`; `repos/config.bundle` and `repos/applied.bundle` (each repo

@@ -1,4 +1,4 @@
-"""The approval-driven deploy flow (seed 000), serialized by one lock.
+"""The approval-driven deploy flow, serialized by one lock.
 
 propose  -> copy the manager's commit into applied/<name>, tag proposal/<id>
 approve  -> approved/<id>, building/<id>; check the tree and the candidate

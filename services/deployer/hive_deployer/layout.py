@@ -1,8 +1,8 @@
-"""Where the deployer keeps things under HIVE_HOME (DESIGN.md, "Files on disk").
+"""Where the deployer keeps things under HIVE_HOME.
 
 Every path that contains an agent name is built here, and only after the
 name has been validated, so `..`, `/`, upper case or a trailing newline can
-never reach the filesystem (a real bug of the seed system).
+never reach the filesystem.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The startup migration of seed 000: idempotent, recorded by a marker file.
+"""The deployer's startup migration: idempotent, recorded by a marker file.
 
 At start the deployer adopts what is on disk into deployer.sqlite (agent
 dirs without a row become stopped agents; missing config/applied repos are

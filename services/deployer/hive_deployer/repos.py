@@ -1,4 +1,4 @@
-"""The three kinds of git repos of seed 000, as plain functions over real git.
+"""The three kinds of git repos (config, applied, meta), as plain functions over real git.
 
 - `agents/<name>/config`: the proposed config; the manager edits it.
 - `applied/<name>`: deployer only; `main` is what runs, tags carry the

@@ -1,4 +1,4 @@
-"""Host-side retention of every agent's events.sqlite (seed 000).
+"""Host-side retention of every agent's events.sqlite.
 
 Hourly: drop rows older than `max_age_days`, then keep only the newest
 `keep` rows. It runs on the host, so a misbehaving harness cannot opt out.

@@ -1,4 +1,4 @@
-"""Sessions for external systems (seed 004): isolated, ephemeral agents.
+"""Sessions for external systems: isolated, ephemeral agents.
 
 A session has its own dir `sessions/<uuid>/` (session.json, its own
 events.sqlite and work files), an output dir `session-output/<uuid>/` that

@@ -1,4 +1,4 @@
-"""The agent's live state and its event bus (seed 001's `Bus`).
+"""The agent's live state and its event bus (`Bus`).
 
 Every state change goes through here so it is published as a LiveEvent on
 `hive.agent.<me>.events`, stored in events.sqlite, and visible in `ctl.state`.

@@ -1,4 +1,4 @@
-"""The turn loop: wake → one message → one CLI turn → ack (seed 001).
+"""The turn loop: wake → one message → one CLI turn → ack.
 
 Handles context watermarks (reactive compaction on prompt-too-long, proactive
 at 75%, fresh session at 50% after a long idle or a compaction that did not

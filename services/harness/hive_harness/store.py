@@ -2,7 +2,7 @@
 
 - `events.sqlite`: every LiveEvent (`events(id, ts, kind, payload_json)`),
   paged backwards by id for `ctl.history`. If it cannot be opened the harness
-  keeps running broadcast-only (seed 001). Retention is the deployer's job.
+  keeps running broadcast-only. Retention is the deployer's job.
 - `turn-stats.sqlite`: one TurnStats row per turn; tolerant migrations
   (`ensure_columns`) so files from before a column existed catch up; v2 adds
   `cost_usd`/`model_costs_json`/`turn_id` and `ledger_outbox` (hive_harness.ledgerpub).

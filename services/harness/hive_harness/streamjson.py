@@ -1,7 +1,7 @@
 """Parse Claude Code's `--output-format stream-json` into LiveEvents and a turn summary.
 
 Pure: feed it lines, read `events()` drafts and the `TurnSummary`. Token
-accounting follows seed 001 exactly:
+accounting, exactly:
 
 - ctx  = the last inference's prompt size: input + cache_read + cache_creation
   of the most recent `assistant` event's `message.usage`;
@@ -97,7 +97,7 @@ def _usd(v: Any) -> float:
 
 
 def effective_context_window(api_window: int | None, env_window: int | None) -> int:
-    """The window watermarks are computed against (seed 001)."""
+    """The window watermarks are computed against."""
     if api_window and api_window > 0:
         return api_window
     if env_window and env_window > 0:

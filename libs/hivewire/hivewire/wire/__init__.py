@@ -1,4 +1,4 @@
-"""The wire contract: msgspec structs for every payload of DESIGN.md."""
+"""The wire contract: msgspec structs for every payload on NATS."""
 
 from hivewire.wire import agent, backup, broker, deployer
 from hivewire.wire.common import Empty, ErrorBody, ErrorReply, Ok, Wire

@@ -1,4 +1,4 @@
-"""Backup payloads (`hive.backup.*`, DESIGN.md "Subjects"; docs/backup.md)."""
+"""Backup payloads (`hive.backup.*`; docs/backup.md)."""
 
 from __future__ import annotations
 
