@@ -7,6 +7,9 @@ hive-broker (with its cost ledger on JetStream) on a real nats-server, the `hive
   alert at 80% and one at 100%.
 - every turn fails (the simulator answers 500): alice parks with reason runaway after
   HIVE_RUNAWAY_FAILED_TURNS failed turns; `hive agents resume alice` resumes her.
+- a swarm budget below one turn's cost: alice and bob park over_budget after (at most) one turn each,
+  their later messages stay pending, while manager (outside the swarm budget) handles all of his; the
+  swarm's spend is alice's and bob's turns only; clearing it lets both take what waited, once.
 """
 
 from __future__ import annotations
@@ -65,13 +68,13 @@ async def inbox(client: HiveClient, agent: str) -> list[wb.Message]:
     return r.messages
 
 
-async def op_send(client: HiveClient, body: str) -> str:
-    return (await client.call(subjects.broker("operator", "send"), wb.SendRequest(to="alice", body=body),
+async def op_send(client: HiveClient, body: str, to: str = "alice") -> str:
+    return (await client.call(subjects.broker("operator", "send"), wb.SendRequest(to=to, body=body),
                               wb.SendReply)).id
 
 
-async def state(client: HiveClient) -> AgentState:
-    return await client.call(subjects.ctl("alice", "state"), Empty(), AgentState)
+async def state(client: HiveClient, agent: str = "alice") -> AgentState:
+    return await client.call(subjects.ctl(agent, "state"), Empty(), AgentState)
 
 
 async def test_budget_parks_after_one_turn_keeps_messages_pending_and_resumes_exactly_once(
@@ -160,3 +163,73 @@ async def test_failing_turns_park_as_runaway_until_the_operator_resumes(
     await wait_for(acked, timeout=120)
     assert [r.result_kind for r in await alice.stats.last(10)] == ["ok", "failed", "failed"]
     assert (await state(client)).status == "online"
+
+
+async def test_swarm_budget_parks_the_swarm_but_not_the_manager(
+    fresh_stream: None, real_broker: MicroService, sim: SimModel, harness_factory: Any, client: HiveClient,
+) -> None:
+    out = await hive("budget", "set", "--swarm", "--usd", "0.000001")
+    assert "swarm" in out
+    workers = {name: await harness_factory(name) for name in ("alice", "bob")}
+    manager = await harness_factory("manager")
+    first = {name: await op_send(client, f"{name}, first task", to=name) for name in workers}
+    boss = [await op_send(client, f"manager task {n}", to="manager") for n in ("one", "two", "three")]
+
+    async def parked() -> bool:
+        return [(await state(client, n)).status for n in workers] == ["over_budget"] * len(workers)
+
+    await wait_for(parked, timeout=120)
+    for h in workers.values():
+        assert h.presence().state == "waiting" and h.presence().reason == "over_budget"
+    later = {name: await op_send(client, f"{name}, later task", to=name) for name in workers}
+    sent_at = time.monotonic()
+
+    async def rechecked() -> bool:  # each looked at its budgets again after the later messages arrived
+        return all(h.guard.checked_at > sent_at and h.guard.over_budget is not None for h in workers.values())
+
+    await wait_for(rechecked, timeout=30)
+
+    async def manager_done() -> bool:
+        got = {m.id: m for m in await inbox(client, "manager")}
+        return all(got[i].acked_at is not None for i in boss)
+
+    await wait_for(manager_done, timeout=180)  # the manager kept working meanwhile
+    assert (await state(client, "manager")).status == "online"
+    assert len(await manager.stats.last(10)) == 3 and manager.guard.over_budget is None
+    handled: dict[str, int] = {}
+    for name, h in workers.items():
+        msgs = {m.id: m for m in await inbox(client, name)}
+        handled[name] = len(await h.stats.last(10))
+        assert handled[name] <= 1  # at most the turn that took the swarm over its budget
+        assert (msgs[first[name]].acked_at is not None) == (handled[name] == 1)
+        assert msgs[later[name]].delivered_at is None and msgs[later[name]].acked_at is None  # never taken
+    assert sum(handled.values()) >= 1
+    worker_rows = [r for h in workers.values() for r in await h.stats.last(10)]
+    worker_usd = sum(r.cost_usd for r in worker_rows)
+    manager_usd = sum(r.cost_usd for r in await manager.stats.last(10))
+    assert worker_usd > 0.000001 and manager_usd > 0
+
+    async def swarm_status() -> wb.BudgetStatus | None:  # once the ledger has every turn
+        rep = await client.call(subjects.ledger("budget_show"), Empty(), wb.BudgetShowReply)
+        costs = await client.call(subjects.ledger("costs"), wb.CostsRequest(), wb.CostsReply)
+        return rep.budgets[0] if costs.turns == sum(handled.values()) + 3 else None
+
+    st = await wait_for(swarm_status, timeout=30)
+    assert st.budget.agent is None and st.over  # the swarm's spend leaves the manager's turns out
+    assert st.spent_usd == pytest.approx(worker_usd, rel=1e-9)
+
+    await hive("budget", "clear", "--swarm")
+
+    async def all_taken() -> bool:
+        for name in workers:
+            got = {m.id: m for m in await inbox(client, name)}
+            if not all(got[i].acked_at is not None for i in (first[name], later[name])):
+                return False
+        return True
+
+    await wait_for(all_taken, timeout=180)
+    for name in workers:
+        hist = await client.call(subjects.ctl(name, "history"), HistoryRequest(limit=1000), HistoryReply)
+        started = [e.payload.get("message_id") for e in hist.events if e.kind == "turn_start"]
+        assert sorted(started) == sorted([first[name], later[name]])  # each message one turn, once
+        assert (await state(client, name)).status == "online"
