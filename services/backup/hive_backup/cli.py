@@ -18,21 +18,18 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgre
 
 from hive_backup.config import load_config
 from hive_backup.ops import Backups
-from hivewire import subjects
 from hivewire.cli.app import JSON_HELP, console, err_console, print_json, print_rows, run_client, settings
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
 from hivewire.transport import Msg
+from hivewire.wire import ops
 from hivewire.wire.backup import (
     ListRequest,
-    PruneReply,
     PruneRequest,
-    RestoreReply,
     RestoreRequest,
     RunRequest,
     Snapshot,
     SnapshotList,
-    VerifyReply,
     VerifyRequest,
 )
 from hivewire.wire.backup import (
@@ -89,7 +86,7 @@ def _online(fn: Callable[[HiveClient], Awaitable[T]], bars: Bars | None = None) 
                     return
                 bars.update(p.step, p.done, p.total, p.item)
 
-            sub = await client.transport.subscribe(subjects.BACKUP_PROGRESS, on)
+            sub = await client.transport.subscribe(ops.BACKUP_PROGRESS.subject, on)
         try:
             return await fn(client)
         finally:
@@ -124,7 +121,7 @@ def run_cmd(
 ) -> None:
     """Take a snapshot now (then verify it and run a restore drill)."""
     snap = _do(offline, lambda b: b.run(cls),
-               lambda c: c.call(subjects.backup("run"), RunRequest(classes=cls), Snapshot), progress=not json)
+               lambda c: c.request(ops.BACKUP_RUN, RunRequest(classes=cls)), progress=not json)
     print_json(snap) if json else _summary(snap)
     if snap.verified is False or any(": FAILED" in s for s in snap.skipped):
         raise typer.Exit(1)
@@ -134,7 +131,7 @@ def run_cmd(
 def list_cmd(target: str = TARGET, offline: bool = OFFLINE, json: bool = JSON) -> None:
     """Complete snapshots, newest first."""
     snaps = _do(offline, lambda b: b.list(target),
-                lambda c: _snaps(c.call(subjects.backup("list"), ListRequest(target=target), SnapshotList)))
+                lambda c: _snaps(c.request(ops.BACKUP_LIST, ListRequest(target=target))))
     if json:
         print_json(snaps)
         return
@@ -155,8 +152,8 @@ def verify_cmd(snapshot_id: str = SNAPSHOT,
     """Re-check sha256, decompress, open, integrity_check, row counts."""
     ident = str(identity.absolute()) if identity else None
     rep = _do(offline, lambda b: b.verify(snapshot_id, target, ident),
-              lambda c: c.call(subjects.backup("verify"),
-                               VerifyRequest(snapshot_id=snapshot_id, target=target, identity=ident), VerifyReply),
+              lambda c: c.request(ops.BACKUP_VERIFY,
+                                  VerifyRequest(snapshot_id=snapshot_id, target=target, identity=ident)),
               progress=True)
     if rep.ok:
         console.print(f"[green]ok[/green] {rep.snapshot_id}: {rep.checked} objects verified")
@@ -187,9 +184,9 @@ def restore_cmd(
     d, ident = str(dest.absolute()), str(identity.absolute()) if identity else None
     rep = _do(offline, lambda b: b.restore(snapshot_id, d, identity=ident, in_place=in_place, only=only,
                                            target=target),
-              lambda c: c.call(subjects.backup("restore"),
-                               RestoreRequest(snapshot_id=snapshot_id, dest=d, identity=ident, only=only,
-                                              target=target), RestoreReply),
+              lambda c: c.request(ops.BACKUP_RESTORE,
+                                  RestoreRequest(snapshot_id=snapshot_id, dest=d, identity=ident, only=only,
+                                                 target=target)),
               progress=True)
     console.print(f"restored {len(rep.restored)} items of {rep.snapshot_id} into {rep.dest}")
     for s in rep.skipped:
@@ -201,7 +198,7 @@ def prune_cmd(dry_run: bool = typer.Option(False, "--dry-run", help="Only show w
               target: str = TARGET, offline: bool = OFFLINE) -> None:
     """Apply retention (GFS; the newest good snapshot is always kept)."""
     rep = _do(offline, lambda b: b.prune(target, dry_run),
-              lambda c: c.call(subjects.backup("prune"), PruneRequest(dry_run=dry_run, target=target), PruneReply))
+              lambda c: c.request(ops.BACKUP_PRUNE, PruneRequest(dry_run=dry_run, target=target)))
     verb = "would delete" if dry_run else "deleted"
     console.print(f"kept {len(rep.kept)}, {verb} {len(rep.deleted)}")
     for sid in rep.deleted:

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 import typer
 
-from hivewire import subjects
 from hivewire.cli.app import JSON_HELP, console, err_console, is_tty, print_json, print_rows, run_client, settings
 from hivewire.names import OPERATOR
 from hivewire.service import HiveClient
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 
 def _ts(t: float | None) -> str:
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: HiveClient) -> w.SendReply:
             req = w.SendRequest(to=to, body=body, id=client_id, in_reply_to=in_reply_to)
-            return await c.call(subjects.broker(sender, "send"), req, w.SendReply)
+            return await c.request(ops.BROKER_SEND, req, agent=sender)
 
         reply = run_client(go)
         console.print(f"sent {reply.id} to {', '.join(reply.recipients) or to}")
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: HiveClient) -> w.MessagesListReply:
             req = w.MessagesListRequest(recipient=agent, unread=unread, limit=limit)
-            return await c.call(subjects.operator("messages", "list"), req, w.MessagesListReply)
+            return await c.request(ops.MESSAGES_LIST, req)
 
         reply = run_client(go)
         empty = f"no {'unread ' if unread else ''}messages for {agent}"
@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: HiveClient) -> w.ApprovalsListReply:
             req = w.ApprovalsListRequest(status="all" if all_ else "pending")
-            return await c.call(subjects.operator("approvals", "list"), req, w.ApprovalsListReply)
+            return await c.request(ops.APPROVALS_LIST, req)
 
         reply = run_client(go)
         if as_json:
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
     def _resolve(approval_id: str, decision: str, note: str | None) -> None:
         async def go(c: HiveClient) -> w.Approval:
             req = w.ResolveRequest(approval_id=approval_id, decision=decision, note=note)  # type: ignore[arg-type]
-            return await c.call(subjects.operator("approvals", "resolve"), req, w.Approval)
+            return await c.request(ops.APPROVALS_RESOLVE, req)
 
         a = run_client(go)
         console.print(f"approval {a.approval_id} ({a.kind} for {a.agent}): {a.status}")
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: HiveClient) -> w.QuestionsListReply:
             req = w.QuestionsListRequest(open_only=not all_)
-            return await c.call(subjects.operator("questions", "list"), req, w.QuestionsListReply)
+            return await c.request(ops.QUESTIONS_LIST, req)
 
         reply = run_client(go)
         if as_json:
@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: HiveClient) -> w.AnswerReply:
             req = w.OperatorAnswerRequest(question_id=question_id, answer=value)
-            return await c.call(subjects.operator("questions", "answer"), req, w.AnswerReply)
+            return await c.request(ops.QUESTIONS_ANSWER, req)
 
         run_client(go)
         console.print(f"answered question {question_id}")
@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: HiveClient) -> w.MessagesListReply:
             req = w.MessagesSearchRequest(query=query, agent=agent, limit=limit)
-            return await c.call(subjects.operator("messages", "search"), req, w.MessagesListReply)
+            return await c.request(ops.MESSAGES_SEARCH, req)
 
         reply = run_client(go)
         print_json(reply) if as_json else _messages(reply.messages, f"no messages match {query!r}")
@@ -208,7 +208,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: HiveClient) -> w.MessagesListReply:
             req = w.MessagesListRequest(agent=agent, unread=unread, limit=limit, before_id=before_id)
-            return await c.call(subjects.operator("messages", "list"), req, w.MessagesListReply)
+            return await c.request(ops.MESSAGES_LIST, req)
 
         reply = run_client(go)
         print_json(reply) if as_json else _messages(reply.messages, "no messages")
