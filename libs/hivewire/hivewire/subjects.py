@@ -1,7 +1,9 @@
-"""Every NATS subject Hive uses, built in one place.
+"""Helpers that build Hive's NATS subjects.
 
-Services and tools call these helpers; no subject string is spelled out
-anywhere else.
+What each subject is (its types, who may call it, who answers) is its op in
+`hivewire.wire.ops`, the registry services serve from and clients call through
+(`HiveClient.request(op, ...)`); every subject built here is one of those
+(tests/lib/test_wire_ops.py). No subject string is spelled out anywhere else.
 """
 
 from __future__ import annotations
