@@ -111,7 +111,8 @@ async def test_a_slow_request_does_not_block_others(any_transport: Any) -> None:
 
 async def test_no_responders_is_unavailable(any_transport: Any) -> None:
     with pytest.raises(HiveError) as err:
-        await HiveClient(any_transport, timeout=1).call("hive.broker.nobody.send", SendRequest(to="a", body="b"), SendReply)
+        await HiveClient(any_transport, timeout=1).call("hive.broker.nobody.send", SendRequest(to="a", body="b"),
+                                                        SendReply)
     assert err.value.code in ("unavailable", "timeout")
 
 
