@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from hive_agenthost.join import load_host
+from hive_deployer import pool
 from hive_deployer.hosts import meminfo
 from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
@@ -76,7 +77,9 @@ class AgentHostService(MicroService):
         self.nats_url = resolve_nats_url(settings)
         self.heartbeat_s = float(os.environ.get("HIVE_HOST_HEARTBEAT_S", "2"))
         self.agent_limit = int(os.environ.get("HIVE_HOST_AGENT_LIMIT", "0"))
-        self.procs = Procs(self.runtime, self.layout.logs, self._on_exit)
+        self.procs = Procs(self.runtime, self.layout.logs, self._on_exit,
+                           pool=pool.for_runtime(self.runtime, self.layout.logs, harness_cmd=self.opts.harness_cmd,
+                                                 flag=self.opts.harness_pool))
         self.started: dict[str, float] = {}
         self.exits: dict[str, str] = {}
         self.client = HiveClient(transport, timeout=10.0)

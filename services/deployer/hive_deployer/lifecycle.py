@@ -22,7 +22,7 @@ from typing import Protocol
 
 import structlog
 
-from hive_deployer import metrics, repos
+from hive_deployer import metrics, pool, repos
 from hive_deployer.layout import Layout, check_name, dir_size, has_files
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import AgentRow, Store
@@ -63,6 +63,7 @@ class Options:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     healthy_after_s: float = 60.0
+    harness_pool: bool = False  # agents' harnesses in one pool process (hive_deployer.pool); from_env: on
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Options:
@@ -74,6 +75,7 @@ class Options:
             presence_stale_s=float(e.get("HIVE_DEPLOYER_PRESENCE_STALE_S", "20")),
             backoff_base_s=float(e.get("HIVE_DEPLOYER_BACKOFF_BASE_S", "1")),
             backoff_max_s=float(e.get("HIVE_DEPLOYER_BACKOFF_MAX_S", "60")),
+            harness_pool=e.get("HIVE_HARNESS_POOL", "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
@@ -90,7 +92,9 @@ class Agents:
         self.opts = options or Options()
         self.nats_url = nats_url
         self.transient: dict[str, str] = {}
-        self.procs = Procs(runtime, layout.logs, self._on_exit, on_stopped=self._unlist_metrics)
+        self.procs = Procs(runtime, layout.logs, self._on_exit, on_stopped=self._unlist_metrics,
+                           pool=pool.for_runtime(runtime, layout.logs, harness_cmd=self.opts.harness_cmd,
+                                                 flag=self.opts.harness_pool))
         self._backoff: dict[str, int] = {}
         self._restart_tasks: dict[str, asyncio.Task[None]] = {}
         self.probe: Probe | None = None
@@ -272,7 +276,8 @@ class Agents:
         if r is not None and state != "offline":
             fresh = r.instance != instance
             r.last_presence, r.instance = time.monotonic(), instance
-            if fresh:  # a new harness instance: tell Prometheus where it serves /metrics
+            if fresh and not isinstance(r.proc, pool.PoolProc):  # a new harness instance: tell Prometheus where
+                # it serves /metrics (a pooled harness has no /metrics of its own: the pool's counts them all)
                 task = asyncio.get_running_loop().create_task(self._list_metrics(name, instance))
                 self._metrics_tasks.add(task)
                 task.add_done_callback(self._metrics_tasks.discard)

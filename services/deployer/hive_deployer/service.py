@@ -151,7 +151,8 @@ class DeployerService(MicroService):
         self.agents.probe = self._probe
         # Agents on other hosts (issue 26): the process table forwards their verbs to their host.
         self.hosts = Hosts(transport, settings.home, self.agents)
-        procs = HostProcs(self.runtime, self.layout.logs, self.agents._on_exit, on_stopped=self.agents._unlist_metrics)
+        procs = HostProcs(self.runtime, self.layout.logs, self.agents._on_exit, on_stopped=self.agents._unlist_metrics,
+                          pool=self.agents.procs.pool)
         procs.hosts = self.hosts
         self.agents.procs = procs
         self.agents.host_view, self.agents.place = self.hosts.view, self.hosts.place

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from hive_deployer.pool import HarnessPool, PoolProc
 from hive_deployer.runtimes import Launch, Runtime
 from hivewire.errors import HiveError
 from hivewire.procs import die_with_parent
@@ -30,7 +31,7 @@ OnStopped = Callable[[str], Awaitable[None]]
 @dataclass
 class Running:
     launch: Launch
-    proc: asyncio.subprocess.Process
+    proc: asyncio.subprocess.Process | PoolProc
     started: float
     rev: str | None = None
     stopping: bool = False
@@ -41,8 +42,10 @@ class Running:
 
 
 class Procs:
-    def __init__(self, runtime: Runtime, log_dir: Path, on_exit: OnExit, on_stopped: OnStopped | None = None) -> None:
+    def __init__(self, runtime: Runtime, log_dir: Path, on_exit: OnExit, on_stopped: OnStopped | None = None,
+                 pool: HarnessPool | None = None) -> None:
         self.runtime = runtime
+        self.pool = pool  # agents' harnesses in one pool process (hive_deployer.pool), else one process each
         self.log_dir = log_dir
         self.on_exit = on_exit
         self.on_stopped = on_stopped  # after every stop on purpose (also of a process that already ended)
@@ -72,6 +75,12 @@ class Procs:
         env = self.runtime.env(launch)
         for cmd in self.runtime.prepare(launch):
             await self._run(cmd, env, logf)
+        if self.pool is not None:
+            with open(logf, "ab") as out:
+                out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start in the harness pool "
+                          f"({self.runtime.kind}; its log: harness-pool.log)\n".encode())
+            member = await self.pool.start(launch)
+            return self._track(launch, member, rev)
         argv = self.runtime.argv(launch)
         with open(logf, "ab") as out:
             out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start {argv[0]} "
@@ -82,6 +91,9 @@ class Procs:
                 *argv, env=env, cwd=str(launch.cwd), stdin=asyncio.subprocess.DEVNULL, stdout=out,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
+        return self._track(launch, proc, rev)
+
+    def _track(self, launch: Launch, proc: asyncio.subprocess.Process | PoolProc, rev: str | None) -> Running:
         r = Running(launch, proc, time.monotonic(), rev=rev)
         self.running[launch.name] = r
         r.watcher = asyncio.create_task(self._watch(launch.name, r), name=f"watch-{launch.name}")
@@ -93,7 +105,8 @@ class Procs:
             del self.running[name]
         if r.stopping:
             return
-        reason = r.crash_reason or f"process exited with code {rc}"
+        pooled = r.proc.reason if isinstance(r.proc, PoolProc) else None
+        reason = r.crash_reason or pooled or f"process exited with code {rc}"
         log.warning("agent_exited", agent=name, rc=rc, reason=reason)
         try:
             await self.on_exit(name, rc, reason)
@@ -107,6 +120,13 @@ class Procs:
             await self._stopped(name)
             return None
         r.stopping = True
+        if isinstance(r.proc, PoolProc) and self.pool is not None:
+            prc = await self.pool.stop(name, r.proc, timeout, hard)
+            if r.watcher:
+                await asyncio.gather(r.watcher, return_exceptions=True)
+            self.running.pop(name, None)
+            await self._stopped(name)
+            return prc
         env = self.runtime.env(r.launch)
         for cmd in self.runtime.stop_commands(r.launch):
             try:
@@ -139,10 +159,15 @@ class Procs:
         if r is None or r.stopping:
             return
         r.crash_reason = reason
+        if isinstance(r.proc, PoolProc) and self.pool is not None:
+            self.pool.kill(name, reason)  # that agent only; the others in the pool go on
+            return
         _killpg(r.proc.pid, signal.SIGKILL)
 
     async def stop_all(self, timeout: float = 8.0) -> None:
         await asyncio.gather(*(self.stop(n, timeout=timeout) for n in list(self.running)), return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close(timeout)
 
 
 def _killpg(pid: int, sig: signal.Signals) -> None:

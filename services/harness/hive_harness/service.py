@@ -55,7 +55,8 @@ class HarnessService(MicroService):
     name = "hive-harness"
     description = "Hive agent harness"
 
-    def __init__(self, transport: Transport, settings: Settings, agent: str, *, metrics_url: str = "") -> None:
+    def __init__(self, transport: Transport, settings: Settings, agent: str, *, metrics_url: str = "",
+                 agent_config_env: dict[str, str] | None = None) -> None:
         super().__init__(transport, metrics_url=metrics_url)
         self.settings = settings
         self.agent = validate_agent_name(agent, allow_reserved=True)
@@ -75,7 +76,9 @@ class HarnessService(MicroService):
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"hive-{self.agent}-"))
         self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", self.run_dir, sandbox,
                              max_retries=int(os.environ.get("HIVE_CLAUDE_MAX_RETRIES", "2") or 2),
-                             instance=self.instance, config_env=config_env(), limits=Limits.from_env(),
+                             instance=self.instance,
+                             config_env=config_env() if agent_config_env is None else agent_config_env,
+                             limits=Limits.from_env(),
                              hidden=[settings.home], home=settings.home)
         self.client = HiveClient(transport, timeout=5.0)
         self.loop = TurnLoop(self.bus, self.cli, self.client, self.stats)
@@ -274,9 +277,10 @@ class HarnessService(MicroService):
             await asyncio.sleep(HEARTBEAT_S)
 
 
-def config_env() -> dict[str, str]:
-    """The agent's `hive.env` (from its applied config), as the deployer hands it over."""
-    raw = os.environ.get("HIVE_AGENT_CONFIG_ENV", "")
+def config_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The agent's `hive.env` (from its applied config), as the deployer hands it over
+    (`HIVE_AGENT_CONFIG_ENV` of `env`, default this process's environment)."""
+    raw = (os.environ if env is None else env).get("HIVE_AGENT_CONFIG_ENV", "")
     try:
         env = json.loads(raw) if raw else {}
     except ValueError:
