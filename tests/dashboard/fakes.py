@@ -250,6 +250,8 @@ class FakeHarness(MicroService):
         self.status = "online"
         self.cost_usd = 0.0123  # the last turn's dollars (AgentState.cost_usd)
         self.login_url: str | None = None
+        self.rate_limited_until: float | None = None  # a usage-limit park (also the presence's `until`)
+        self.plan: dict[str, dict[str, Any]] = {}  # {window: {utilization, resets_at, status}}
         self.events: list[LiveEvent] = []
         self.prompts: list[str] = []
         self.controls: list[str] = []
@@ -284,7 +286,8 @@ class FakeHarness(MicroService):
     async def get_state(self, ctx: Context, req: Empty) -> AgentState:
         return AgentState(status=self.status, turn_state="idle", turn_state_since=self.since,  # type: ignore[arg-type]
                           model=self.model, ctx_tokens=42_000, cost_tokens=120_000, cost_usd=self.cost_usd,
-                          context_window=200_000, unread=2, login_url=self.login_url)
+                          context_window=200_000, unread=2, login_url=self.login_url,
+                          rate_limited_until=self.rate_limited_until, plan=self.plan)
 
     async def history(self, ctx: Context, req: HistoryRequest) -> HistoryReply:
         evs = [e for e in self.events if req.before_id is None or e.id < req.before_id]
@@ -349,7 +352,14 @@ class FakeHarness(MicroService):
 
     async def beat(self) -> None:
         await self.publish(subjects.presence(self.agent), Presence(
-            state=self.state, reason=self.reason, since=self.since, instance=self.instance, ts=time.time()))  # type: ignore[arg-type]
+            state=self.state, reason=self.reason, since=self.since, instance=self.instance, ts=time.time(),  # type: ignore[arg-type]
+            until=self.rate_limited_until))
+
+    async def rate_limit(self, until: float, plan: dict[str, dict[str, Any]]) -> None:
+        """As the real harness parks on a usage limit: status rate_limited, presence waiting/rate_limit until."""
+        self.status, self.rate_limited_until, self.plan = "rate_limited", until, plan
+        await self.emit("status_changed", {"status": "rate_limited", "reason": "rate_limit"})
+        await self.set_presence("waiting", "rate_limit")
 
     async def on_start(self) -> None:
         self._beat = asyncio.create_task(self._heartbeat())

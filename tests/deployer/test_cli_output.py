@@ -78,3 +78,21 @@ def test_agent_status_column() -> None:
     assert cli._status(AgentState(status="rate_limited", rate_limited_until=1e9,  # type: ignore[arg-type]
                                   **base)).startswith("rate_limited until ")
     assert cli._status(AgentState(status="online", **{**base, "turn_state": "stalled"})) == "stalled"  # type: ignore[arg-type]
+
+
+def test_agents_list_says_until_when_a_rate_limited_agent_resumes(calls: list[tuple[str, Any]],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23 item 3: the status column of a parked agent names the local time its park ends."""
+    import time
+
+    from hivewire.wire.agent import AgentState
+
+    until = time.time() + 90
+    state = AgentState(status="rate_limited", turn_state="idle", turn_state_since=0.0, model="haiku",
+                       context_window=200000, rate_limited_until=until,
+                       plan={"five_hour": {"utilization": 1.0, "resets_at": until, "status": "rejected"}})
+    monkeypatch.setattr(cli, "_call", lambda *a, **k: AgentList(agents=[AgentInfo(name="alice", state="running")]))
+    monkeypatch.setattr(cli, "agent_states", lambda names: {n: state for n in names})
+    lines = run("agents", "list").splitlines()
+    status = lines[0].split("\t").index("status")
+    assert lines[1].split("\t")[status] == "rate_limited until " + time.strftime("%H:%M", time.localtime(until))

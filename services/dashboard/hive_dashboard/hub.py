@@ -62,6 +62,7 @@ class PresenceView(msgspec.Struct, kw_only=True):
     instance: str = ""
     seen_at: float = 0.0
     alive: bool = True
+    until: float | None = None  # waiting/rate_limit: when the park ends (unix s; Presence.until)
 
 
 @dataclass(eq=False)
@@ -194,13 +195,13 @@ class Hub:
             return
         view = PresenceView(
             agent=agent, state=p.state, reason=p.reason, since=p.since, instance=p.instance,
-            seen_at=time.time(), alive=p.state != "offline",
+            seen_at=time.time(), alive=p.state != "offline", until=p.until,
         )
         prev = self.presence.get(agent)
         self.presence[agent] = view
         # Heartbeats repeat; only changes go to the browsers.
-        if prev is None or (prev.state, prev.reason, prev.instance, prev.alive) != (
-            view.state, view.reason, view.instance, view.alive
+        if prev is None or (prev.state, prev.reason, prev.instance, prev.alive, prev.until) != (
+            view.state, view.reason, view.instance, view.alive, view.until
         ):
             status = status_from_presence(view)
             if status is not None:  # the harness's heartbeat says where it stands now

@@ -7,13 +7,14 @@ import os
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import msgspec
 import structlog
 
 from hive_dashboard import approvals as deploy_diffs
 from hive_dashboard.hub import Hub, PresenceView
-from hive_dashboard.schemas import AgentView, ApprovalView, BackupView, Overview, StorageView
+from hive_dashboard.schemas import AgentView, ApprovalView, BackupView, Overview, PlanWindow, StorageView
 from hive_dashboard.upstream import Upstream
 from hivewire import subjects
 from hivewire.errors import HiveError
@@ -49,6 +50,26 @@ def presence_label(p: PresenceView | None, status: str | None) -> str:
     if p.state == "waiting":
         return f"waiting({p.reason})" if p.reason else "waiting"
     return p.state
+
+
+def plan_windows(plan: dict[str, dict[str, Any]]) -> dict[str, PlanWindow]:
+    """The harness's `plan` as typed windows; a window that does not fit the shape is left out."""
+    out: dict[str, PlanWindow] = {}
+    for name, w in plan.items():
+        try:
+            out[name] = msgspec.convert(w, PlanWindow, strict=False)
+        except msgspec.ValidationError:
+            log.warning("bad_plan_window", window=name)
+    return out
+
+
+def rate_limited_until(p: PresenceView | None, st: AgentState | None) -> float | None:
+    """When the agent's usage-limit park ends: its ctl.state, else its live heartbeat (waiting/rate_limit)."""
+    if st is not None:
+        return st.rate_limited_until
+    if p is not None and p.alive and p.state == "waiting" and p.reason == "rate_limit":
+        return p.until
+    return None
 
 
 def dir_size(path: Path, ttl: float = 30.0) -> int:
@@ -112,6 +133,8 @@ class OverviewBuilder:
             state_bytes=(info.state_bytes if info and info.state_bytes else 0),
             login_url=st.login_url if st else None,
             confined=info.confined if info else True,
+            rate_limited_until=rate_limited_until(p, st),
+            plan=plan_windows(st.plan) if st else {},
         )
 
     async def build(self) -> Overview:

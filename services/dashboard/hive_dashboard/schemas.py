@@ -64,6 +64,14 @@ class ActionResult(msgspec.Struct, kw_only=True):
     result: dict[str, Any] = {}
 
 
+class PlanWindow(msgspec.Struct, kw_only=True):
+    """One usage-limit window of the agent's plan, as its CLI last reported it (AgentState.plan)."""
+
+    utilization: float | None = None  # 0..1 (1: used up)
+    resets_at: float | None = None  # unix s
+    status: str | None = None  # allowed | allowed_warning (near its limit) | rejected (parked on it)
+
+
 class AgentView(msgspec.Struct, kw_only=True):
     name: str
     label: str
@@ -81,6 +89,8 @@ class AgentView(msgspec.Struct, kw_only=True):
     state_bytes: int = 0
     login_url: str | None = None
     confined: bool = True  # False: its CLI runs unconfined (the deployer's `process` runtime)
+    rate_limited_until: float | None = None  # unix s: parked on a usage limit, no model request before it
+    plan: dict[str, PlanWindow] = {}  # {window: ...}, e.g. five_hour, seven_day
 
 
 class ApprovalView(msgspec.Struct, kw_only=True):

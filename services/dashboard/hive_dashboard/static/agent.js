@@ -6,7 +6,8 @@
   const base = "/api/agents/" + name;
   const $ = (id) => document.getElementById(id);
   const log = $("log");
-  const st = { presence: null, status: null, model: null, ctx: null, cost: null, window: 200000, unread: 0, loginUrl: null };
+  const st = { presence: null, status: null, model: null, ctx: null, cost: null, window: 200000, unread: 0, loginUrl: null,
+    until: null, plan: {} };  // until, plan: AgentView.rate_limited_until and .plan (usage limits)
   let lastId = -1;              // highest LiveEvent id rendered (dedupes history vs live)
   let pending = [];             // live events that arrive before the history is in
   let historyLoaded = false;
@@ -30,11 +31,29 @@
     $("b-unread").hidden = !st.unread;
     $("b-unread").textContent = st.unread + " unread";
     $("b-unread").className = "badge unread";
+    paintLimits();
     const needsLogin = st.status === "needs_login";
     $("login-panel").hidden = !needsLogin;
     if (st.loginUrl) { $("login-url").href = st.loginUrl; $("login-url").textContent = st.loginUrl; $("login-url-row").hidden = false; }
     $("prompt").disabled = needsLogin;
   }
+
+  /* The countdown to the end of a usage-limit park (ticked by common.js) and every plan window. */
+  function paintLimits() {
+    const parked = st.until && (!st.presence || st.presence.alive);
+    const cd = $("b-limit");
+    if (parked) cd.replaceWith(hive.countdown(st.until, "b-limit")); else { cd.hidden = true; delete cd.dataset.until; }
+    const windows = hive.planBadges(st.plan, false);
+    $("plan").replaceChildren(...windows);
+    $("limits").hidden = !windows.length;
+  }
+  async function loadLimits() {
+    let a;
+    try { a = await api("GET", base); } catch (e) { return; }
+    st.until = a.rate_limited_until; st.plan = a.plan;
+    paintBadges();
+  }
+  const refreshLimits = hive.debounce(loadLimits, 300);
 
   // --- the terminal --------------------------------------------------------------
   const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 40;
@@ -153,7 +172,8 @@
   async function loadState() {
     try {
       const a = await api("GET", base);
-      Object.assign(st, { presence: a.presence, status: a.status, model: a.model, ctx: a.ctx, cost: a.cost, unread: a.unread, loginUrl: a.login_url });
+      Object.assign(st, { presence: a.presence, status: a.status, model: a.model, ctx: a.ctx, cost: a.cost, unread: a.unread, loginUrl: a.login_url,
+        until: a.rate_limited_until, plan: a.plan });
       if (a.context_window) st.window = a.context_window;
       paintBadges();
     } catch (e) { sys("state unavailable: " + e.message, "error"); }
@@ -229,8 +249,13 @@
   hive.stream("agent=" + encodeURIComponent(name), {
     event: ({ event: e }) => { if (historyLoaded) append(e, true); else pending.push(e); },
     typing: ({ typing: t }) => { if (historyLoaded) typed(t); },
-    presence: (p) => { if (!p.alive) dropTyping(true); st.presence = p; st.status = hive.statusFromPresence(p) || st.status; paintBadges(); },
-    turn: () => loadStats(),
+    presence: (p) => {
+      if (!p.alive) dropTyping(true);
+      st.presence = p; st.status = hive.statusFromPresence(p) || st.status;
+      if (p.alive) st.until = p.until || null;
+      paintBadges(); refreshLimits();
+    },
+    turn: () => { loadStats(); refreshLimits(); },
     reset: () => { loadState(); loadStats(); },
   });
   loadState().then(loadHistory);

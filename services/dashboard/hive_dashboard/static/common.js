@@ -73,6 +73,44 @@ const hive = (() => {
   }
   const fmtTime = (ts) => ts ? new Date(ts * 1000).toLocaleTimeString() : "";
 
+  /* A clock time for people: 14:05, or "Tue 14:05" when it is not within the next 20 hours. */
+  function fmtClock(ts) {
+    if (!ts) return "?";
+    const d = new Date(ts * 1000), hm = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    return Math.abs(ts - Date.now() / 1000) < 20 * 3600 ? hm : d.toLocaleDateString([], { weekday: "short" }) + " " + hm;
+  }
+  /* Seconds left as 45s, 1m 30s, 2h 05m. */
+  function fmtLeft(s) {
+    s = Math.max(0, Math.ceil(s));
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + String(s % 60).padStart(2, "0") + "s";
+    return Math.floor(s / 3600) + "h " + String(Math.floor(s % 3600 / 60)).padStart(2, "0") + "m";
+  }
+
+  /* Usage limits (AgentView.rate_limited_until, .plan). The countdown ticks by itself (data-until). */
+  const countdownText = (until) => {
+    const left = until - Date.now() / 1000;
+    return left > 0 ? "resumes in " + fmtLeft(left) : "resuming";
+  };
+  function countdown(until, id) {
+    if (!until) return null;
+    return h("span", { class: "badge bad countdown", id, dataset: { until }, title: "parked on a usage limit: no model request before " + new Date(until * 1000).toLocaleString() }, countdownText(until));
+  }
+  /* One badge per plan window: "five_hour 100% · resets 14:05"; near its limit (allowed_warning) says so.
+     `notable`: only the windows that hold the agent back or are near their limit. */
+  function planBadges(plan, notable) {
+    return Object.entries(plan || {}).sort(([a], [b]) => a.localeCompare(b))
+      .filter(([, w]) => !notable || w.status === "rejected" || w.status === "allowed_warning")
+      .map(([name, w]) => {
+        const pct = w.utilization === null || w.utilization === undefined ? "?" : Math.round(100 * w.utilization) + "%";
+        const warn = w.status === "allowed_warning", hit = w.status === "rejected";
+        return h("span", { class: "badge plan-window " + (hit ? "bad limit-hit" : warn ? "warnc limit-warning" : "dim"), dataset: { window: name, status: w.status || "" },
+          title: name + ": " + (w.status || "status unknown") + (w.resets_at ? ", resets " + new Date(w.resets_at * 1000).toLocaleString() : "") },
+        (warn ? "near limit: " : hit ? "limit reached: " : "") + name + " " + pct + (w.resets_at ? " · resets " + fmtClock(w.resets_at) : ""));
+      });
+  }
+  setInterval(() => { for (const el of document.querySelectorAll("[data-until]")) el.textContent = countdownText(+el.dataset.until); }, 1000);
+
   /* Same rule as hive_dashboard.overview.presence_label. */
   function label(presence, status) {
     if (!presence) return "offline";
@@ -117,5 +155,5 @@ const hive = (() => {
     return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
   }
 
-  return { h, api, act, toast, fmtTokens, fmtBytes, fmtDur, fmtAgo, fmtTime, label, labelClass, labelText, statusFromPresence, eventStatus, stream, debounce };
+  return { h, api, act, toast, fmtTokens, fmtBytes, fmtDur, fmtAgo, fmtTime, fmtClock, fmtLeft, countdown, planBadges, label, labelClass, labelText, statusFromPresence, eventStatus, stream, debounce };
 })();

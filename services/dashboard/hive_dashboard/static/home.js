@@ -17,6 +17,12 @@
     return h("span", { class: "badge " + cls, title: a.ctx + " / " + win + " tokens" }, "ctx · " + fmtTokens(a.ctx) + " (" + pct + "%)");
   }
 
+  /* the plan windows that hold the agent back or are near their limit (the agent page shows them all) */
+  function limitBadges(a) {
+    const b = hive.planBadges(a.plan, true);
+    return b.length ? h("div", { class: "limits" }, b) : null;
+  }
+
   function agentRow(a) {
     const l = agentLabel(a);
     const t = a.last_turn;
@@ -24,7 +30,8 @@
       h("td", {}, h("a", { href: "/agents/" + a.name, class: "agent-link" }, a.name),
         a.transient ? h("span", { class: "badge dim" }, a.transient + "…") : null,
         a.confined === false ? h("span", { class: "badge bad", title: "runs without a sandbox (process runtime)" }, "unconfined") : null),
-      h("td", {}, h("span", { class: "badge presence " + labelClass(l), title: a.presence ? "since " + fmtTime(a.presence.since) : "no heartbeat seen" }, labelText(l))),
+      h("td", { class: "presence-cell" }, h("span", { class: "badge presence " + labelClass(l), title: a.presence ? "since " + fmtTime(a.presence.since) : "no heartbeat seen" }, labelText(l)),
+        !a.presence || a.presence.alive ? hive.countdown(a.rate_limited_until) : null, limitBadges(a)),
       h("td", {}, h("span", { class: "badge dim" }, "model · " + (a.model || "?"))),
       h("td", {}, ctxBadge(a)),
       h("td", {}, h("span", { class: "badge dim", title: "billed tokens of the last turn" }, fmtTokens(a.cost) + " tokens")),
@@ -204,6 +211,18 @@
     if (old) old.replaceWith(agentRow(a)); else renderAgents();
   }
 
+  /* The plan's windows come with ctl.state only: asked again after a turn or a presence change (one per agent at a time). */
+  const limitTimers = new Map();
+  function refreshLimits(name) {
+    clearTimeout(limitTimers.get(name));
+    limitTimers.set(name, setTimeout(async () => {
+      limitTimers.delete(name);
+      let r;
+      try { r = await api("GET", "/api/agents/" + encodeURIComponent(name)); } catch (e) { return; }
+      if (agents.has(name)) patch(name, (a) => { a.plan = r.plan; a.rate_limited_until = r.rate_limited_until; });
+    }, 300));
+  }
+
   function shimmer() {
     const b = $("banner");
     b.classList.add("active");
@@ -212,7 +231,10 @@
   }
 
   hive.stream("", {
-    presence: (p) => patch(p.agent, (a) => { a.presence = p; a.status = hive.statusFromPresence(p) || a.status; }),
+    presence: (p) => {
+      patch(p.agent, (a) => { a.presence = p; a.status = hive.statusFromPresence(p) || a.status; if (p.alive) a.rate_limited_until = p.until || null; });
+      refreshLimits(p.agent);
+    },
     event: ({ agent, event: e }) => patch(agent, (a) => {
       const p = e.payload || {};
       if (e.kind === "status_changed") a.status = hive.eventStatus(p.status) || a.status;
@@ -221,7 +243,7 @@
       else if (e.kind === "turn_state_changed") a.turn_state = p.state;
       else if (e.kind === "turn_start" && "unread" in p) a.unread = p.unread;
     }),
-    turn: ({ agent, turn }) => patch(agent, (a) => { a.last_turn = turn; }),
+    turn: ({ agent, turn }) => { patch(agent, (a) => { a.last_turn = turn; }); refreshLimits(agent); },
     broker: () => { shimmer(); reload(); },
     deployer: reload,
     backup: reload,
