@@ -268,6 +268,19 @@ async def test_redelivery_after_new_presence_instance(bus: Bus) -> None:
     assert await bus.recv("bob") == []
 
 
+async def test_a_recv_whose_reply_was_lost_is_reclaimed(bus: Bus) -> None:
+    """A partition ate the recv reply: the same instance asks again with reclaim (issue 26)."""
+    await bus.presence("bob", "i-1")
+    sent = await bus.send("alice", "bob", "lost on the way")
+    other = await bus.send("bob", "alice", "not bob's")
+    await bus.recv("bob", instance="i-1")  # delivered; pretend the reply never arrived
+    assert await bus.recv("bob", instance="i-1") == []  # without reclaim: still in flight to i-1
+    got = await bus.recv("bob", instance="i-1", reclaim=True)
+    assert [(m.id, m.redelivered) for m in got] == [(sent.id, True)]
+    assert await bus.ack("bob", [sent.id]) == 1
+    assert [m.id for m in await bus.recv("alice", instance="a-1")] == [other.id]  # nobody else's
+
+
 async def test_redelivery_after_inflight_timeout(broker: BrokerService, bus: Bus) -> None:
     import time
 

@@ -214,6 +214,11 @@ def redeliver_for_new_instance(conn: sqlite3.Connection, eff: Effects, agent: st
     )
 
 
+def reclaim_lost_reply(conn: sqlite3.Connection, eff: Effects, agent: str, instance: str) -> int:
+    """The instance says it holds none of its in-flight messages (a recv reply it never got): put back."""
+    return _put_back(conn, eff, "recipient = ? AND delivered_instance = ?", (agent, instance), "lost_reply")
+
+
 def redeliver_stale(conn: sqlite3.Connection, eff: Effects, older_than: float, limit: int = 500) -> int:
     """In flight since before `older_than` and never acked: put back."""
     return _put_back(

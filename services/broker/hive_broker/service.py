@@ -231,6 +231,11 @@ class BrokerService(MicroService):
         if req.instance is not None and not (0 < len(req.instance) <= 200):
             raise HiveError("bad_request", "instance must be 1-200 characters")
         limit = min(req.max, messages.MAX_RECV)
+        if req.reclaim and req.instance:
+            instance = req.instance
+            n = await self._write(lambda c, e: messages.reclaim_lost_reply(c, e, agent, instance))
+            if n:
+                log.info("recv_reclaimed", agent=agent, instance=instance, messages=n)
         deadline = time.monotonic() + min(req.wait_s, MAX_WAIT_S)
         while True:
             with self.waiters.waiting(agent) as woken:

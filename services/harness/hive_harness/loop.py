@@ -118,6 +118,7 @@ class TurnLoop(Watchers):
         self.cli_missing: str | None = None
         self.turns_done = 0
         self.received: list[str] = []  # ids the agent took itself with its recv tool: acked after the turn
+        self._recv_failed = False  # the last recv got no reply: the next one reclaims (broker RecvRequest)
         self.guard: Guard | None = None  # budget gate + runaway breaker (hive_harness.budget)
 
     def note_received(self, ids: list[str]) -> None:
@@ -144,9 +145,13 @@ class TurnLoop(Watchers):
         try:
             # the instance goes with recv: the broker then never puts what this instance
             # holds back for "a new instance" when our first heartbeat lands after it
-            req = wb.RecvRequest(max=1, wait_s=0, instance=self.cli.instance or None)
+            # reclaim: the previous recv failed, so a message it took may be in flight to us
+            # with its reply lost (a partition, a timeout); nothing is held here between turns
+            req = wb.RecvRequest(max=1, wait_s=0, instance=self.cli.instance or None, reclaim=self._recv_failed)
             reply = await self.client.call(subjects.broker(self.agent, "recv"), req, wb.RecvReply)
+            self._recv_failed = False
         except Exception as exc:  # broker away: retry later
+            self._recv_failed = True
             metrics.FAILURES.labels("recv").inc()
             log.warning("recv_failed", error=str(exc))
             reply = None

@@ -34,6 +34,9 @@ class RecvRequest(Wire, kw_only=True):
     # The harness instance receiving (as in its presence): messages handed to an
     # instance are put back when a different instance announces itself.
     instance: str | None = None
+    # The caller holds nothing of what is in flight to `instance`: its previous recv's reply
+    # was lost (a timeout, a partition), so those messages come back first (redelivered).
+    reclaim: bool = False
 
 
 class Message(Wire, kw_only=True):
