@@ -29,27 +29,36 @@ from typing import Any
 import structlog
 
 from hive_agenthost.join import load_host
-from hive_deployer import pool
+from hive_deployer import pool, transfer
 from hive_deployer.hosts import meminfo
 from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
 from hive_deployer.runtimes import Launch, Runtime, get_runtime
 from hive_deployer.supervise import Procs
 from hivewire import agentenv, natsauth, subjects
+from hivewire.errors import HiveError
 from hivewire.runner import resolve_nats_url
 from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Transport
 from hivewire.wire import ops
+from hivewire.wire.common import Ok
 from hivewire.wire.hosts import (
+    Chunk,
+    ChunkRequest,
+    CommitReply,
+    CommitRequest,
     CredsReply,
     CredsRequest,
+    DropRequest,
     HostAgentInfo,
     HostAgentReply,
     HostHeartbeat,
     HostStartRequest,
     HostStopRequest,
+    PackReply,
+    PackRequest,
 )
 
 log = structlog.get_logger("hive_agenthost.service")
@@ -96,6 +105,11 @@ class AgentHostService(MicroService):
         return [
             Endpoint.of(ops.HOST_START, self.h_start, host=self.host),
             Endpoint.of(ops.HOST_STOP, self.h_stop, host=self.host),
+            Endpoint.of(ops.HOST_PACK, self.h_pack, host=self.host),
+            Endpoint.of(ops.HOST_READ, self.h_read, host=self.host),
+            Endpoint.of(ops.HOST_WRITE, self.h_write, host=self.host),
+            Endpoint.of(ops.HOST_COMMIT, self.h_commit, host=self.host),
+            Endpoint.of(ops.HOST_DROP, self.h_drop, host=self.host),
         ]
 
     async def on_start(self) -> None:
@@ -128,6 +142,37 @@ class AgentHostService(MicroService):
         log.info("agent_stopped", agent=name, rc=rc, hard=req.hard)
         self._beat_now.set()
         return HostAgentReply(agent=name, rc=rc, at=time.time())
+
+    # --- moves (hive_deployer.transfer): the hub carries the bytes between hosts -----------------
+    def _not_running(self, name: str) -> str:
+        name = check_name(name)
+        if self.procs.pid(name) is not None:
+            raise HiveError("conflict", f"{name} is running on {self.host}: it cannot move")
+        return name
+
+    async def h_pack(self, ctx: Context, req: PackRequest) -> PackReply:
+        return await asyncio.to_thread(transfer.pack, self.layout, self._not_running(req.agent), req.transfer)
+
+    async def h_read(self, ctx: Context, req: ChunkRequest) -> Chunk:
+        data = await asyncio.to_thread(transfer.read, self.layout, req.transfer, req.offset, req.length)
+        return Chunk(transfer=req.transfer, offset=req.offset, data=data)
+
+    async def h_write(self, ctx: Context, req: Chunk) -> Ok:
+        await asyncio.to_thread(transfer.write, self.layout, req.transfer, req.offset, req.data)
+        return Ok()
+
+    async def h_commit(self, ctx: Context, req: CommitRequest) -> CommitReply:
+        name = self._not_running(req.agent)
+        return await asyncio.to_thread(transfer.commit, self.layout, name, req.transfer, req.size, req.sha256,
+                                       req.tree)
+
+    async def h_drop(self, ctx: Context, req: DropRequest) -> Ok:
+        name = self._not_running(req.agent) if req.files else check_name(req.agent)
+        await asyncio.to_thread(transfer.drop, self.layout, name, req.transfer, req.files)
+        if req.files:  # the agent left this host: so does its NATS identity
+            natsauth.creds_path(self.settings.home, natsauth.agent_user(name)).unlink(missing_ok=True)
+            log.info("agent_moved_away", agent=name)
+        return Ok()
 
     async def _identity(self, name: str) -> tuple[dict[str, str], list[Path]]:
         """The harness's own NATS identity, from the hub (never this host's)."""

@@ -171,6 +171,15 @@ def register(app: typer.Typer) -> None:
                    ("revive", "Bring a destroyed agent back with its kept state and login.")):
         verb(v, doc)
 
+    @agents.command("move", short_help="Move a stopped agent's state and login to another host.")
+    def move(name: str = NAME, to: str = typer.Option(..., "--to", help="The host to move it to (`hive hosts`)."),
+             as_json: bool = JSON) -> None:
+        """Move a stopped agent's state/ and creds/ to another host through the hive (checked by sha256; the
+        source keeps its copy until the target confirms). Start it there with `hive agents start`."""
+        from hivewire.wire.hosts import MoveRequest
+
+        _show(_call(subjects.hosts("move"), MoveRequest(name=name, to=to), AgentInfo, LONG), as_json)
+
     @agents.command("resume")
     def resume(name: str = NAME) -> None:
         """Lift a runaway park (the harness's ctl.resume); budget parks lift when the budget allows."""

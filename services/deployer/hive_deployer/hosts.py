@@ -37,6 +37,7 @@ from hivewire.service import Context, Endpoint, HiveClient
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire import ops
+from hivewire.wire.deployer import AgentInfo
 from hivewire.wire.hosts import (
     CredsReply,
     CredsRequest,
@@ -51,6 +52,7 @@ from hivewire.wire.hosts import (
     HostStopRequest,
     JoinReply,
     JoinRequest,
+    MoveRequest,
 )
 
 log = structlog.get_logger("hive_deployer.hosts")
@@ -154,6 +156,7 @@ class Hosts:
             Endpoint.of(ops.HOSTS_REMOVE, self.h_remove),
             Endpoint.of(ops.HOSTS_LIST, self.h_list),
             Endpoint.of(ops.HOST_CREDS, self.h_creds),
+            Endpoint.of(ops.HOSTS_MOVE, self.h_move),
         ]
 
     async def start(self) -> None:
@@ -240,6 +243,11 @@ class Hosts:
         HOST_EVENTS.labels("removed").inc()
         log.info("host_removed", host=name, agents=placed)
         return info
+
+    async def h_move(self, ctx: Context, req: MoveRequest) -> AgentInfo:
+        from hive_deployer import moves
+
+        return await moves.move(self, req)
 
     async def h_list(self, ctx: Context, req: HostNameRequest) -> HostList:
         names = [self.opts.name, *sorted(self.reg.hosts)]

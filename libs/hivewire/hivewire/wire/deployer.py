@@ -10,7 +10,7 @@ from hivewire.wire.common import Wire
 AgentRunState = Literal["running", "stopped", "crashed", "destroyed"]
 Transient = Literal[
     "spawning", "starting", "stopping", "restarting", "rebuilding", "killing", "deploying",
-    "destroying", "reviving", "purging", "importing",
+    "destroying", "reviving", "purging", "importing", "moving",
 ]
 Priority = Literal["high", "medium", "low"]
 SessionStatus = Literal["created", "starting", "running", "completed", "failed", "not_found"]

@@ -126,3 +126,59 @@ class CredsRequest(Wire, kw_only=True):
 class CredsReply(Wire, kw_only=True):
     agent: str
     creds: str  # env-file text; "" when the hub runs without NATS auth
+
+
+# --- moving a stopped agent between hosts (`hive agents move`) ---------------------------------
+class MoveRequest(Wire, kw_only=True):
+    """Operator -> deployer: move a stopped agent's state/ and creds/ to host `to`."""
+
+    name: str
+    to: str
+
+
+class PackRequest(Wire, kw_only=True):
+    agent: str
+    transfer: str  # 32 hex characters, chosen by the deployer
+
+
+class PackReply(Wire, kw_only=True):
+    agent: str
+    transfer: str
+    size: int  # bytes of the archive (.tar.gz of state/ and creds/)
+    sha256: str  # of the archive
+    tree: str  # sha256 over every file's path, size and sha256 (what the target must end up with)
+    files: int
+
+
+class ChunkRequest(Wire, kw_only=True):
+    transfer: str
+    offset: int
+    length: int
+
+
+class Chunk(Wire, kw_only=True):
+    transfer: str
+    offset: int
+    data: bytes  # base64 in JSON
+
+
+class CommitRequest(Wire, kw_only=True):
+    agent: str
+    transfer: str
+    size: int
+    sha256: str
+    tree: str
+
+
+class CommitReply(Wire, kw_only=True):
+    agent: str
+    tree: str
+    files: int
+
+
+class DropRequest(Wire, kw_only=True):
+    """Delete a transfer's archive; with `files`, also the agent's state/ and creds/ on that host."""
+
+    agent: str
+    transfer: str
+    files: bool = False
