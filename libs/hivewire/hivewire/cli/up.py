@@ -85,12 +85,32 @@ def up(
     nats_monitor_port: int = typer.Option(
         0, help="Monitoring (HTTP: /varz, /connz) port of the embedded nats-server on its host; 0: off."
     ),
+    nats_listen: str = typer.Option(
+        "", help="HOST[:PORT] the embedded nats-server listens on, e.g. 0.0.0.0:4222 or a LAN address, so agent "
+                 "hosts reach it (issue 26); default: 127.0.0.1 and --nats-port."
+    ),
 ) -> None:
     """Start NATS and every service; Ctrl-C stops them all.
 
     A service that dies is restarted; SIGTERM or Ctrl-C stops everything.
     """
-    run_up(settings(), only, stop_timeout, nats_port, no_auth=no_auth, monitor_port=nats_monitor_port)
+    run_up(settings(), only, stop_timeout, nats_port, no_auth=no_auth, monitor_port=nats_monitor_port,
+           nats_listen=nats_listen)
+
+
+def parse_listen(addr: str, port: int) -> tuple[str, int, str]:
+    """`--nats-listen HOST[:PORT]` -> (bind host, port, the host local clients dial)."""
+    addr = addr.strip()
+    if not addr:
+        return "127.0.0.1", port, "127.0.0.1"
+    host, sep, raw = addr.rpartition(":") if not addr.endswith("]") else (addr, "", "")
+    if not sep:
+        host, raw = addr, ""
+    host = host.strip("[]")
+    if not host or (raw and not raw.isdigit()) or any(c.isspace() or c == "/" for c in host):
+        raise ValueError(f"--nats-listen wants HOST[:PORT], got {addr!r}")
+    wildcard = host in ("0.0.0.0", "::")
+    return host, int(raw) if raw else port, ("127.0.0.1" if wildcard else host)
 
 
 @dataclass
@@ -107,8 +127,18 @@ class UpHooks:
 
 
 def run_up(s: Settings, only: str = ",".join(SERVICES), stop_timeout: float = 8.0, nats_port: int = 4222, *,
-           no_auth: bool = False, monitor_port: int = 0, hooks: UpHooks | None = None) -> None:
+           no_auth: bool = False, monitor_port: int = 0, hooks: UpHooks | None = None,
+           nats_listen: str = "") -> None:
     """`hive up`'s body: start, print where Hive is, run until SIGTERM/SIGINT, stop everything."""
+    try:
+        listen = parse_listen(nats_listen, nats_port)
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from None
+    if nats_listen and s.nats_url:
+        err_console.print("[red]error[/red] --nats-listen is for the embedded nats-server; HIVE_NATS_URL names "
+                          "an external one")
+        raise typer.Exit(2)
     secure_home(s.home)  # umask 077 (inherited by nats-server and every service) and HIVE_HOME 0700
     chosen = tuple(x.strip() for x in only.split(",") if x.strip())
     unknown = [x for x in chosen if x not in SERVICES]
@@ -128,8 +158,8 @@ def run_up(s: Settings, only: str = ",".join(SERVICES), stop_timeout: float = 8.
     with open(log_dir / "hive-up.log", "a", buffering=1) as log_file:
         configure_logging(s.log_level, service="hive-up", json=True, stream=log_file)
         try:
-            asyncio.run(_up(s, chosen, stop_timeout, nats_port, no_auth=no_auth, monitor_port=monitor_port,
-                            hooks=hooks))
+            asyncio.run(_up(s, chosen, stop_timeout, listen[1], no_auth=no_auth, monitor_port=monitor_port,
+                            hooks=hooks, listen=listen))
         finally:
             pid_file.unlink(missing_ok=True)
 
@@ -150,9 +180,10 @@ def _auth(s: Settings, no_auth: bool) -> tuple[natsauth.AuthSetup | None, str]:
 
 async def _up(
     s: Settings, chosen: tuple[str, ...], stop_timeout: float, nats_port: int, *, no_auth: bool = False,
-    monitor_port: int = 0, hooks: UpHooks | None = None,
+    monitor_port: int = 0, hooks: UpHooks | None = None, listen: tuple[str, int, str] | None = None,
 ) -> None:
     specs: list[ChildSpec] = []
+    bind, _, local = listen or ("127.0.0.1", nats_port, "127.0.0.1")
     url_file = s.run_dir / "nats.url"
     auth, auth_line = _auth(s, no_auth)
     embedded_pid = natsauth.pid_path(s.home)
@@ -163,10 +194,14 @@ async def _up(
     if s.nats_url:
         nats_url = s.nats_url
     else:
-        nats_url = f"nats://127.0.0.1:{port}"
+        nats_url = f"nats://{local}:{port}"
         # Ours to own: a stale pid file must not lead a reload (agent issued/revoked) to another process.
         embedded_pid.unlink(missing_ok=True)
-        cmd = nats_command(s.run_dir / "nats", port, config=auth.config if auth else None)
+        cmd = nats_command(s.run_dir / "nats", port, host=bind, config=auth.config if auth else None)
+        if bind != "127.0.0.1":  # agent hosts join with the port the server really has
+            ports.env.setdefault("deployer", {})["HIVE_HOSTS_NATS_PORT"] = str(port)
+            ports.notes.append(f"nats listens on {bind}:{port} (agent hosts connect there; auth "
+                               f"{'OFF: anyone who reaches it may publish' if auth is None else 'on'})")
         if monitor_port:
             cmd += ["-m", str(monitor_port)]
         specs.append(ChildSpec("nats", cmd))
@@ -183,7 +218,7 @@ async def _up(
         upready.say(note)
     upready.say(auth_line)
     await sup.start()
-    if port and not await asyncio.to_thread(wait_port, "127.0.0.1", port, 10.0):
+    if port and not await asyncio.to_thread(wait_port, local, port, 10.0):
         err_console.print("[red]error[/red] embedded nats-server did not start; see logs in " + str(sup.log_dir))
     if port:
         url_file.write_text(nats_url + "\n")
