@@ -18,6 +18,7 @@ from hive_dashboard.config import DashboardConfig
 from hive_dashboard.controllers.agents import AgentsController
 from hive_dashboard.controllers.broker import BrokerController
 from hive_dashboard.controllers.costs import CostsController
+from hive_dashboard.controllers.hosts import HostsController, HostsPage
 from hive_dashboard.controllers.pages import PagesController
 from hive_dashboard.controllers.system import BackupsController, StreamController, healthz, metrics
 from hive_dashboard.deps import DEPENDENCIES
@@ -115,7 +116,7 @@ def create_app(
     )
     app = Litestar(
         route_handlers=[PagesController, AgentsController, BrokerController, CostsController, BackupsController,
-                        StreamController,
+                        StreamController, HostsController, HostsPage,
                         healthz, metrics, static],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,

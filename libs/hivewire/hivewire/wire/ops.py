@@ -180,7 +180,8 @@ HOSTS_ADD = request("hosts_add", "hive.hosts.add", wh.HostAddRequest, wh.HostAdd
                     "Invite a host: returns its one-time join token.")
 HOSTS_REMOVE = request("hosts_remove", "hive.hosts.remove", wh.HostNameRequest, wh.HostInfo, S.DEPLOYER,
                        {OPERATOR}, "Remove a host and revoke its NATS user.")
-HOSTS_LIST = request("hosts_list", "hive.hosts.list", wh.HostNameRequest, wh.HostList, S.DEPLOYER, {OPERATOR},
+HOSTS_LIST = request("hosts_list", "hive.hosts.list", wh.HostNameRequest, wh.HostList, S.DEPLOYER,
+                     {OPERATOR, DASHBOARD},
                      "Every host (or one), with its agents and last heartbeat.")
 HOSTS_MOVE = request("hosts_move", "hive.hosts.move", wh.MoveRequest, wd.AgentInfo, S.DEPLOYER, {OPERATOR},
                      "Move a stopped agent's state/ and creds/ to another host, checked by hash.")
