@@ -33,6 +33,8 @@ from hivewire.wire.broker import (
     Approval,
     ApprovalsListReply,
     ApprovalsListRequest,
+    BudgetClearRequest,
+    BudgetSetRequest,
     BudgetShowReply,
     Changed,
     CostsReply,
@@ -51,6 +53,7 @@ from hivewire.wire.broker import (
 )
 from hivewire.wire.common import Empty, Ok
 from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest, SpawnRequest
+from hivewire.wire.hosts import HostList, HostNameRequest
 
 
 class FakeBroker(MicroService):
@@ -98,6 +101,8 @@ class FakeBroker(MicroService):
             # the ledger, empty: no turn has cost anything yet, no budget is set
             Endpoint("ledger_costs", subjects.ledger("costs"), CostsRequest, self.costs),
             Endpoint("ledger_budget_show", subjects.ledger("budget_show"), Empty, self.budget_show),
+            Endpoint("ledger_budget_set", subjects.ledger("budget_set"), BudgetSetRequest, self.budget_set),
+            Endpoint("ledger_budget_clear", subjects.ledger("budget_clear"), BudgetClearRequest, self.budget_clear),
         ]
 
     async def costs(self, ctx: Context, req: CostsRequest) -> CostsReply:
@@ -105,6 +110,16 @@ class FakeBroker(MicroService):
 
     async def budget_show(self, ctx: Context, req: Empty) -> BudgetShowReply:
         return BudgetShowReply()
+
+    async def budget_set(self, ctx: Context, req: BudgetSetRequest) -> Ok:
+        if not req.agent and not req.swarm:  # as the real ledger: a budget is an agent's or the swarm's
+            raise HiveError("bad_request", "a budget needs an agent or --swarm")
+        return Ok()
+
+    async def budget_clear(self, ctx: Context, req: BudgetClearRequest) -> Ok:
+        if not req.agent and not req.swarm:
+            raise HiveError("bad_request", "name an agent or --swarm")
+        return Ok()
 
     async def changed(self, table: str, id_: str) -> None:
         await self.publish(subjects.BROKER_CHANGED, Changed(table=table, id=id_, op="update"))
@@ -174,9 +189,13 @@ class FakeDeployer(MicroService):
             Endpoint("destroy", subjects.deployer("destroy"), DestroyRequest, self.destroy),
         ]
         eps.append(Endpoint("spawn", subjects.deployer("spawn"), SpawnRequest, self._verb("spawn")))  # as the real one
+        eps.append(Endpoint("hosts_list", subjects.hosts("list"), HostNameRequest, self.hosts_list))
         for verb in ("revive", "start", "stop", "restart", "kill", "rebuild"):
             eps.append(Endpoint(verb, subjects.deployer(verb), NameRequest, self._verb(verb)))
         return eps
+
+    async def hosts_list(self, ctx: Context, req: HostNameRequest) -> HostList:
+        return HostList(hosts=[])  # no other host has joined
 
     async def list(self, ctx: Context, req: Empty) -> AgentList:
         return AgentList(agents=list(self.infos.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from tests.dashboard.conftest import Dashboard, Stack
 
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_errors(dashboard: Dashboard, stack: Stack, tmp_path: Path) -> None:
-    exe = shutil.which("schemathesis") or shutil.which("st")
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])  # the venv's, first
+    exe = shutil.which("schemathesis", path=path) or shutil.which("st", path=path)
     if exe is None:
         pytest.skip("schemathesis is not installed (requirements-test.txt)")
     cmd = [

@@ -88,7 +88,7 @@ class CostsController(Controller):
     @post("/agents/{name:str}/resume", summary="Lift a runaway park (ctl.resume)")
     async def resume(self, name: Name, up: UpDep) -> ActionResult:
         agent = validate_agent_name(name, allow_reserved=True)
-        return await act("resume", up.call(subjects.ctl(agent, "resume"), Empty(), Ok))
+        return await act("resume", up.agent_call(subjects.ctl(agent, "resume"), Empty(), Ok))  # offline: 409
 
 
 def _today() -> float:
