@@ -1,7 +1,8 @@
 """Run every benchmark and print one table of ratios against baselines
 measured in the same run, plus absolute figures (this machine's only).
 
-    bench/run [--quick] [--only broker,harness,...] [--scale-agents N] [--scale-seconds S]
+    bench/run [--quick] [--only broker,harness,...] [--scale-agents N] [--scale-seconds S] [--json rows.json]
+    bench/run --markdown rows.json   # print the rows a --json run wrote as docs/benchmarks.md's table
 
 Benchmarks (each also runs on its own: `python bench/<name>/run.py --help`):
 broker (vs bare nats.micro echo), harness event ingest (vs raw sqlite inserts),
@@ -96,6 +97,18 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows of a `--json` run as a Markdown table (docs/benchmarks.md's current figures)."""
+    out = ["| benchmark | ratio | better | baseline (same run) | absolute figures (this machine only) |",
+           "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ratio = "n/a" if r.get("ratio") is None else f"**{r['ratio']:.2f}**"
+        figures = ", ".join(f"{k} {fmt(v)}" for k, v in (r.get("figures") or {}).items())
+        cells = [str(r["name"]), ratio, str(r.get("better", "")), str(r.get("baseline", "")), figures]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="broker,harness,dashboard,ledger,backup,coldstart,sandbox,harness_rss,scale")
@@ -106,7 +119,12 @@ def main() -> int:
     ap.add_argument("--backup-mb", type=int, default=None, help="default 256 (1024 with --full)")
     ap.add_argument("--full", action="store_true", help="the issue's sizes: 200 agents x 5 min, 1 GiB backup")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--markdown", type=Path, metavar="ROWS_JSON",
+                    help="run nothing: print the rows a --json run wrote as a Markdown table")
     a = ap.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(a.markdown.read_text())))
+        return 0
     only = {x.strip() for x in a.only.split(",")}
     q = a.quick
     agents = a.scale_agents or (200 if a.full else 8 if q else 40)
