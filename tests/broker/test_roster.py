@@ -1,4 +1,4 @@
-"""The broker's in-memory roster of known agents (registry.Roster) agrees with broker.sqlite."""
+"""The broker's in-memory roster of known agents (known.Roster) agrees with broker.sqlite."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from hive_broker import registry
+from hive_broker import known
 from hive_broker.service import BrokerService
 from hivewire import subjects
 from hivewire.errors import HiveError
@@ -23,7 +23,7 @@ NAMES = ["carol", "dave", "erin", "frank"]
 def known_in_file(settings: Settings, names: set[str]) -> set[str]:
     conn = sqlite3.connect(settings.broker_db)
     try:
-        return registry.known_among(conn, names)
+        return known.known_among(conn, names)
     finally:
         conn.close()
 

@@ -10,22 +10,42 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from hive_broker import approvals, messages, metrics, questions, reminders, retention, search_index
+from hive_broker.config import BrokerConfig
 from hive_broker.effects import Effects
+from hive_broker.search_index import SearchIndex
+from hive_broker.store import BrokerDatabase
 from hivewire.tasks import cancel_and_wait
-
-if TYPE_CHECKING:
-    from hive_broker.service import BrokerService
 
 log = structlog.get_logger("hive_broker.background")
 
 
+class Host(Protocol):
+    """What the loops need of the service (the service is one; a layer below it, so
+    this module never imports the service)."""
+
+    @property
+    def db(self) -> BrokerDatabase: ...
+    @property
+    def search(self) -> SearchIndex: ...
+    @property
+    def config(self) -> BrokerConfig: ...
+    @property
+    def sends_counted(self) -> int:
+        """Sends handled since start (the indexer yields while they pour in)."""
+        ...
+
+    async def announce(self, eff: Effects) -> None:
+        """Publish what a committed write changed (wakes, change events)."""
+        ...
+
+
 class Background:
-    def __init__(self, svc: BrokerService) -> None:
+    def __init__(self, svc: Host) -> None:
         self.svc = svc
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

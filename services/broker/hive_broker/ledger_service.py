@@ -22,24 +22,23 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter, Gauge
 
-from hive_broker import ledger, registry
+from hive_broker import known, ledger
+from hive_broker.store import BrokerDatabase
 from hivewire import codec, subjects
 from hivewire.db import Database
 from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
 from hivewire.service import Context, Endpoint
+from hivewire.transport import Transport
 from hivewire.wire import broker as w
 from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
 from hivewire.wire.common import Empty, Ok
-
-if TYPE_CHECKING:
-    from hive_broker.service import BrokerService
 
 log = structlog.get_logger("hive_broker.ledger")
 
@@ -63,8 +62,22 @@ def ledger_path(home: Path) -> Path:
     return home / "ledger.sqlite"
 
 
+class Broker(Protocol):
+    """What the ledger needs of the broker service (which is one; this module sits
+    below the service and never imports it)."""
+
+    @property
+    def transport(self) -> Transport: ...
+    @property
+    def db(self) -> BrokerDatabase: ...
+
+    async def system_send(self, body: str, client_id: str) -> None: ...
+    async def _publish_wake(self, agent: str, reason: str, ref: str) -> None: ...
+    async def _publish_raw(self, subject: str, data: bytes) -> None: ...
+
+
 class Ledger:
-    def __init__(self, broker: BrokerService, path: Path) -> None:
+    def __init__(self, broker: Broker, path: Path) -> None:
         self.broker = broker
         self.db = Database(path, ledger.MIGRATIONS, label="ledger")
         self.task: asyncio.Task[None] | None = None
@@ -262,7 +275,7 @@ class Ledger:
 
     async def _changed(self, scope: str) -> None:
         """A budget changed: wake the agents it touches, so a parked one looks again now."""
-        agents = await self.broker.db.read(registry.known_agents) if scope == ledger.SWARM else [scope]
+        agents = await self.broker.db.read(known.known_agents) if scope == ledger.SWARM else [scope]
         for agent in agents:
             await self.broker._publish_wake(agent, "system", "budget")
         await self.broker._publish_raw(subjects.BROKER_CHANGED, codec.encode(

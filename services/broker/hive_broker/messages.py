@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from hive_broker import registry
 from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects, check_body, check_client_id, check_id, check_time
+from hive_broker.known import Roster, current_instance, known_agents, known_among
 from hivewire.errors import HiveError
 from hivewire.names import BROADCAST, validate_agent_name
 from hivewire.wire.broker import (
@@ -100,12 +100,12 @@ def send(
             return SendReply(id=str(rows[0]["id"]), sent_at=rows[0]["sent_at"], recipients=[r[1] for r in rows])
 
     if req.to == BROADCAST:
-        recipients = [a for a in registry.known_agents(conn) if a != sender]
+        recipients = [a for a in known_agents(conn) if a != sender]
         if not recipients:
             raise HiveError("unknown_recipient", "broadcast reaches nobody: no other agent is known")
     else:
         if known is None:
-            known = registry.known_among(conn, {req.to})
+            known = known_among(conn, {req.to})
         if req.to not in known:
             raise HiveError("unknown_recipient", f"no agent named {req.to!r} (the deployer has not created it)")
         recipients = [req.to]
@@ -122,7 +122,7 @@ def send(
 
 def send_many(
     conn: sqlite3.Connection, eff: Effects, client_ids: ClientIds, items: list[tuple[str, SendRequest]], now: float,
-    roster: registry.Roster | None = None,
+    roster: Roster | None = None,
 ) -> list[SendReply | Exception]:
     """Several (sender, request) sends inside the caller's transaction. `send` raises
     every refusal before its first write, so a refused send changed nothing and
@@ -133,7 +133,7 @@ def send_many(
     out: list[SendReply | Exception] = []
     # sends change no agent's registration, so one lookup holds for the whole batch
     wanted = {req.to for _, req in items if req.to != BROADCAST}
-    known = roster.known_among(wanted) if roster is not None else registry.known_among(conn, wanted)
+    known = roster.known_among(wanted) if roster is not None else known_among(conn, wanted)
     for sender, req in items:
         try:
             out.append(send(conn, eff, client_ids, sender, req, now, known))
@@ -156,7 +156,7 @@ def recv(
     if not rows:
         return []
     if instance is None:
-        instance = registry.current_instance(conn, agent)
+        instance = current_instance(conn, agent)
     ids = [r["id"] for r in rows]
     conn.execute(
         f"UPDATE messages SET delivered_at = ?, delivered_instance = ? WHERE id IN ({','.join('?' * len(ids))})",

@@ -13,7 +13,7 @@ import json
 import math
 import sqlite3
 
-from hive_broker import messages, registry
+from hive_broker import known, messages
 from hive_broker.effects import Effects, check_body, check_id, check_text
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, OPERATOR, validate_agent_name
@@ -69,7 +69,7 @@ def ask(conn: sqlite3.Connection, eff: Effects, asker: str, req: AskRequest, now
     to = OPERATOR if req.to is None else validate_agent_name(req.to, allow_reserved=True)
     if to == asker:
         raise HiveError("bad_request", "an agent cannot ask itself")
-    if not registry.is_known(conn, to):
+    if not known.is_known(conn, to):
         raise HiveError("unknown_recipient", f"no agent named {to!r}")
     ttl = TTL_CAP_S if req.ttl_s is None else req.ttl_s
     if not math.isfinite(ttl) or ttl <= 0:

@@ -1,76 +1,22 @@
-"""Which agents exist, as far as the broker is concerned, and their harness instance.
+"""The registry's workflows: an agent becomes known or forgotten, a presence arrives.
 
 An agent is known when the deployer registered it (`hive.broker._registry.upsert`)
 or once it ever announced a harness presence; `manager` and `operator` are always
 known. A deployer `remove` forgets an agent (and fails its pending approvals),
 and only a new deployer `upsert` brings it back (a stale presence heartbeat
-does not resurrect it).
+does not resurrect it). These touch several tables (approvals, messages), so they
+sit above them; the read-only queries are in `known` (a leaf).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
 
 from hive_broker import approvals, messages
 from hive_broker.effects import Effects
-from hivewire.names import MANAGER, OPERATOR, validate_agent_name
+from hive_broker.known import ALWAYS_KNOWN
+from hivewire.names import OPERATOR, validate_agent_name
 from hivewire.wire.agent import Presence
-
-ALWAYS_KNOWN = (MANAGER, OPERATOR)
-
-
-def is_known(conn: sqlite3.Connection, name: str) -> bool:
-    return name in known_among(conn, {name})
-
-
-def known_among(conn: sqlite3.Connection, names: set[str]) -> set[str]:
-    """Which of `names` are known: one query for a batch of sends' recipients instead
-    of `is_known` per send (a query each was a tenth of a send's CPU)."""
-    known = names & set(ALWAYS_KNOWN)
-    wanted = sorted(names - known)
-    for start in range(0, len(wanted), 500):  # well under sqlite's bound on parameters
-        chunk = wanted[start:start + 500]
-        known.update(r[0] for r in conn.execute(
-            f"SELECT name FROM known_agents WHERE removed_at IS NULL AND name IN ({','.join('?' * len(chunk))})",
-            chunk))
-    return known
-
-
-class Roster:
-    """The known agents, held in memory, so that a batch of sends checks its recipients
-    without a query (that query was ~6% of a send's CPU in the flood benchmark).
-
-    The service loads it when it opens broker.sqlite and applies each committed
-    transaction's `known_agents` changes (from its Effects) before answering, so it
-    never holds what a rollback undid. Sound because the broker is the file's only
-    writer while it runs (an in-place restore needs Hive stopped).
-    """
-
-    __slots__ = ("_names",)
-
-    def __init__(self, names: Iterable[str] = ()) -> None:
-        self._names = {*names, *ALWAYS_KNOWN}
-
-    @classmethod
-    def load(cls, conn: sqlite3.Connection) -> Roster:
-        return cls(known_agents(conn))
-
-    def known_among(self, names: set[str]) -> set[str]:
-        return names & self._names
-
-    def apply(self, name: str, op: str) -> None:
-        """One committed `known_agents` change (op as in `hive.broker.changed`)."""
-        if op == "delete":
-            self._names.discard(name)
-        else:
-            self._names.add(name)
-
-
-def known_agents(conn: sqlite3.Connection) -> list[str]:
-    """Every known agent (the operator is not an agent, so not listed)."""
-    rows = conn.execute("SELECT name FROM known_agents WHERE removed_at IS NULL").fetchall()
-    return sorted({MANAGER, *(r[0] for r in rows)} - {OPERATOR})
 
 
 def upsert(conn: sqlite3.Connection, eff: Effects, name: str, now: float) -> bool:
@@ -133,8 +79,3 @@ def on_presence(conn: sqlite3.Connection, eff: Effects, agent: str, p: Presence,
     if row is not None and row["instance"] == p.instance:
         return 0
     return messages.redeliver_for_new_instance(conn, eff, agent, p.instance)
-
-
-def current_instance(conn: sqlite3.Connection, agent: str) -> str | None:
-    row = conn.execute("SELECT instance FROM agent_presence WHERE agent = ?", (agent,)).fetchone()
-    return None if row is None else str(row["instance"])

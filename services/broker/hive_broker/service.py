@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from hive_broker import approvals, messages, metrics, questions, registry, reminders
+from hive_broker import approvals, known, messages, metrics, questions, registry, reminders
 from hive_broker.background import Background
 from hive_broker.config import BrokerConfig
 from hive_broker.dedup import ClientIds
@@ -67,7 +67,7 @@ class BrokerService(MicroService):
         self.client_ids = ClientIds(self.config.dedup_window_s, self.config.dedup_max)
         self.waiters = Waiters()
         self.pending = PendingHints()
-        self.roster = registry.Roster()  # loaded in on_prepare
+        self.roster = known.Roster()  # loaded in on_prepare
         self.sends_counted = 0  # sends handled since start (the indexer yields while they pour in)
         self.background = Background(self)
         self.ledger = Ledger(self, ledger_path(settings.home))  # the cost ledger (own file and writer)
@@ -90,7 +90,7 @@ class BrokerService(MicroService):
         log.info("dedup_window_loaded", client_ids=n, window_s=self.config.dedup_window_s)
         self._pending_at_start = await self.db.write(messages.agents_with_pending)
         self.pending.load(self._pending_at_start)
-        self.roster = await self.db.write(registry.Roster.load)
+        self.roster = await self.db.write(known.Roster.load)
         await self.ledger.open()
 
     async def on_start(self) -> None:
@@ -351,14 +351,14 @@ class BrokerService(MicroService):
     # --- registry (deployer) --------------------------------------------------------
     async def registry_upsert(self, ctx: Context, req: w.RegistryRequest) -> w.RegistryReply:
         changed = await self._write(lambda c, e: registry.upsert(c, e, req.name, time.time()))
-        return w.RegistryReply(agents=await self.db.read(registry.known_agents), changed=changed)
+        return w.RegistryReply(agents=await self.db.read(known.known_agents), changed=changed)
 
     async def registry_remove(self, ctx: Context, req: w.RegistryRequest) -> w.RegistryReply:
         changed = await self._write(lambda c, e: registry.remove(c, e, req.name, time.time()))
-        return w.RegistryReply(agents=await self.db.read(registry.known_agents), changed=changed)
+        return w.RegistryReply(agents=await self.db.read(known.known_agents), changed=changed)
 
     async def registry_list(self, ctx: Context, req: Empty) -> w.RegistryReply:
-        return w.RegistryReply(agents=await self.db.read(registry.known_agents))
+        return w.RegistryReply(agents=await self.db.read(known.known_agents))
 
     async def _on_presence(self, msg: Msg) -> None:
         from hivewire.wire.agent import Presence
