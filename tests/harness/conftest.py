@@ -1,31 +1,27 @@
-"""Harness test fixtures: the Messages-API simulator, a FAKE broker, harness runners.
+"""Harness test fixtures: the Messages-API simulator, the real broker in-process, harness runners.
 
-The FAKE broker below stands in for hive-broker (issue 3) until it lands: a
-tiny in-test micro service on the real nats-server implementing the subset of
-the broker contract the harness uses (send/recv/ack/counts/loose_ends) with
-the real wire structs and wake notifications. It is not the broker.
+`broker` is the REAL hive-broker (`real_broker`, in-process on the test's nats-server)
+with a `BrokerView` that reads its store: inboxes, acks and redeliveries are the
+broker's own, under the ids it issued.
 """
 
 from __future__ import annotations
 
 import os
-import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hive_broker.messages import COLS, to_wire
 from hive_harness.service import HarnessService
 from hive_harness.simmodel import SimModel
 from hivewire import subjects
-from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
-from hivewire.service import Context, Endpoint, HiveClient, MicroService
+from hivewire.service import HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
-from hivewire.wire.common import Empty
 from tests.support.claude import claude_cli, missing_hint, pin_model
 from tests.support.procs import running
 
@@ -34,76 +30,39 @@ CLAUDE = claude_cli()  # the pin in .tools, or HIVE_TEST_CLAUDE_VERSION's .tools
 DATA = Path(__file__).resolve().parent / "data"
 
 
-class FakeBroker(MicroService):
-    """FAKE broker (test stand-in): in-memory inboxes, in-flight tracking, wakes."""
+class BrokerView:
+    """The REAL broker (the `real_broker` fixture), read through its store: what tests check.
 
-    name = "hive-fake-broker"
+    Ids are the broker's (decimal strings). `inbox(agent)` is what was sent to `agent`,
+    oldest first; `acked(id)`; `redeliveries(id)` is the broker's redelivery count (a
+    message taken by one turn and acked is `acked` with 0 redeliveries: handled once).
+    """
 
-    def __init__(self, transport: Any, agents: set[str]) -> None:
-        super().__init__(transport)
-        self.agents = agents | {"operator"}
-        self.inbox: dict[str, list[wb.Message]] = {}
-        self.acked: list[str] = []
-        self.recv_log: list[tuple[str, str, bool]] = []
+    def __init__(self, svc: Any) -> None:
+        self.svc = svc
 
-    def endpoints(self) -> list[Endpoint[Any]]:
-        p = subjects.broker_pattern
-        return [
-            Endpoint("send", p("send"), wb.SendRequest, self.send),
-            Endpoint("recv", p("recv"), wb.RecvRequest, self.recv),
-            Endpoint("ack", p("ack"), wb.AckRequest, self.ack),
-            Endpoint("counts", p("counts"), Empty, self.counts),
-            Endpoint("loose_ends", p("loose_ends"), wb.LooseEndsRequest, self.loose_ends),
-        ]
+    async def _rows(self, sql: str, *args: Any) -> list[Any]:
+        return await self.svc.db.read(lambda c: c.execute(sql, args).fetchall())
 
-    async def send(self, ctx: Context, req: wb.SendRequest) -> wb.SendReply:
-        sender = ctx.token(2)
-        if req.to not in self.agents:
-            raise HiveError("unknown_recipient", f"no agent {req.to!r}")
-        msg = wb.Message(id=req.id or uuid.uuid4().hex, sender=sender, to=req.to, body=req.body,
-                         sent_at=time.time(), in_reply_to=req.in_reply_to)
-        self.inbox.setdefault(req.to, []).append(msg)
-        if req.to != "operator":
-            await self.publish(subjects.wake(req.to), wb.Wake(reason="message", ref=msg.id))
-        return wb.SendReply(id=msg.id, sent_at=msg.sent_at, recipients=[req.to])
+    async def inbox(self, agent: str) -> list[wb.Message]:
+        rows = await self._rows(f"SELECT {COLS} FROM messages WHERE recipient = ? ORDER BY id", agent)
+        return [to_wire(r) for r in rows]
 
-    async def recv(self, ctx: Context, req: wb.RecvRequest) -> wb.RecvReply:
-        """In-flight (delivered, unacked) messages come back first, flagged redelivered."""
-        me = ctx.token(2)
-        out = []
-        for m in self.inbox.get(me, []):
-            if m.acked_at is not None:
-                continue
-            if m.delivered_at is not None:
-                m.redelivered = True
-            m.delivered_at = time.time()
-            out.append(m)
-            self.recv_log.append((me, m.id, m.redelivered))
-            if len(out) >= req.max:
-                break
-        return wb.RecvReply(messages=out)
+    async def message(self, mid: str) -> wb.Message | None:
+        rows = await self._rows(f"SELECT {COLS} FROM messages WHERE id = ?", int(mid))
+        return to_wire(rows[0]) if rows else None
 
-    async def ack(self, ctx: Context, req: wb.AckRequest) -> wb.AckReply:
-        me, n = ctx.token(2), 0
-        for m in self.inbox.get(me, []):
-            if m.id in req.ids and m.acked_at is None:
-                m.acked_at = time.time()
-                self.acked.append(m.id)
-                n += 1
-        return wb.AckReply(acked=n)
+    async def acked(self, mid: str) -> bool:
+        m = await self.message(mid)
+        return m is not None and m.acked_at is not None
 
-    async def counts(self, ctx: Context, req: Empty) -> wb.CountsReply:
-        me = ctx.token(2)
-        unread = sum(1 for m in self.inbox.get(me, []) if m.delivered_at is None)
-        return wb.CountsReply(unread=unread, open_questions=0, pending_reminders=0)
+    async def redeliveries(self, mid: str) -> int:
+        rows = await self._rows("SELECT redelivery_count FROM messages WHERE id = ?", int(mid))
+        return int(rows[0][0]) if rows else 0
 
-    async def loose_ends(self, ctx: Context, req: wb.LooseEndsRequest) -> wb.LooseEnds:
-        return wb.LooseEnds()
-
-    def push(self, to: str, body: str, sender: str = "operator") -> wb.Message:
-        msg = wb.Message(id=uuid.uuid4().hex, sender=sender, to=to, body=body, sent_at=time.time())
-        self.inbox.setdefault(to, []).append(msg)
-        return msg
+    async def handled_once(self, mid: str) -> bool:
+        """Acked, and never put back for another delivery."""
+        return await self.acked(mid) and await self.redeliveries(mid) == 0
 
 
 @pytest.fixture
@@ -153,11 +112,9 @@ def cli_env(hive_home: Path, tmp_path: Path, sim: SimModel, monkeypatch: pytest.
 
 
 @pytest.fixture
-async def broker(nats_transport: NatsTransport) -> AsyncIterator[FakeBroker]:
-    b = FakeBroker(nats_transport, {"alice", "bob", "manager"})
-    await b.start()
-    yield b
-    await b.stop()
+async def broker(real_broker: MicroService) -> BrokerView:
+    """The real broker with alice, bob and manager known, and a view of its store."""
+    return BrokerView(real_broker)
 
 
 @pytest.fixture

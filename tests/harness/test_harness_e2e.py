@@ -1,8 +1,8 @@
 """End-to-end: the real claude CLI, the Messages-API simulator, a real nats-server.
 
-The broker here is the FAKE broker of conftest.py (inspectable inboxes); the
-tests against the real hive-broker (wakes, manager tools, kill -9 redelivery,
-/metrics) are in test_harness_real_broker.py.
+The broker here is the real hive-broker in-process (conftest.py's `broker`, a
+view of its store); more tests against it (wakes, manager tools, kill -9
+redelivery, /metrics) are in test_harness_real_broker.py.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ async def test_message_wakes_alice_who_sends_to_bob(broker: Any, sim: SimModel, 
                       {"to": "alice", "body": "please greet bob"}, dict)
 
     async def bob_has_it() -> bool:
-        return any(m.sender == "alice" for m in broker.inbox.get("bob", []))
+        return any(m.sender == "alice" for m in await broker.inbox("bob"))
 
     await wait_for(bob_has_it, timeout=90)
-    msg = next(m for m in broker.inbox["bob"] if m.sender == "alice")
+    msg = next(m for m in await broker.inbox("bob") if m.sender == "alice")
     assert msg.body == "hello bob, from the script"
     # alice's message is acked only after her turn succeeded
-    alice_msg = broker.inbox["alice"][0]
+    alice_msg = (await broker.inbox("alice"))[0]
+    assert alice_msg.id.isdecimal()  # the broker's id
     await wait_for(lambda: _acked(broker, alice_msg.id), timeout=60)
     rows = await wait_for(lambda: turn_rows(alice), timeout=30)
     assert rows[0].result_kind == "ok"
@@ -71,7 +72,7 @@ def _metric_values() -> dict[str, float]:
 
 
 async def _acked(broker: Any, mid: str) -> bool:
-    return mid in broker.acked
+    return bool(await broker.acked(mid))
 
 
 def _state_dir(home: Path, agent: str) -> Path:
@@ -160,9 +161,9 @@ async def test_429_rate_limited_sentinel_park_and_retry_once(broker: Any, sim: S
     await wait_for(limited, timeout=60, interval=0.01)
     presence = alice.presence()
     assert presence.state == "waiting" and presence.reason == "rate_limit"
-    assert mid not in broker.acked  # parked, not acked
+    assert not await broker.acked(mid)  # parked, not acked
     await wait_for(lambda: _acked(broker, mid), timeout=60)
-    assert broker.acked.count(mid) == 1
+    assert await broker.handled_once(mid)
     assert not sentinel.exists()
     rows = await turn_rows(alice)
     assert [r.result_kind for r in rows] == ["rate_limited", "ok"]
@@ -187,7 +188,7 @@ async def test_no_credentials_needs_login(broker: Any, sim: SimModel, harness_fa
     assert alice.presence().state == "waiting" and alice.presence().reason == "needs_login"
     st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
     assert st.login_reason == "no_credentials"
-    assert mid not in broker.acked
+    assert not await broker.acked(mid)
     # the CLI's login over pipes shows the URL it prints, and can be cancelled
     st = await client.call(subjects.ctl("alice", "login"), {"action": "start"}, AgentState, timeout=40)
     assert st.login_url and st.login_url.startswith("https://")

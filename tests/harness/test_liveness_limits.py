@@ -80,13 +80,13 @@ async def test_stalled_stream_is_cancelled_and_handled_once_on_retry(
     events = await history(client)
     assert [e.payload.get("kind") for e in events if e.kind == "error"].count("stalled") == 1
     assert any(e.kind == "error" and e.payload.get("kind") == "stall_cancelled" for e in events)
-    to_op = [m for m in broker.inbox.get("operator", []) if m.sender == "alice"]
+    to_op = [m for m in await broker.inbox("operator") if m.sender == "alice"]
     assert len(to_op) == 1 and "stalled" in to_op[0].body
     rows = await turn_rows(alice)
     assert [r.result_kind for r in rows] == ["failed", "ok"]
     assert rows[0].note and "stalled" in rows[0].note
-    assert [m.body for m in broker.inbox.get("bob", [])] == ["re: stall please"]  # handled once, on the retry
-    assert broker.acked.count(mid) == 1
+    assert [m.body for m in await broker.inbox("bob")] == ["re: stall please"]  # handled once, on the retry
+    assert await broker.acked(mid)
 
 
 async def test_busy_silent_tool_is_not_stalled(broker: Any, sim: SimModel, harness_factory: Any,
@@ -138,8 +138,8 @@ async def test_usage_limit_parks_until_reset_then_handles_once(
     limited = [r for r in sim.script.main_requests() if r.step is not None and r.step.kind == "usage_limit"]
     after = [r for r in sim.script.main_requests() if r.ts > limited[0].ts]
     assert len(limited) == 1 and after and min(r.ts for r in after) >= until  # no model request before it
-    assert [m.body for m in broker.inbox.get("bob", [])] == ["re: limited work"]
-    assert broker.acked.count(mid) == 1
+    assert [m.body for m in await broker.inbox("bob")] == ["re: limited work"]
+    assert await broker.handled_once(mid)
     assert [r.result_kind for r in await turn_rows(alice)] == ["rate_limited", "ok"]
     assert any(p.state == "waiting" and p.reason == "rate_limit" and p.until == pytest.approx(until) for p in seen)
     st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
@@ -223,7 +223,7 @@ async def test_expired_token_is_needs_login_token_expired(
     st = await wait_for(needs_login, timeout=60)
     assert st.login_reason == "token_expired"
     assert alice.presence().state == "waiting" and alice.presence().reason == "needs_login"
-    assert mid not in broker.acked
+    assert not await broker.acked(mid)
     sim.script.steps.clear()
     # the operator sets a long-lived token for this agent: it goes to the CLI, the message is handled
     tokens.write(tokens.agent_path(hive_home / "agents" / "alice" / "creds"), "sk-ant-oat01-fresh")

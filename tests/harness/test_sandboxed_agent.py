@@ -34,7 +34,7 @@ async def test_an_agent_runs_bash_in_its_state_dir_and_its_tools_in_the_harness(
     await client.call(subjects.broker("operator", "send"), {"to": "alice", "body": "please run the check"}, dict)
 
     async def bob_heard() -> bool:
-        return any(m.sender == "alice" and m.body == "checked" for m in broker.inbox.get("bob", []))
+        return any(m.sender == "alice" and m.body == "checked" for m in await broker.inbox("bob"))
 
     await wait_for(bob_heard, timeout=90)
     state = hive_home / "agents/alice/state"
