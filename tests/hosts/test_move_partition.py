@@ -5,6 +5,7 @@ agent between hosts through the hive, and a network partition of one host.
   h2 to h3 through the deployer over NATS (checked by sha256 and file tree), h2's copy is gone only
   after that, his events history arrives whole (same rows, `PRAGMA integrity_check` ok), and he
   runs and handles a message on h3; then the same to the core host h1.
+- a backup on the core host (`hive backup run`) holds carol's files from h3, pulled over NATS.
 - h3's veth link goes down inside its namespace: h3 is `lost` within 15 s, carol `dead (host lost)`;
   messages sent meanwhile are acknowledged by the broker and wait; the link comes back: h3 is online,
   carol resumes, and every acknowledged message is acked and started as a turn exactly once (a recv
@@ -43,7 +44,7 @@ def start_hive(lan: Lan, tmp_path: Path) -> tuple[Path, dict[str, str], Any]:
     hub_env = env_for(hub)
     lan.popen("h1", nats_command(hub / "run" / "nats", NATS_PORT, host="0.0.0.0", config=natsauth.config_path(hub)),
               hub_env, "nats")
-    for svc in ("broker", "deployer"):
+    for svc in ("broker", "deployer", "backup"):
         env = {**hub_env, "HIVE_NATS_URL": f"nats://127.0.0.1:{NATS_PORT}",
                "HIVE_NATS_CREDS": str(natsauth.creds_path(hub, natsauth.service_user(svc))),
                "HIVE_DEPLOYER_ENSURE_MANAGER": "0", "HIVE_HOST_NAME": "h1", "HIVE_JOIN_ADDR": f"0.0.0.0:{JOIN_PORT}",
@@ -129,6 +130,23 @@ def test_move_a_stopped_agent_and_survive_a_partition(lan: Lan, tmp_path: Path) 
     assert hive("agents", "start", "bob")["state"] == "running"
     m3 = send("bob", "hello bob on h1")
     wait(lambda: acked(m3), 120, "bob handled a message on the core host")
+
+    # --- backups cover every host: carol's files on h3 reach the core's snapshot over NATS ------------------
+    c0 = send("carol", "something to remember")
+    wait(lambda: acked(c0), 120, "carol handled a message on h3")
+    carol_db = tmp_path / "h3/agents/carol/state/events.sqlite"
+    n_before = rows(carol_db, "SELECT COUNT(*) AS n FROM events")[0]["n"]
+    snap = json.loads(lan.run("h1", [HIVE, "backup", "run", "-c", "databases", "-c", "secrets", "-c", "bulky",
+                                     "--json"], op, timeout=300))
+    files = {f["source"]: f for f in snap["files"]}
+    remote_events = files["remote/h3/agents/carol/state/events.sqlite"]
+    n_after = rows(carol_db, "SELECT COUNT(*) AS n FROM events")[0]["n"]
+    assert 0 < n_before <= remote_events["rows"]["events"] <= n_after  # her history, as it was on h3
+    assert "remote/h3/agents/carol/state/turn-stats.sqlite" in files
+    secrets = [f for f in snap["files"] if f["cls"] == "secrets"]
+    assert secrets and all(f["encrypted"] for f in secrets)
+    assert snap["verified"] is not False, snap
+    assert not list((tmp_path / "h3/run/moves").glob("*"))  # the host kept nothing of the backup's copy
 
     # --- partition: h3's link goes down, then up ----------------------------------------------------------
     c1 = send("carol", "before the partition")

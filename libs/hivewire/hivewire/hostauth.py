@@ -42,7 +42,7 @@ def host_permissions(name: str) -> dict[str, Any]:
     pub, sub = ops.rights({Caller.HOST}, Service.AGENTHOST, name)
     # Its replies to the deployer's requests go to the deployer's inbox explicitly: a reload (any agent
     # issued or revoked) forgets what `allow_responses` granted for requests in flight (natsauth).
-    pub = [*pub, f"{natsauth.inbox_prefix(natsauth.service_user('deployer'))}.>"]
+    pub = [*pub, *(f"{natsauth.inbox_prefix(natsauth.service_user(s))}.>" for s in ("deployer", "backup"))]
     sub = [*sub, f"{subjects.SRV}.*.{subjects.AGENTHOST_SERVICE}.{name}", f"{natsauth.inbox_prefix(user)}.>"]
     return natsauth._perms(pub, sub, pub_deny=["hive.operator.>", "hive.broker.>", "hive.agent.>", "$JS.>",
                                                "$SYS.>", "$O.>", "$KV.>"])

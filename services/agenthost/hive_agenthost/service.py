@@ -151,7 +151,8 @@ class AgentHostService(MicroService):
         return name
 
     async def h_pack(self, ctx: Context, req: PackRequest) -> PackReply:
-        return await asyncio.to_thread(transfer.pack, self.layout, self._not_running(req.agent), req.transfer)
+        name = check_name(req.agent) if req.live else self._not_running(req.agent)  # live: a backup's online copy
+        return await asyncio.to_thread(transfer.pack, self.layout, name, req.transfer)
 
     async def h_read(self, ctx: Context, req: ChunkRequest) -> Chunk:
         data = await asyncio.to_thread(transfer.read, self.layout, req.transfer, req.offset, req.length)

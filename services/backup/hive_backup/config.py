@@ -50,7 +50,7 @@ monthly = 12
 databases = []
 secrets = []
 repos = []
-bulky = ["sessions", "agents/*/state"]
+bulky = ["sessions", "agents/*/state", "remote/*/agents/*/state"]
 
 [scheduler]
 enabled = true
@@ -69,7 +69,8 @@ class Include(msgspec.Struct, kw_only=True):
     databases: list[str] = []
     secrets: list[str] = []
     repos: list[str] = []
-    bulky: list[str] = msgspec.field(default_factory=lambda: ["sessions", "agents/*/state"])
+    bulky: list[str] = msgspec.field(default_factory=lambda: ["sessions", "agents/*/state",
+                                                                              "remote/*/agents/*/state"])
 
 
 class SchedulerCfg(msgspec.Struct, kw_only=True):

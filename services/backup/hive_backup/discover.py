@@ -40,7 +40,8 @@ DERIVED = ("broker-search.sqlite",)  # rebuilt from broker.sqlite by the broker
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SIDE_FILES = ("-wal", "-shm", "-journal")
 SQLITE_MAGIC = b"SQLite format 3\x00"
-SECRET_GLOBS = ("agents/*/creds/**/*", "secrets/**/*", "operator.token", "*.creds", "run/*.creds", "nats/**/*")
+SECRET_GLOBS = ("agents/*/creds/**/*", "remote/*/agents/*/creds/**/*",
+                "secrets/**/*", "operator.token", "*.creds", "run/*.creds", "nats/**/*")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def databases(home: Path, cfg: Config, skips: confine.Skips | None = None) -> li
     cands: list[Path] = [home / "broker.sqlite"]
     cands += [home / n for n in sorted(os.listdir(home)) if Path(n).suffix in SQLITE_SUFFIXES] if home.is_dir() else []
     cands += _glob(home, "agents/*/state/*.sqlite", skips)
+    cands += _glob(home, "remote/*/agents/*/state/*.sqlite", skips)  # agents on other hosts (hive_backup.remote)
     cands += _registered_dbs(home)
     for pat in cfg.include.databases:
         cands += _glob(home, pat, skips)

@@ -10,7 +10,7 @@ import asyncio
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class Backups:
         self.nc = nc
         self.engine = Engine(home, cfg, progress=progress)
         self.lock = asyncio.Lock()
+        # agents on other hosts: their files are pulled into HIVE_HOME/remote/ first (hive_backup.remote)
+        self.pull_remote: Callable[[], Awaitable[list[str]]] | None = None
 
     # --- targets --------------------------------------------------------------------
     def _dir(self, target: str) -> Path | None:
@@ -74,6 +76,8 @@ class Backups:
             raise HiveError("bad_request", f"unknown backup class {bad[0]!r} (known: {', '.join(CLASSES)})")
         async with self.lock:
             started = time.monotonic()
+            if self.pull_remote is not None and {"databases", "secrets", "bulky"} & set(classes):
+                await self.pull_remote()  # what it could not refresh is logged and counted; the rest goes on
             try:
                 out = await asyncio.to_thread(self.engine.snapshot, classes)
             except Exception as exc:

@@ -7,12 +7,14 @@ from typing import Any, TypeVar
 
 import structlog
 
+from hive_backup import remote
 from hive_backup.config import Config, load_config
 from hive_backup.ops import Backups
 from hive_backup.schedule import Clock, RealClock, Scheduler
 from hivewire import codec
 from hivewire.errors import HiveError
-from hivewire.service import Context, Endpoint, MicroService
+from hivewire.nats_transport import NatsTransport
+from hivewire.service import Context, Endpoint, HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Transport
@@ -51,6 +53,9 @@ class BackupService(MicroService):
         self._current = ""
         self.backups = Backups(settings.home, self.config, nc=getattr(transport, "nc", None),
                                progress=self._on_progress)
+        if isinstance(transport, NatsTransport):  # other hosts' agents, over NATS (not on a test's memory bus)
+            client = HiveClient(transport, timeout=30.0)
+            self.backups.pull_remote = lambda: remote.pull(client, settings.home)
         self.scheduler: Scheduler | None = None
         self._task: asyncio.Task[None] | None = None
 

@@ -138,7 +138,8 @@ class MoveRequest(Wire, kw_only=True):
 
 class PackRequest(Wire, kw_only=True):
     agent: str
-    transfer: str  # 32 hex characters, chosen by the deployer
+    transfer: str  # 32 hex characters, chosen by the caller
+    live: bool = False  # a backup's copy: the agent may be running (a move needs it stopped)
 
 
 class PackReply(Wire, kw_only=True):

@@ -22,6 +22,7 @@ from hivewire.wire.op import Caller, Kind, Op, Service, event, find, request
 
 AGENT, MANAGER, OPERATOR = Caller.AGENT, Caller.MANAGER, Caller.OPERATOR
 BROKER, DEPLOYER, DASHBOARD, HOST = Caller.BROKER, Caller.DEPLOYER, Caller.DASHBOARD, Caller.HOST
+BACKUP = Caller.BACKUP
 S = Service
 A = "agent"  # self_param: the caller's own name fills {agent}
 
@@ -181,7 +182,7 @@ HOSTS_ADD = request("hosts_add", "hive.hosts.add", wh.HostAddRequest, wh.HostAdd
 HOSTS_REMOVE = request("hosts_remove", "hive.hosts.remove", wh.HostNameRequest, wh.HostInfo, S.DEPLOYER,
                        {OPERATOR}, "Remove a host and revoke its NATS user.")
 HOSTS_LIST = request("hosts_list", "hive.hosts.list", wh.HostNameRequest, wh.HostList, S.DEPLOYER,
-                     {OPERATOR, DASHBOARD},
+                     {OPERATOR, DASHBOARD, BACKUP},
                      "Every host (or one), with its agents and last heartbeat.")
 HOSTS_MOVE = request("hosts_move", "hive.hosts.move", wh.MoveRequest, wd.AgentInfo, S.DEPLOYER, {OPERATOR},
                      "Move a stopped agent's state/ and creds/ to another host, checked by hash.")
@@ -202,15 +203,16 @@ HOST_START = request("start", "hive.host.{host}.start", wh.HostStartRequest, wh.
                      {DEPLOYER}, "Start an agent placed on this host (idempotent).")
 HOST_STOP = request("stop", "hive.host.{host}.stop", wh.HostStopRequest, wh.HostAgentReply, S.AGENTHOST,
                     {DEPLOYER}, "Stop an agent on this host.")
-HOST_PACK = request("pack", "hive.host.{host}.pack", wh.PackRequest, wh.PackReply, S.AGENTHOST, {DEPLOYER},
-                    "Pack a stopped agent's state/ and creds/ for a move (the files stay until dropped).")
-HOST_READ = request("read", "hive.host.{host}.read", wh.ChunkRequest, wh.Chunk, S.AGENTHOST, {DEPLOYER},
-                    "One chunk of a packed move.")
+HOST_PACK = request("pack", "hive.host.{host}.pack", wh.PackRequest, wh.PackReply, S.AGENTHOST,
+                    {DEPLOYER, BACKUP}, "Pack an agent's state/ and creds/: stopped for a move, live for a backup "
+                    "(the files stay until dropped).")
+HOST_READ = request("read", "hive.host.{host}.read", wh.ChunkRequest, wh.Chunk, S.AGENTHOST, {DEPLOYER, BACKUP},
+                    "One chunk of a packed move or backup copy.")
 HOST_WRITE = request("write", "hive.host.{host}.write", wh.Chunk, Ok, S.AGENTHOST, {DEPLOYER},
                      "Append one chunk of a move to this host's copy.")
 HOST_COMMIT = request("commit", "hive.host.{host}.commit", wh.CommitRequest, wh.CommitReply, S.AGENTHOST,
                       {DEPLOYER}, "Check a received move (size, sha256, file tree) and install it.")
-HOST_DROP = request("drop", "hive.host.{host}.drop", wh.DropRequest, Ok, S.AGENTHOST, {DEPLOYER},
+HOST_DROP = request("drop", "hive.host.{host}.drop", wh.DropRequest, Ok, S.AGENTHOST, {DEPLOYER, BACKUP},
                     "Forget a move's archive; with files, the agent's files on this host (the move is done).")
 HOST_HEARTBEAT = event("heartbeat", "hive.host.{host}.up.heartbeat", wh.HostHeartbeat, S.AGENTHOST, {DEPLOYER},
                        "The host's free memory, load, agents and their pids, every HIVE_HOST_HEARTBEAT_S.")
