@@ -223,9 +223,36 @@ async def test_recv_max_and_cap(bus: Bus) -> None:
     assert e.value.code == "bad_request"
 
 
-async def test_long_poll_is_woken_by_a_send(bus: Bus) -> None:
+async def polls_waiting(broker: BrokerService, agent: str, n: int) -> None:
+    """Barrier: `n` long polls of `agent` are registered in the broker and waiting."""
+
+    async def waiting() -> bool:
+        return len(broker.waiters._by_agent.get(agent, ())) == n
+
+    await eventually(waiting)
+
+
+async def presences_handled(bus: Bus, tag: str) -> None:
+    """Barrier: the broker has handled every presence `bus` published before this call.
+
+    Presences go out on one connection and the broker handles its presence subscription one
+    message at a time, in order. This one is a new instance of alice holding a message: once
+    that message comes back redelivered, every earlier presence has been handled."""
+    sent = await bus.send("bob", "alice", f"barrier {tag}")
+    await bus.presence("alice", f"{tag}-a")
+    await eventually(lambda: bus.recv("alice", instance=f"{tag}-a"))
+    await bus.presence("alice", f"{tag}-b")
+
+    async def back() -> list[w.Message]:
+        return await bus.recv("alice", instance=f"{tag}-b")
+
+    assert [(m.id, m.redelivered) for m in await eventually(back)] == [(sent.id, True)]
+    assert await bus.ack("alice", [sent.id]) == 1
+
+
+async def test_long_poll_is_woken_by_a_send(bus: Bus, broker: BrokerService) -> None:
     poll = asyncio.create_task(bus.recv("bob", wait_s=60))
-    await asyncio.sleep(0.2)
+    await polls_waiting(broker, "bob", 1)
     assert not poll.done()
     await bus.send("alice", "bob", "wake up")
     got = await asyncio.wait_for(poll, 10)
@@ -236,9 +263,9 @@ async def test_long_poll_times_out_empty(bus: Bus) -> None:
     assert await bus.recv("bob", wait_s=0.3) == []
 
 
-async def test_concurrent_polls_never_share_a_message(bus: Bus) -> None:
+async def test_concurrent_polls_never_share_a_message(bus: Bus, broker: BrokerService) -> None:
     polls = [asyncio.create_task(bus.recv("bob", wait_s=5)) for _ in range(4)]
-    await asyncio.sleep(0.2)
+    await polls_waiting(broker, "bob", 4)
     for i in range(4):
         await bus.send("alice", "bob", f"m{i}")
     got = await asyncio.gather(*polls)
@@ -252,7 +279,7 @@ async def test_redelivery_after_new_presence_instance(bus: Bus) -> None:
     assert [m.redelivered for m in first] == [False]
     # same instance heartbeats again: nothing comes back
     await bus.presence("bob", "i-1")
-    await asyncio.sleep(0.1)
+    await presences_handled(bus, "x")
     assert await bus.recv("bob") == []
     # harness crashed and restarted
     await bus.presence("bob", "i-2")
@@ -264,7 +291,7 @@ async def test_redelivery_after_new_presence_instance(bus: Bus) -> None:
     assert [(m.id, m.redelivered) for m in again] == [(sent.id, True)]
     assert await bus.ack("bob", [sent.id]) == 1
     await bus.presence("bob", "i-3")
-    await asyncio.sleep(0.1)
+    await presences_handled(bus, "y")
     assert await bus.recv("bob") == []
 
 
