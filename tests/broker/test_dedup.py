@@ -12,6 +12,7 @@ from hive_broker import messages, store
 from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects
 from hive_broker.service import BrokerService
+from hivewire.config import ConfigError
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
@@ -142,5 +143,8 @@ def test_the_window_is_configured_from_the_environment() -> None:
 
     cfg = BrokerConfig.from_env({"HIVE_BROKER_DEDUP_WINDOW_S": "600", "HIVE_BROKER_DEDUP_MAX": "5000"})
     assert (cfg.dedup_window_s, cfg.dedup_max) == (600.0, 5000)
-    bad = BrokerConfig.from_env({"HIVE_BROKER_DEDUP_WINDOW_S": "soon", "HIVE_BROKER_DEDUP_MAX": "-3"})
-    assert (bad.dedup_window_s, bad.dedup_max) == (86400.0, 100_000)  # nonsense falls back to the defaults
+    # nonsense stops the broker, naming the variable and what it accepts
+    with pytest.raises(ConfigError, match=r"^HIVE_BROKER_DEDUP_WINDOW_S=soon: must be a positive number$"):
+        BrokerConfig.from_env({"HIVE_BROKER_DEDUP_WINDOW_S": "soon"})
+    with pytest.raises(ConfigError, match=r"^HIVE_BROKER_DEDUP_MAX=-3: must be a positive integer$"):
+        BrokerConfig.from_env({"HIVE_BROKER_DEDUP_MAX": "-3"})

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hive_broker.service import BrokerService
+from hivewire.config import ConfigError
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
@@ -74,4 +75,5 @@ def test_the_knobs_come_from_the_environment() -> None:
 
     cfg = BrokerConfig.from_env({"HIVE_BROKER_INDEX_BUSY_RATE": "250", "HIVE_BROKER_INDEX_MAX_LAG": "5000"})
     assert (cfg.index_busy_rate, cfg.index_max_lag) == (250.0, 5000)
-    assert BrokerConfig.from_env({"HIVE_BROKER_INDEX_MAX_LAG": "lots"}).index_max_lag == 100_000
+    with pytest.raises(ConfigError, match=r"^HIVE_BROKER_INDEX_MAX_LAG=lots: must be a positive integer$"):
+        BrokerConfig.from_env({"HIVE_BROKER_INDEX_MAX_LAG": "lots"})

@@ -10,11 +10,14 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hive_broker import messages, store
 from hive_broker.config import BrokerConfig
 from hive_broker.dedup import ClientIds
 from hive_broker.effects import Effects
 from hive_broker.service import BrokerService
+from hivewire.config import ConfigError
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
@@ -26,7 +29,8 @@ from .conftest import FAST, Bus, eventually
 def test_first_turn_comes_from_the_environment() -> None:
     assert BrokerConfig().first_turn == 16
     assert BrokerConfig.from_env({"HIVE_BROKER_FIRST_TURN": "4"}).first_turn == 4
-    assert BrokerConfig.from_env({"HIVE_BROKER_FIRST_TURN": "zero"}).first_turn == 16  # nonsense: the default
+    with pytest.raises(ConfigError, match=r"^HIVE_BROKER_FIRST_TURN=zero: must be a positive integer$"):
+        BrokerConfig.from_env({"HIVE_BROKER_FIRST_TURN": "zero"})
 
 
 async def test_a_burst_bigger_than_the_first_turn_is_answered_and_stored_once(

@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 PUBLIC_MODULES = {
-    "agentenv", "cli.app", "cli.up", "cli.upready", "codec", "confine", "db", "errors", "hostauth", "logs",
+    "agentenv", "cli.app", "cli.up", "cli.upready", "codec", "config", "confine", "db", "errors", "hostauth", "logs",
     "migrations", "names", "nats_transport", "natsauth", "procs", "promsd", "runner", "safegit", "service",
     "settings", "subjects", "tasks", "transport", "wire",
 }

@@ -10,6 +10,7 @@ Public modules:
     cli.up          `run_up`, for a service's own `up` (the harness demo)
     cli.upready     `hive up`'s free ports and waiting for its dashboard
     codec           msgspec encode/decode of wire structs
+    config          every `HIVE_*` variable, declared once (`config.BROKER_SYNC.get()`)
     confine         whether bwrap works here, and how to fix it
     db              `Database`, `connect`, `in_batches`
     errors          `HiveError`
@@ -30,7 +31,7 @@ Public modules:
     transport       the `Transport` protocol, `MemoryTransport`
     wire            the wire types (`wire.<domain>`) and the op registry (`wire.ops`)
 
-Every other module (supervisor, natsd, metrics, contract, cli's other commands)
+Every other module (supervisor, natsd, metrics, contract, configdoc, cli's other commands)
 is internal: reach it through `__all__` or not at all.
 """
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import structlog
 
+from hivewire import config
+from hivewire.config import ConfigError
 from hivewire.logs import configure_logging
 from hivewire.metrics import BUILD_INFO, UP_SINCE, serve_metrics
 from hivewire.nats_transport import NatsTransport
@@ -76,7 +79,14 @@ async def serve(short: str, build: Builder, settings: Settings, stop: asyncio.Ev
 
 
 def run_service(short: str, build: Builder) -> None:
-    settings = Settings.from_env()
-    configure_logging(settings.log_level, service=f"hive-{short}")
-    secure_home(settings.home)  # umask 077, HIVE_HOME 0700: nothing it writes is world-readable
-    asyncio.run(serve(short, build, settings))
+    """A `HIVE_*` variable with a value it does not accept (hivewire.config) stops the
+    process here, exit status 2, with one line naming it and what it accepts."""
+    config.check_or_exit(short)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level, service=f"hive-{short}")
+        secure_home(settings.home)  # umask 077, HIVE_HOME 0700: nothing it writes is world-readable
+        asyncio.run(serve(short, build, settings))
+    except ConfigError as exc:  # a variable declared for another service, read by this one
+        print(f"hive-{short}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,14 +1,17 @@
-"""Settings from environment variables."""
+"""Settings from environment variables (each declared in hivewire.config)."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
 import structlog
+
+from hivewire import config
 
 log = structlog.get_logger("hivewire.settings")
 
@@ -33,23 +36,23 @@ class Settings(msgspec.Struct, kw_only=True):
     nats_inbox_prefix: str | None = None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The shared variables (declared in hivewire.config); a bad value raises ConfigError."""
         e = os.environ if env is None else env
-        cw = e.get("HIVE_CONTEXT_WINDOW")
         return cls(
-            home=Path(e.get("HIVE_HOME") or Path.home() / ".local/share/hive").expanduser(),
-            nats_url=e.get("HIVE_NATS_URL") or None,
-            dashboard_addr=e.get("HIVE_DASHBOARD_ADDR") or "127.0.0.1:8000",
-            operator_token=e.get("HIVE_OPERATOR_TOKEN") or None,
-            agent_cmd=e.get("HIVE_AGENT_CMD") or "claude",
-            events_db=e.get("HIVE_EVENTS_DB") or None,
-            model_file=e.get("HIVE_MODEL_FILE") or None,
-            context_window=int(cw) if cw and cw.isdigit() else None,
-            metrics_addr=e.get("HIVE_METRICS_ADDR") or None,
-            log_level=(e.get("HIVE_LOG_LEVEL") or "info").lower(),
-            nats_creds=e.get("HIVE_NATS_CREDS") or None,
-            nats_user=e.get("HIVE_NATS_USER") or None,
-            nats_inbox_prefix=e.get("HIVE_NATS_INBOX_PREFIX") or None,
+            home=config.HOME.get(e) or Path.home() / ".local/share/hive",
+            nats_url=config.NATS_URL.get(e),
+            dashboard_addr=config.DASHBOARD_ADDR.get(e),
+            operator_token=config.OPERATOR_TOKEN.get(e),
+            agent_cmd=config.AGENT_CMD.get(e),
+            events_db=config.EVENTS_DB.get(e),
+            model_file=config.MODEL_FILE.get(e),
+            context_window=config.CONTEXT_WINDOW.get(e),
+            metrics_addr=config.METRICS_ADDR.get(e),
+            log_level=config.LOG_LEVEL.get(e),
+            nats_creds=config.NATS_CREDS.get(e),
+            nats_user=config.NATS_USER.get(e),
+            nats_inbox_prefix=config.NATS_INBOX_PREFIX.get(e),
         )
 
     # --- the file layout under HIVE_HOME -------------------------------------

@@ -1,18 +1,13 @@
-"""Broker knobs, from the environment (all optional)."""
+"""Broker knobs, from the environment (all optional; declared in hivewire.config)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-
-def _num(env: dict[str, str] | os._Environ[str], key: str, default: float) -> float:
-    try:
-        v = float(env.get(key) or default)
-    except ValueError:
-        return default
-    return v if v > 0 else default
+from hivewire import config
 
 
 @dataclass(frozen=True)
@@ -48,28 +43,22 @@ class BrokerConfig:
     first_turn: int = 16
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> BrokerConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BrokerConfig:
+        """Each knob is a `HIVE_BROKER_*` variable declared in hivewire.config; a value it
+        does not accept (a typo, zero, a negative) raises ConfigError, which stops the broker:
+        running on a default instead could silently weaken what an operator asked for."""
         e = os.environ if env is None else env
         return cls(
-            inflight_timeout_s=_num(e, "HIVE_BROKER_INFLIGHT_TIMEOUT_S", 3600.0),
-            retention_days=_num(e, "HIVE_BROKER_RETENTION_DAYS", 30.0),
-            retention_interval_s=_num(e, "HIVE_BROKER_RETENTION_INTERVAL_S", 3600.0),
-            tick_s=_num(e, "HIVE_BROKER_TICK_S", 5.0),
-            gauges_s=_num(e, "HIVE_BROKER_GAUGES_S", 5.0),
-            index_s=_num(e, "HIVE_BROKER_INDEX_S", 1.0),
-            index_busy_rate=_num(e, "HIVE_BROKER_INDEX_BUSY_RATE", 1000.0),
-            index_max_lag=int(_num(e, "HIVE_BROKER_INDEX_MAX_LAG", 100_000)),
-            dedup_window_s=_num(e, "HIVE_BROKER_DEDUP_WINDOW_S", 86400.0),
-            dedup_max=int(_num(e, "HIVE_BROKER_DEDUP_MAX", 100_000)),
-            first_turn=int(_num(e, "HIVE_BROKER_FIRST_TURN", 16)),
-            sync=_sync(e),
+            inflight_timeout_s=config.BROKER_INFLIGHT_TIMEOUT_S.get(e),
+            retention_days=config.BROKER_RETENTION_DAYS.get(e),
+            retention_interval_s=config.BROKER_RETENTION_INTERVAL_S.get(e),
+            tick_s=config.BROKER_TICK_S.get(e),
+            gauges_s=config.BROKER_GAUGES_S.get(e),
+            index_s=config.BROKER_INDEX_S.get(e),
+            index_busy_rate=config.BROKER_INDEX_BUSY_RATE.get(e),
+            index_max_lag=config.BROKER_INDEX_MAX_LAG.get(e),
+            dedup_window_s=config.BROKER_DEDUP_WINDOW_S.get(e),
+            dedup_max=config.BROKER_DEDUP_MAX.get(e),
+            first_turn=config.BROKER_FIRST_TURN.get(e),
+            sync="FULL" if config.BROKER_SYNC.get(e) == "full" else "NORMAL",
         )
-
-
-def _sync(env: dict[str, str] | os._Environ[str]) -> Literal["FULL", "NORMAL"]:
-    """Unlike the numbers, a mistyped durability mode stops the broker: falling back
-    to the default could silently weaken what an operator asked for."""
-    value = (env.get("HIVE_BROKER_SYNC") or "normal").strip().lower()
-    if value not in ("full", "normal"):
-        raise ValueError(f"HIVE_BROKER_SYNC must be 'full' or 'normal', not {value!r}")
-    return "FULL" if value == "full" else "NORMAL"

@@ -1,30 +1,24 @@
 """Layered configuration: defaults < environment < explicit keyword arguments.
 
-Everything the dashboard reads from the environment is read here, once; the
-rest of the package only sees a `DashboardConfig`.
+Everything the dashboard reads from the environment is read here, once (each
+variable declared in hivewire.config; a bad value raises ConfigError); the rest
+of the package only sees a `DashboardConfig`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from litestar.config.allowed_hosts import AllowedHostsConfig
 
-from hive_dashboard.demo import DEMO_ENV, is_demo
 from hive_dashboard.hosts import host_config, parse_entries
+from hivewire import config
 from hivewire.settings import Settings, ensure_secret_file
 
 TOKEN_FILE = "operator.token"
-
-
-def _float(env: dict[str, str] | os._Environ[str], key: str, default: float) -> float:
-    raw = env.get(key, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,7 @@ class DashboardConfig:
 
     @classmethod
     def load(
-        cls, settings: Settings | None = None, env: dict[str, str] | None = None, **overrides: Any
+        cls, settings: Settings | None = None, env: Mapping[str, str] | None = None, **overrides: Any
     ) -> DashboardConfig:
         s = settings or Settings.from_env(env)
         e = os.environ if env is None else env
@@ -51,12 +45,12 @@ class DashboardConfig:
         cfg = cls(
             settings=s,
             operator_token=token,
-            cookie_secure=(e.get("HIVE_DASHBOARD_INSECURE_COOKIE", "") not in ("1", "true", "yes")),
-            ping_interval_s=_float(e, "HIVE_DASHBOARD_PING_S", 15.0),
-            stale_after_s=_float(e, "HIVE_DASHBOARD_STALE_S", 10.0),
-            sse_buffer=int(_float(e, "HIVE_DASHBOARD_SSE_BUFFER", 2000)),
-            allowed_hosts=parse_entries(e.get("HIVE_DASHBOARD_ALLOWED_HOSTS", "")),
-            demo=is_demo(e.get(DEMO_ENV)),
+            cookie_secure=not config.DASHBOARD_INSECURE_COOKIE.get(e),
+            ping_interval_s=config.DASHBOARD_PING_S.get(e),
+            stale_after_s=config.DASHBOARD_STALE_S.get(e),
+            sse_buffer=config.DASHBOARD_SSE_BUFFER.get(e),
+            allowed_hosts=parse_entries(config.DASHBOARD_ALLOWED_HOSTS.get(e)),
+            demo=config.DEMO.get(e),
         )
         return replace(cfg, **overrides) if overrides else cfg
 

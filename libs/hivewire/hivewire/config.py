@@ -1,0 +1,252 @@
+"""Every `HIVE_*` environment variable, declared once: name, type, default, one line of
+doc, and which services read it. `docs/configuration.md` is generated from this module
+(`python -m hivewire.configdoc --write`; tests/lib/test_config.py fails while it is stale).
+
+A service reads a variable with `VAR.get(env)` (env defaults to `os.environ`): unset
+or blank gives the default; a value the variable does not accept raises `ConfigError`,
+whose message names the variable and what it accepts
+(`HIVE_BROKER_SYNC=fulll: must be one of normal, full`), and `run_service` stops the
+process with it instead of running on a guess.
+
+Variables not declared here yet are listed in tests/lib/test_config.py (the gap).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+ALL = "all"  # read by every service (through `Settings`)
+
+
+class ConfigError(ValueError):
+    """A `HIVE_*` variable holds a value it does not accept."""
+
+    def __init__(self, name: str, value: str, accepts: str) -> None:
+        super().__init__(f"{name}={value}: must be {accepts}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Var(Generic[T]):
+    name: str
+    parse: Callable[[str], T]  # raises ValueError for a value it does not accept
+    default: T
+    accepts: str  # what a value must be, for errors and the docs ("a positive number")
+    doc: str
+    services: tuple[str, ...]
+    default_doc: str = ""  # the default as the docs show it, when repr is not it
+
+    def get(self, env: Mapping[str, str] | None = None) -> T:
+        raw = (os.environ if env is None else env).get(self.name, "").strip()
+        if not raw:
+            return self.default
+        try:
+            return self.parse(raw)
+        except ValueError:
+            raise ConfigError(self.name, raw, self.accepts) from None
+
+    def shown_default(self) -> str:
+        if self.default_doc:
+            return self.default_doc
+        if self.default is None:
+            return "(unset)"
+        return str(self.default)
+
+
+VARS: dict[str, Var[object]] = {}
+
+
+def _declare(var: Var[T]) -> Var[T]:
+    if var.name in VARS:
+        raise RuntimeError(f"{var.name} is declared twice")
+    VARS[var.name] = var  # type: ignore[assignment]
+    return var
+
+
+def text(name: str, default: str, doc: str, services: tuple[str, ...], *, lower: bool = False) -> Var[str]:
+    return _declare(Var(name, (lambda v: v.lower()) if lower else str, default, "any text", doc, services))
+
+
+def optional(name: str, doc: str, services: tuple[str, ...], *, accepts: str = "any text") -> Var[str | None]:
+    def parse(v: str) -> str | None:
+        return v
+
+    return _declare(Var(name, parse, None, accepts, doc, services))
+
+
+def _accepts(what: str, minimum: float | None, positive: bool) -> str:
+    if positive:
+        return f"a positive {what}"
+    article = "an" if what[0] in "aeiou" else "a"
+    return f"{article} {what}" if minimum is None else f"{article} {what} >= {minimum:g}"
+
+
+def _check(n: float, v: str, minimum: float | None, positive: bool) -> None:
+    if n != n or (positive and not n > 0) or (minimum is not None and n < minimum):  # n != n: NaN
+        raise ValueError(v)
+
+
+def number(
+    name: str, default: float, doc: str, services: tuple[str, ...], *,
+    positive: bool = False, minimum: float | None = None,
+) -> Var[float]:
+    def parse(v: str) -> float:
+        n = float(v)
+        _check(n, v, minimum, positive)
+        return n
+
+    accepts = _accepts("number", minimum, positive)
+    return _declare(Var(name, parse, default, accepts, doc, services, default_doc=f"{default:g}"))
+
+
+def integer(
+    name: str, default: int, doc: str, services: tuple[str, ...], *,
+    positive: bool = False, minimum: int | None = None,
+) -> Var[int]:
+    def parse(v: str) -> int:
+        n = int(v)
+        _check(n, v, minimum, positive)
+        return n
+
+    return _declare(Var(name, parse, default, _accepts("integer", minimum, positive), doc, services))
+
+
+def optional_integer(name: str, doc: str, services: tuple[str, ...]) -> Var[int | None]:
+    def parse(v: str) -> int | None:
+        n = int(v)
+        if n <= 0:
+            raise ValueError(v)
+        return n
+
+    return _declare(Var(name, parse, None, "a positive integer", doc, services))
+
+
+def choice(name: str, options: tuple[str, ...], default: str, doc: str, services: tuple[str, ...]) -> Var[str]:
+    def parse(v: str) -> str:
+        if v.lower() not in options:
+            raise ValueError(v)
+        return v.lower()
+
+    return _declare(Var(name, parse, default, f"one of {', '.join(options)}", doc, services))
+
+
+FLAG_TRUE = ("1", "true", "yes", "on")
+FLAG_FALSE = ("0", "false", "no", "off")
+
+
+def flag(name: str, default: bool, doc: str, services: tuple[str, ...]) -> Var[bool]:
+    def parse(v: str) -> bool:
+        if v.lower() in FLAG_TRUE:
+            return True
+        if v.lower() in FLAG_FALSE:
+            return False
+        raise ValueError(v)
+
+    accepts = f"one of {', '.join(FLAG_TRUE)} (on) or {', '.join(FLAG_FALSE)} (off)"
+    return _declare(Var(name, parse, default, accepts, doc, services, default_doc="1" if default else "0"))
+
+
+def path(name: str, doc: str, services: tuple[str, ...], *, default_doc: str) -> Var[Path | None]:
+    """A path; unset is None, and the reader applies the default `default_doc` names
+    (computed then: it may depend on the user's home)."""
+
+    def parse(v: str) -> Path | None:
+        return Path(v).expanduser()
+
+    return _declare(Var(name, parse, None, "a path", doc, services, default_doc))
+
+
+# --- shared by every service (hivewire.settings.Settings) ---------------------------------
+HOME = path("HIVE_HOME", "where Hive keeps everything (0700)", (ALL,),
+            default_doc="~/.local/share/hive")
+NATS_URL = optional("HIVE_NATS_URL", "the NATS server; unset: the one `hive up` started (run/nats.url), "
+                    "else nats://127.0.0.1:4222", (ALL,), accepts="a NATS URL")
+NATS_CREDS = optional("HIVE_NATS_CREDS", "the NATS credentials file to connect with (`none`: no credentials)",
+                      (ALL,), accepts="a path, or none")
+NATS_USER = optional("HIVE_NATS_USER", "the NATS user to connect as (with HIVE_NATS_PASSWORD)", (ALL,))
+NATS_PASSWORD = optional("HIVE_NATS_PASSWORD", "HIVE_NATS_USER's password (read at connect time only)", (ALL,))
+NATS_INBOX_PREFIX = optional("HIVE_NATS_INBOX_PREFIX", "the reply-inbox prefix NATS permissions allow this user",
+                             (ALL,))
+DASHBOARD_ADDR = text("HIVE_DASHBOARD_ADDR", "127.0.0.1:8000", "where the dashboard listens (host:port)",
+                      ("dashboard", "cli"))
+OPERATOR_TOKEN = optional("HIVE_OPERATOR_TOKEN", "the dashboard's operator token (else run/operator.token)",
+                          ("dashboard", "cli"))
+AGENT_CMD = text("HIVE_AGENT_CMD", "claude", "the agent CLI a harness runs (shell words)", ("harness",))
+EVENTS_DB = optional("HIVE_EVENTS_DB", "the harness's events sqlite file (else <state>/events.sqlite)",
+                     ("harness",), accepts="a path")
+MODEL_FILE = optional("HIVE_MODEL_FILE", "a file naming the model the agent runs", ("harness",),
+                      accepts="a path")
+CONTEXT_WINDOW = optional_integer("HIVE_CONTEXT_WINDOW", "the agent model's context window in tokens "
+                                  "(unset: the model's known one)", ("harness",))
+METRICS_ADDR = optional("HIVE_METRICS_ADDR", "where /metrics listens (host:port; unset: the service's "
+                        "default port on 127.0.0.1)", (ALL,), accepts="host:port")
+LOG_LEVEL = choice("HIVE_LOG_LEVEL", ("debug", "info", "warning", "warn", "error", "critical"), "info",
+                   "the log level (the `hive` CLI defaults to warning)", (ALL,))
+
+# --- the dashboard (hive_dashboard.config.DashboardConfig) --------------------------------
+_D = ("dashboard",)
+DASHBOARD_INSECURE_COOKIE = flag("HIVE_DASHBOARD_INSECURE_COOKIE", False,
+                                 "the session cookie without Secure (plain http from another machine)", _D)
+DASHBOARD_PING_S = number("HIVE_DASHBOARD_PING_S", 15.0, "SSE keep-alive comment interval", _D, positive=True)
+DASHBOARD_STALE_S = number("HIVE_DASHBOARD_STALE_S", 10.0, "a heartbeat older than this means an agent is dead", _D,
+                           positive=True)
+DASHBOARD_SSE_BUFFER = integer("HIVE_DASHBOARD_SSE_BUFFER", 2000, "recent SSE events kept for a resuming client",
+                               _D, positive=True)
+DASHBOARD_ALLOWED_HOSTS = text("HIVE_DASHBOARD_ALLOWED_HOSTS", "",
+                               "extra Host header names the dashboard answers (comma-separated; docs/dashboard.md)",
+                               _D)
+DEMO = flag("HIVE_DEMO", False, "set by `hive demo`: agents talk to the simulator; the dashboard shows a banner",
+            ("dashboard", "harness"))
+
+# --- the broker (hive_broker.config.BrokerConfig) -----------------------------------------
+_B = ("broker",)
+BROKER_INFLIGHT_TIMEOUT_S = number("HIVE_BROKER_INFLIGHT_TIMEOUT_S", 3600.0,
+                                   "a message in flight this long without an ack is put back", _B, positive=True)
+BROKER_RETENTION_DAYS = number("HIVE_BROKER_RETENTION_DAYS", 30.0, "acked messages older than this go", _B,
+                               positive=True)
+BROKER_RETENTION_INTERVAL_S = number("HIVE_BROKER_RETENTION_INTERVAL_S", 3600.0, "how often retention runs", _B,
+                                     positive=True)
+BROKER_TICK_S = number("HIVE_BROKER_TICK_S", 5.0, "the scheduler (reminders, deadlines) sleeps at most this", _B,
+                       positive=True)
+BROKER_GAUGES_S = number("HIVE_BROKER_GAUGES_S", 5.0, "how often gauges (inbox depth, ...) are refreshed", _B,
+                         positive=True)
+BROKER_INDEX_S = number("HIVE_BROKER_INDEX_S", 1.0, "new messages become searchable within this long", _B,
+                        positive=True)
+BROKER_INDEX_BUSY_RATE = number("HIVE_BROKER_INDEX_BUSY_RATE", 1000.0,
+                                "while sends arrive faster than this per second, indexing waits", _B, positive=True)
+BROKER_INDEX_MAX_LAG = integer("HIVE_BROKER_INDEX_MAX_LAG", 100_000,
+                               "...until the index lags this many messages behind", _B, positive=True)
+BROKER_DEDUP_WINDOW_S = number("HIVE_BROKER_DEDUP_WINDOW_S", 86400.0,
+                               "a retried send with the same client id is stored once within this window", _B,
+                               positive=True)
+BROKER_DEDUP_MAX = integer("HIVE_BROKER_DEDUP_MAX", 100_000, "at most this many client ids remembered", _B,
+                           positive=True)
+BROKER_FIRST_TURN = integer("HIVE_BROKER_FIRST_TURN", 16,
+                            "of sends arriving together, this many are committed and answered first", _B,
+                            positive=True)
+BROKER_SYNC = choice("HIVE_BROKER_SYNC", ("normal", "full"), "normal",
+                     "durability: normal survives kill -9, full also power loss (docs/broker.md)", _B)
+
+
+def check_or_exit(service: str, env: Mapping[str, str] | None = None) -> None:
+    """`check`, and a bad value ends the process: exit status 2, one line on stderr."""
+    try:
+        check(service, env)
+    except ConfigError as exc:
+        print(f"hive-{service}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def check(service: str, env: Mapping[str, str] | None = None) -> None:
+    """Read every variable `service` reads (and the shared ones) once, so a bad value
+    stops it at start, not when a loop first reads it an hour later."""
+    for var in VARS.values():
+        if service in var.services or ALL in var.services:
+            var.get(env)
