@@ -1,9 +1,15 @@
-"""Fixtures of the deployer suite: an in-process deployer on real NATS, real git, real harnesses."""
+"""Fixtures of the deployer suite: an in-process deployer on real NATS, real git, real harnesses.
+
+The broker is the real hive-broker, in-process on the test's nats-server (one per test,
+started with the first deployer, `manager` known as in a real hive): the deployer's
+registry updates and system messages land in its store, read back through `BrokerView`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +22,24 @@ from hivewire import codec, subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
-from hivewire.wire.broker import SendReply, SendRequest
+from hivewire.wire import broker as wb
 from hivewire.wire.deployer import AgentInfo
+from tests.support.procs import running
 
 UNCONFINED = ProcessRuntime(allow_unconfined=True)  # deployer logic only: these fake harnesses run no agent CLI
 
 
-@dataclass
-class FakeBroker:
-    """Answers `hive.broker.operator.send` so tests can see the deployer's system messages."""
+class BrokerView:
+    """The real broker's store, read back: what was sent to whom, which agents it knows."""
 
-    messages: list[tuple[str, str]] = field(default_factory=list)
+    def __init__(self, svc: Any) -> None:
+        self.svc = svc
 
-    def to(self, name: str) -> list[str]:
-        return [b for t, b in self.messages if t == name]
+    async def to(self, name: str) -> list[str]:
+        """Bodies of the messages stored for `name`, oldest first."""
+        rows = await self.svc.db.read(lambda c: c.execute(
+            "SELECT body FROM messages WHERE recipient = ? ORDER BY id", (name,)).fetchall())
+        return [r[0] for r in rows]
 
 
 @dataclass
@@ -37,7 +47,7 @@ class Env:
     svc: DeployerService
     client: HiveClient
     home: Path
-    broker: FakeBroker
+    broker: BrokerView | None
     states: list[AgentInfo]
 
     async def call(self, verb: str, req: Any, reply: type[Any], timeout: float = 30.0) -> Any:
@@ -54,27 +64,34 @@ def fast_options(**kw: Any) -> Options:
 async def make_deployer(
     settings: Settings, nats_transport: NatsTransport, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Callable[..., Any]]:
+    from hive_broker import build as build_broker
+
     monkeypatch.setenv("HIVE_DEPLOYER_ENSURE_MANAGER", "0")
     started: list[DeployerService] = []
+    stack = AsyncExitStack()
+    brokers: list[BrokerView] = []
+
+    async def the_broker() -> BrokerView:
+        if not brokers:
+            svc = await stack.enter_async_context(running(build_broker, nats_transport, settings))
+            await HiveClient(nats_transport).call(subjects.broker_registry("upsert"),
+                                                  wb.RegistryRequest(name="manager"), wb.RegistryReply)
+            brokers.append(BrokerView(svc))
+        return brokers[0]
 
     async def make(runtime: Runtime | None = None, ensure_manager: bool = False, home: Path | None = None,
-                   **opts: Any) -> Env:
+                   with_broker: bool = True, **opts: Any) -> Env:
+        """`with_broker=False`: the test runs its own broker (e.g. with a fresh ledger stream), or none."""
         s = settings if home is None else Settings(home=home, nats_url=settings.nats_url,
                                                    metrics_addr=settings.metrics_addr)
         svc = DeployerService(nats_transport, s, runtime=runtime or UNCONFINED, options=fast_options(**opts),
                               ensure_manager=ensure_manager)
-        broker = FakeBroker()
+        broker = await the_broker() if with_broker else None
         states: list[AgentInfo] = []
-
-        async def on_send(msg: Any) -> None:
-            req = codec.decode(msg.data, SendRequest)
-            broker.messages.append((req.to, req.body))
-            await nats_transport.nc.publish(msg.reply, codec.encode(SendReply(id="m", sent_at=0.0)))
 
         async def on_state(msg: Any) -> None:
             states.append(codec.decode(msg.data, AgentInfo))
 
-        await nats_transport.nc.subscribe(subjects.broker("operator", "send"), cb=on_send)
         await nats_transport.nc.subscribe(subjects.DEPLOYER_STATE_ALL, cb=on_state)
         await svc.start()
         started.append(svc)
@@ -84,6 +101,7 @@ async def make_deployer(
     for svc in started:
         if svc._handle is not None:
             await svc.stop()
+    await stack.aclose()
 
 
 @pytest.fixture

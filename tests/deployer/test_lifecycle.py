@@ -21,7 +21,7 @@ async def told(env: object, who: str, words: str) -> None:
     """System messages go through an ordered, asynchronous queue: wait for one to land."""
 
     async def landed() -> bool:
-        return any(words in b for b in env.broker.to(who))  # type: ignore[attr-defined]
+        return any(words in b for b in await env.broker.to(who))  # type: ignore[attr-defined]
 
     await wait_for(landed, timeout=10)
 

@@ -125,7 +125,7 @@ async def _pending(home: Path, sid: str) -> bytes | None:
 async def test_a_session_cost_waits_for_the_ledger_across_a_deployer_restart(
         priced_cmd: None, make_deployer: Any, nats_transport: NatsTransport, settings: Settings) -> None:
     await drop_ledger_stream(nats_transport.nc)  # no ledger yet: the row cannot be published
-    env = await make_deployer()
+    env = await make_deployer(with_broker=False)
     s = await env.client.call(subjects.session("create"), SessionCreate(task="price me"), SessionInfo)
     await env.client.call(subjects.session("start"), SessionRef(session_id=s.session_id), StatusReply)
 
@@ -146,7 +146,7 @@ async def test_a_session_cost_waits_for_the_ledger_across_a_deployer_restart(
 
     async with fresh_ledger_stream(nats_transport.nc), running(build_broker, nats_transport, settings) as broker:
         await wait_for(lambda: _true(broker.ledger.ready.is_set()), timeout=30)  # type: ignore[attr-defined]
-        env2 = await make_deployer()  # sends what is pending at start
+        env2 = await make_deployer(with_broker=False)  # sends what is pending at start (to this broker)
 
         async def in_ledger() -> wb.CostRow | None:
             rep = await env2.client.call(subjects.ledger("costs"), wb.CostsRequest(by="session"), wb.CostsReply)

@@ -69,7 +69,8 @@ def real_cli(hive_home: Path, tmp_path: Path, sim: SimModel, monkeypatch: pytest
 @pytest.fixture
 async def deployer(make_deployer: Any) -> Any:
     """The deployer with its default runtime: sessions run in the agents' bubblewrap sandbox."""
-    return await make_deployer(runtime=BwrapRuntime(shutil.which("bwrap") or "bwrap"))
+    # no broker of its own: the ledger test runs one on a fresh ledger stream
+    return await make_deployer(runtime=BwrapRuntime(shutil.which("bwrap") or "bwrap"), with_broker=False)
 
 
 async def _status(env: Any, sid: str) -> str:
