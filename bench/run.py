@@ -10,7 +10,9 @@ dashboard SSE fan-out (vs bare NATS subscribers), cost ledger ingest at 200
 busy agents' turn rate (CPU per row vs a bare JetStream consumer), backup (vs `sqlite3 .backup`),
 cold start (`hive up` vs a bare nats-server + micro process), sandbox (a
 turn's start in bubblewrap vs the same command unconfined), harness_rss (an idle
-agent's memory in the harness pool vs one harness process each), and scale (N real
+agent's memory in the harness pool vs one harness process each), hosts (three
+network namespaces: send-to-wake between hosts vs within one, idle memory per
+host, lost-host report time; root, not in the default set), and scale (N real
 harnesses with the real claude CLI against `hive sim-model`; broker-only
 baseline). Every load goes to loopback only, bounded in count and time.
 """
@@ -111,7 +113,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="broker,harness,dashboard,ledger,backup,coldstart,sandbox,harness_rss,scale")
+    ap.add_argument("--only", default="broker,harness,dashboard,ledger,backup,coldstart,sandbox,harness_rss,scale",
+                    help="comma-separated; also `hosts` (three network namespaces, needs root), not in the default")
     ap.add_argument("--quick", action="store_true", help="smaller everything (a smoke run, ~3 min)")
     ap.add_argument("--scale-agents", type=int, default=None, help="default 40 (200 with --full)")
     ap.add_argument("--scale-seconds", type=float, default=None, help="default 60 (300 with --full)")
@@ -143,6 +146,8 @@ def main() -> int:
         ("coldstart", ["bench/coldstart/run.py", "--runs", "1" if q else "2"], 600, parse_json),
         ("sandbox", ["bench/sandbox/run.py", "--runs", "10" if q else "40"], 300, parse_json),
         ("harness_rss", ["bench/harness_rss/run.py", "--agents", "1,10" if q else "1,10,50"], 900, parse_json),
+        ("hosts", ["bench/hosts/run.py", "--agents-per-host", "3" if q else "5", "--messages", "50" if q else "200"],
+         900, parse_json),
         ("scale", ["bench/scale/run.py", "--agents", str(agents), "--seconds", str(seconds), "--rate",
                    str(a.scale_rate), "--drain", "60" if q else "120"], seconds * 2 + 600 + agents * 3, parse_json),
     ]
