@@ -1,14 +1,24 @@
-"""Fixtures of the dashboard suite: FAKE services on the real nats-server, the app, a real uvicorn process."""
+"""Fixtures of the dashboard suite: the real broker and FAKE deployer/backup/harnesses on the real
+nats-server, the app, a real uvicorn process.
+
+The broker is the REAL hive-broker, in-process on the services' loop with its own broker.sqlite
+in the test's HIVE_HOME. `stack` seeds it through its own subjects (the manager asks for an
+approval, alice asks the operator a question and sends two messages) and keeps the ids it
+issued in `stack.ids`; `stack.store` reads back what the dashboard made it do. The deployer,
+backup and harnesses stay FAKES (tests/dashboard/fakes.py): their real counterparts need
+agents' processes, git trees and snapshots each test would have to build.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import sqlite3
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,9 +27,12 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from hive_dashboard.app import create_app
+from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
+from hivewire.service import HiveClient
 from hivewire.settings import Settings
-from tests.dashboard.fakes import FakeBackup, FakeBroker, FakeDeployer, FakeHarness
+from hivewire.wire import broker as wb
+from tests.dashboard.fakes import FakeBackup, FakeDeployer, FakeHarness
 from tests.support.procs import ServiceProcess
 
 T = TypeVar("T")
@@ -35,20 +48,60 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class BrokerStore:
+    """The real broker's broker.sqlite, read-only: what the dashboard made the broker do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _rows(self, sql: str, *args: Any) -> list[Any]:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def sent(self, sender: str = "operator") -> list[tuple[str, str]]:
+        """(recipient, body) of every message `sender` sent, in order (a broadcast: one row each)."""
+        return [(r[0], r[1]) for r in self._rows(
+            "SELECT recipient, body FROM messages WHERE sender = ? AND kind = 'message' ORDER BY id", sender)]
+
+    def resolved(self) -> list[tuple[str, str, str | None]]:
+        """(approval id, approve|deny, note) of every resolved approval, in resolution order."""
+        return [(str(r[0]), "approve" if r[1] == "approved" else "deny", r[2]) for r in self._rows(
+            "SELECT id, status, note FROM approvals WHERE status != 'pending' ORDER BY resolved_at, id")]
+
+    def answers(self) -> list[tuple[str, list[str]]]:
+        """(question id, answer) of every answered operator question."""
+        import json
+
+        out = []
+        for qid, ans in self._rows("SELECT id, answer FROM operator_questions WHERE answered_at IS NOT NULL "
+                                   "ORDER BY answered_at, id"):
+            try:
+                val = json.loads(ans)
+            except (TypeError, ValueError):
+                val = ans
+            out.append((str(qid), val if isinstance(val, list) else [val]))
+        return out
+
+
 @dataclass
 class Stack:
-    """The FAKE services, running on their own event loop in a thread.
+    """The services, running on their own event loop in a thread.
 
     Litestar's test client runs the app on a portal thread and blocks the
-    test's loop during each request, so the fakes must not live on that loop.
+    test's loop during each request, so the services must not live on that loop.
     """
 
     loop: asyncio.AbstractEventLoop
     transport: NatsTransport
-    broker: Any  # FakeBroker, or the real BrokerService in real_stack
+    broker: Any  # the real BrokerService
     deployer: FakeDeployer
     backup: FakeBackup
     harnesses: dict[str, FakeHarness]
+    store: BrokerStore | None = None
+    ids: dict[str, str] = field(default_factory=dict)  # what the seed got: approval, question, inbox, flow
 
     def services(self) -> list[Any]:
         return [self.broker, self.deployer, self.backup, *self.harnesses.values()]
@@ -83,17 +136,48 @@ def config_commit(home: Path, agent: str) -> str:
 
 @pytest.fixture
 def stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
-    """FAKE broker/deployer/backup and one FAKE harness per agent, on the real nats-server."""
-    yield from _stack(nats_url, hive_home, real_broker=False)
+    """The real broker, seeded (see the module's doc), with FAKE deployer/backup/harnesses."""
+    yield from _stack(nats_url, hive_home, seeded=True)
 
 
 @pytest.fixture
 def real_stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
-    """The REAL hive-broker (in-process, its own broker.sqlite) with FAKE deployer/backup/harnesses."""
-    yield from _stack(nats_url, hive_home, real_broker=True)
+    """The real broker, empty but for the known agents, with FAKE deployer/backup/harnesses."""
+    yield from _stack(nats_url, hive_home, seeded=False)
 
 
-def _stack(nats_url: str, hive_home: Path, real_broker: bool) -> Iterator[Stack]:
+async def add_approval(stack: Stack, commit_ref: str) -> str:
+    """The manager asks for an apply_commit of its own config at `commit_ref`; the broker's id."""
+    c = HiveClient(stack.transport)
+    ap = await stack.run(c.call(subjects.broker("manager", "approve"),
+                                wb.ApproveRequest(kind="apply_commit", agent="manager", commit_ref=commit_ref),
+                                wb.ApproveReply))
+    return str(ap.approval_id)
+
+
+async def send_as(stack: Stack, sender: str, to: str, body: str) -> str:
+    c = HiveClient(stack.transport)
+    return str((await stack.run(c.call(subjects.broker(sender, "send"), wb.SendRequest(to=to, body=body),
+                                       wb.SendReply))).id)
+
+
+async def _seed(s: Stack, home: Path) -> None:
+    """What the old fake broker held: an approval, an open question, one message to the operator, one between agents."""
+    c = HiveClient(s.transport)
+    s.ids["approval"] = str((await c.call(
+        subjects.broker("manager", "approve"),
+        wb.ApproveRequest(kind="apply_commit", agent="manager", commit_ref=config_commit(home, "manager")),
+        wb.ApproveReply)).approval_id)
+    s.ids["question"] = str((await c.call(
+        subjects.broker("alice", "ask"),
+        wb.AskRequest(question="Which test suites should I run?", options=["unit", "integration", "e2e"],
+                      multi=True), wb.AskReply)).question_id)
+    for key, to, body in (("inbox", "operator", "hello operator"), ("flow", "manager", "status: tests green")):
+        s.ids[key] = str((await c.call(subjects.broker("alice", "send"), wb.SendRequest(to=to, body=body),
+                                       wb.SendReply)).id)
+
+
+def _stack(nats_url: str, hive_home: Path, seeded: bool) -> Iterator[Stack]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="fakes", daemon=True)
     thread.start()
@@ -103,18 +187,20 @@ def _stack(nats_url: str, hive_home: Path, real_broker: bool) -> Iterator[Stack]
 
     async def build() -> Stack:
         t = await NatsTransport.connect(nats_url, name="dashboard-fakes", forever=False)
-        broker: Any
-        if real_broker:
-            from hive_broker.service import build as build_broker
+        from hive_broker.service import build as build_broker
 
-            broker = await build_broker(t, Settings.from_env({"HIVE_HOME": str(hive_home)}), "")
-        else:
-            broker = FakeBroker(t, AGENTS, config_commit(hive_home, "manager"))
+        settings = Settings.from_env({"HIVE_HOME": str(hive_home)})
+        broker = await build_broker(t, settings, "")
         s = Stack(loop, t, broker, FakeDeployer(t, AGENTS, TOMBSTONES), FakeBackup(t),
-                  {a: FakeHarness(t, a) for a in AGENTS})
+                  {a: FakeHarness(t, a) for a in AGENTS}, BrokerStore(settings.broker_db))
         for svc in s.services():
             await svc.start()
         await t.flush()
+        if seeded:
+            for name in AGENTS:
+                await HiveClient(t).call(subjects.broker_registry("upsert"), wb.RegistryRequest(name=name),
+                                         wb.RegistryReply)
+            await _seed(s, hive_home)
         return s
 
     async def teardown(s: Stack) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from litestar.testing import AsyncTestClient
 
 from hive_dashboard import approvals
 from hivewire.settings import Settings
-from tests.dashboard.conftest import Stack
+from tests.dashboard.conftest import Stack, add_approval
 from tests.support import evilgit
 
 GIT_ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}, "GIT_AUTHOR_NAME": "m",
@@ -77,21 +76,22 @@ async def test_a_too_large_diff_needs_an_explicit_confirmation(authed: AsyncTest
     repo = hive_home / "agents" / "manager" / "config"
     big = commit(repo, {"blob.nix": "".join(f"# line {i} of a long generated file\n" for i in range(5000))},
                  "a huge change")
-    a = stack.broker.add_approval("manager", "apply_commit", big, time.time())
+    big_id = await add_approval(stack, big)
     ov = (await authed.get("/api/overview")).json()
-    view = next(v for v in ov["approvals"] if v["approval"]["approval_id"] == a.approval_id)
+    view = next(v for v in ov["approvals"] if v["approval"]["approval_id"] == big_id)
     assert view["diff_truncated"] is True and view["confirm_required"] is True
     assert view["diff_bytes"] > approvals.DIFF_MAX and "diff truncated" in view["diff"]
     assert len(view["diff"].encode()) < approvals.DIFF_MAX + 1000
-    small = next(v for v in ov["approvals"] if v["approval"]["approval_id"] == "ap-1")
+    small_id = stack.ids["approval"]
+    small = next(v for v in ov["approvals"] if v["approval"]["approval_id"] == small_id)
     assert small["confirm_required"] is False and small["diff_truncated"] is False
 
-    url = f"/api/approvals/{a.approval_id}/resolve"
+    url = f"/api/approvals/{big_id}/resolve"
     r = await authed.post(url, json={"decision": "approve"})
     assert r.status_code == 400 and "confirm_large" in r.json()["error"]["message"], r.text
-    assert stack.broker.resolved == []  # the broker never saw it
-    denied_ok = await authed.post("/api/approvals/ap-1/resolve", json={"decision": "approve"})
+    assert stack.store.resolved() == []  # the broker never saw it
+    denied_ok = await authed.post(f"/api/approvals/{small_id}/resolve", json={"decision": "approve"})
     assert denied_ok.status_code == 201, denied_ok.text  # a fully shown diff needs no confirmation
     r = await authed.post(url, json={"decision": "approve", "confirm_large": True})
     assert r.status_code == 201, r.text
-    assert [x.approval_id for x in stack.broker.resolved] == ["ap-1", a.approval_id]
+    assert [x[0] for x in stack.store.resolved()] == [small_id, big_id]
