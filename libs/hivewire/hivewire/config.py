@@ -95,7 +95,7 @@ def _check(n: float, v: str, minimum: float | None, positive: bool) -> None:
 
 def number(
     name: str, default: float, doc: str, services: tuple[str, ...], *,
-    positive: bool = False, minimum: float | None = None,
+    positive: bool = False, minimum: float | None = None, default_doc: str = "",
 ) -> Var[float]:
     def parse(v: str) -> float:
         n = float(v)
@@ -103,7 +103,7 @@ def number(
         return n
 
     accepts = _accepts("number", minimum, positive)
-    return _declare(Var(name, parse, default, accepts, doc, services, default_doc=f"{default:g}"))
+    return _declare(Var(name, parse, default, accepts, doc, services, default_doc=default_doc or f"{default:g}"))
 
 
 def integer(
@@ -190,6 +190,12 @@ METRICS_ADDR = optional("HIVE_METRICS_ADDR", "where /metrics listens (host:port;
 LOG_LEVEL = choice("HIVE_LOG_LEVEL", ("debug", "info", "warning", "warn", "error", "critical"), "info",
                    "the log level (the `hive` CLI defaults to warning)", (ALL,))
 
+# --- Prometheus discovery of agents (hivewire.promsd) ------------------------------------
+PROMSD_FILE = optional("HIVE_PROMSD_FILE", "where the agents' file_sd targets are written (else "
+                       "HIVE_HOME/prometheus/agents.json)", ("deployer", "agenthost"), accepts="a path")
+PROMSD_HOST = text("HIVE_PROMSD_HOST", "", "the host Prometheus scrapes harnesses at (a container's name; blank: "
+                   "the announced URL's host)", ("deployer", "harness", "agenthost"))
+
 # --- the dashboard (hive_dashboard.config.DashboardConfig) --------------------------------
 _D = ("dashboard",)
 DASHBOARD_INSECURE_COOKIE = flag("HIVE_DASHBOARD_INSECURE_COOKIE", False,
@@ -204,6 +210,62 @@ DASHBOARD_ALLOWED_HOSTS = text("HIVE_DASHBOARD_ALLOWED_HOSTS", "",
                                _D)
 DEMO = flag("HIVE_DEMO", False, "set by `hive demo`: agents talk to the simulator; the dashboard shows a banner",
             ("dashboard", "harness"))
+
+# --- the deployer (hive_deployer; the agent host runs its per-agent machinery too) --------
+_DP = ("deployer",)
+_DPA = ("deployer", "agenthost")
+DEPLOYER_BASE_FLAKE = text("HIVE_DEPLOYER_BASE_FLAKE", "path:/etc/hive/nix", "the nix flake agents' configs build on",
+                           _DPA)
+DEPLOYER_HARNESS_CMD = text("HIVE_DEPLOYER_HARNESS_CMD", "", "the command that starts a harness (blank: this "
+                            "Python's hive_harness)", _DPA)
+DEPLOYER_STOP_TIMEOUT_S = number("HIVE_DEPLOYER_STOP_TIMEOUT_S", 8.0, "a stopping harness gets this long before "
+                                 "SIGKILL", _DPA, positive=True)
+DEPLOYER_PRESENCE_STALE_S = number("HIVE_DEPLOYER_PRESENCE_STALE_S", 20.0, "a harness silent this long is "
+                                   "unhealthy", _DPA, positive=True)
+DEPLOYER_BACKOFF_BASE_S = number("HIVE_DEPLOYER_BACKOFF_BASE_S", 1.0, "a crashed harness restarts after this, "
+                                 "doubling", _DPA, minimum=0)
+DEPLOYER_BACKOFF_MAX_S = number("HIVE_DEPLOYER_BACKOFF_MAX_S", 60.0, "...up to this", _DPA, minimum=0)
+HARNESS_POOL = flag("HIVE_HARNESS_POOL", True, "agents' harnesses share one pool process (hive_deployer.pool)",
+                    _DPA)
+DEPLOYER_ENSURE_MANAGER = flag("HIVE_DEPLOYER_ENSURE_MANAGER", True, "the deployer creates the manager agent "
+                               "when it is missing", _DP)
+DEPLOYER_REGISTRY_SYNC_S = number("HIVE_DEPLOYER_REGISTRY_SYNC_S", 30.0, "how often the deployer re-sends its "
+                                  "agents to the broker's registry", _DP, positive=True)
+EVENTS_MAX_AGE_DAYS = number("HIVE_EVENTS_MAX_AGE_DAYS", 7.0, "agents' events older than this are pruned", _DP,
+                             minimum=0)
+EVENTS_KEEP = integer("HIVE_EVENTS_KEEP", 2000, "at most this many events kept per agent", _DP, minimum=0)
+EVENTS_VACUUM_INTERVAL_S = number("HIVE_EVENTS_VACUUM_INTERVAL_S", 3600.0, "how often events are pruned", _DP,
+                                  positive=True)
+IMPORT_MAX_BYTES = integer("HIVE_IMPORT_MAX_BYTES", 2 * 1024**3, "an imported (or moved) agent archive's "
+                           "largest unpacked size", _DPA, positive=True)
+IMPORT_MAX_MEMBERS = integer("HIVE_IMPORT_MAX_MEMBERS", 100_000, "...and most files", _DPA, positive=True)
+
+# --- the harness (hive_harness) ----------------------------------------------------------
+_H = ("harness",)
+HEARTBEAT_S = number("HIVE_HEARTBEAT_S", 3.0, "how often a harness publishes its presence", _H, positive=True)
+CLAUDE_MAX_RETRIES = integer("HIVE_CLAUDE_MAX_RETRIES", 2, "the agent CLI's CLAUDE_CODE_MAX_RETRIES, unless set",
+                             _H, minimum=0)
+RATE_LIMIT_PARK_S = number("HIVE_RATE_LIMIT_PARK_S", 300.0,
+                           "a rate-limited agent without a reset time parks this long", _H, minimum=0)
+RATE_LIMIT_JITTER_S = number("HIVE_RATE_LIMIT_JITTER_S", 30.0,
+                             "up to this much per-agent jitter after a usage limit resets", _H, minimum=0)
+IDLE_RESET_S = number("HIVE_IDLE_RESET_S", 300.0,
+                      "a session idle longer than this starts fresh (the prompt-cache lifetime)", _H, minimum=0)
+WAKE_POLL_S = number("HIVE_WAKE_POLL_S", 30.0, "an idle harness asks the broker at least this often", _H,
+                     minimum=0)
+STALL_S = number("HIVE_STALL_S", 600.0, "a turn without CPU or I/O progress this long is stalled", _H,
+                 positive=True)
+STALL_KILL_S = number("HIVE_STALL_KILL_S", 0.0, "a turn stalled this long is cancelled", _H, positive=True,
+                      default_doc="twice HIVE_STALL_S")
+STALL_MIN_CPU = number("HIVE_STALL_MIN_CPU", 0.1, "CPU (cores) above this counts as progress", _H, positive=True)
+STALL_MIN_IO = number("HIVE_STALL_MIN_IO", 16384.0, "I/O (bytes/s) above this counts as progress", _H,
+                      positive=True)
+RUNAWAY_TURNS_PER_HOUR = integer("HIVE_RUNAWAY_TURNS_PER_HOUR", 120,
+                                 "more turns than this in an hour parks the agent as a runaway (0: off)", _H,
+                                 minimum=0)
+RUNAWAY_FAILED_TURNS = integer("HIVE_RUNAWAY_FAILED_TURNS", 5,
+                               "this many failed turns in a row parks the agent as a runaway (0: off)", _H,
+                               minimum=0)
 
 # --- the broker (hive_broker.config.BrokerConfig) -----------------------------------------
 _B = ("broker",)

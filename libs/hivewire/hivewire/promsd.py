@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hivewire import config
 from hivewire.names import validate_agent_name
 
 FILE_NAME = "agents.json"
@@ -68,7 +69,7 @@ def check_announced_url(url: object, *, any_bind: bool = False) -> str:
 def sd_path(home: Path) -> Path:
     """`HIVE_PROMSD_FILE`, else `HIVE_HOME/prometheus/agents.json`. HIVE_HOME is private (0700), so a
     Prometheus running as another user needs the file elsewhere: it holds targets, no secret."""
-    override = os.environ.get("HIVE_PROMSD_FILE", "").strip()
+    override = config.PROMSD_FILE.get()
     return Path(override) if override else Path(home) / "prometheus" / FILE_NAME
 
 
@@ -141,7 +142,7 @@ def set_agent(home: Path, agent: str, metrics_url: str | None) -> dict[str, str]
     """
     path = sd_path(home)
     agent = validate_agent_name(agent, allow_reserved=True)
-    host = os.environ.get("HIVE_PROMSD_HOST", "").strip()
+    host = config.PROMSD_HOST.get()
     if metrics_url:
         check_announced_url(metrics_url, any_bind=bool(host))  # before anything is written
     if metrics_url and host:
@@ -180,4 +181,4 @@ def announced(state_dir: Path, instance: str | None = None) -> str | None:
     url = data.get("metrics_url")
     if url is None or url == "":
         return None
-    return check_announced_url(url, any_bind=bool(os.environ.get("HIVE_PROMSD_HOST", "").strip()))
+    return check_announced_url(url, any_bind=bool(config.PROMSD_HOST.get()))

@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from hive_deployer.layout import Layout, check_name, dir_size, has_files
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import AgentRow, Store
 from hive_deployer.supervise import Procs
-from hivewire import agentenv, natsauth, promsd
+from hivewire import agentenv, config, natsauth, promsd
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, OPERATOR
 from hivewire.settings import Settings
@@ -66,16 +66,15 @@ class Options:
     harness_pool: bool = False  # agents' harnesses in one pool process (hive_deployer.pool); from_env: on
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Options:
-        e = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Options:
         return cls(
-            base_flake=e.get("HIVE_DEPLOYER_BASE_FLAKE", "path:/etc/hive/nix"),
-            harness_cmd=e.get("HIVE_DEPLOYER_HARNESS_CMD", ""),
-            stop_timeout=float(e.get("HIVE_DEPLOYER_STOP_TIMEOUT_S", "8")),
-            presence_stale_s=float(e.get("HIVE_DEPLOYER_PRESENCE_STALE_S", "20")),
-            backoff_base_s=float(e.get("HIVE_DEPLOYER_BACKOFF_BASE_S", "1")),
-            backoff_max_s=float(e.get("HIVE_DEPLOYER_BACKOFF_MAX_S", "60")),
-            harness_pool=e.get("HIVE_HARNESS_POOL", "1").strip().lower() not in ("0", "false", "no", "off"),
+            base_flake=config.DEPLOYER_BASE_FLAKE.get(env),
+            harness_cmd=config.DEPLOYER_HARNESS_CMD.get(env),
+            stop_timeout=config.DEPLOYER_STOP_TIMEOUT_S.get(env),
+            presence_stale_s=config.DEPLOYER_PRESENCE_STALE_S.get(env),
+            backoff_base_s=config.DEPLOYER_BACKOFF_BASE_S.get(env),
+            backoff_max_s=config.DEPLOYER_BACKOFF_MAX_S.get(env),
+            harness_pool=config.HARNESS_POOL.get(env),
         )
 
 

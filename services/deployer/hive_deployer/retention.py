@@ -6,9 +6,9 @@ Hourly: drop rows older than `max_age_days`, then keep only the newest
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import structlog
 
 from hive_deployer import metrics
 from hive_deployer.layout import Layout
+from hivewire import config
 from hivewire.db import connect
 
 log = structlog.get_logger("hive_deployer.retention")
@@ -28,12 +29,11 @@ class Policy:
     interval_s: float = 3600.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Policy:
-        e = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Policy:
         return cls(
-            max_age_days=float(e.get("HIVE_EVENTS_MAX_AGE_DAYS", "7")),
-            keep=int(e.get("HIVE_EVENTS_KEEP", "2000")),
-            interval_s=float(e.get("HIVE_EVENTS_VACUUM_INTERVAL_S", "3600")),
+            max_age_days=config.EVENTS_MAX_AGE_DAYS.get(env),
+            keep=config.EVENTS_KEEP.get(env),
+            interval_s=config.EVENTS_VACUUM_INTERVAL_S.get(env),
         )
 
 

@@ -21,6 +21,7 @@ import tarfile
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
+from hivewire import config
 from hivewire.errors import HiveError
 
 MAX_IMPORT_BYTES = 2 * 1024**3
@@ -31,8 +32,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 def limits() -> tuple[int, int]:
     """(max bytes, max members) of an import: HIVE_IMPORT_MAX_BYTES / HIVE_IMPORT_MAX_MEMBERS or the defaults."""
-    return (int(os.environ.get("HIVE_IMPORT_MAX_BYTES") or MAX_IMPORT_BYTES),
-            int(os.environ.get("HIVE_IMPORT_MAX_MEMBERS") or MAX_IMPORT_MEMBERS))
+    return config.IMPORT_MAX_BYTES.get(), config.IMPORT_MAX_MEMBERS.get()
 
 
 def is_git_name(part: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from hive_deployer.runtimes import Runtime, get_runtime
 from hive_deployer.sessions import Sessions, jetstream_publisher
 from hive_deployer.store import AgentRow, Store
 from hive_deployer.verbs import Lifecycle
-from hivewire import codec, subjects
+from hivewire import codec, config, subjects
 from hivewire.errors import HiveError
 from hivewire.names import OPERATOR
 from hivewire.runner import resolve_nats_url
@@ -61,11 +60,6 @@ from hivewire.wire.deployer import (
 
 log = structlog.get_logger("hive_deployer.service")
 SYSTEM_SENDER = OPERATOR
-
-
-def env_flag(name: str, default: bool = True) -> bool:
-    v = os.environ.get(name)
-    return default if v is None else v.strip().lower() not in ("0", "false", "no", "off", "")
 
 
 class NatsNotifier:
@@ -161,8 +155,8 @@ class DeployerService(MicroService):
         self.bridge = BrokerBridge(transport, self.deploys)
         self.srv_relay = MicroRelay(transport, running(self.agents.procs))  # harnesses in `$SRV` discovery
         self.retention = retention.Policy.from_env()
-        self.ensure_manager = env_flag("HIVE_DEPLOYER_ENSURE_MANAGER") if ensure_manager is None else ensure_manager
-        self.registry_sync_s = float(os.environ.get("HIVE_DEPLOYER_REGISTRY_SYNC_S", "30"))
+        self.ensure_manager = config.DEPLOYER_ENSURE_MANAGER.get() if ensure_manager is None else ensure_manager
+        self.registry_sync_s = config.DEPLOYER_REGISTRY_SYNC_S.get()
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Subscription] = []
         self.client = HiveClient(transport, timeout=2.0)

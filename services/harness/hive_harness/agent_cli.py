@@ -106,7 +106,7 @@ class CliConfig:
         token = tokens.token_for(self.creds_dir, self.home)
         if token:  # the operator's long-lived login (hive login set-token)
             env["CLAUDE_CODE_OAUTH_TOKEN"] = token
-        env["CLAUDE_CODE_MAX_RETRIES"] = src.get("HIVE_CLAUDE_MAX_RETRIES", str(self.max_retries))
+        env["CLAUDE_CODE_MAX_RETRIES"] = str(self.max_retries)  # HIVE_CLAUDE_MAX_RETRIES, read by the service
         env["HIVE_AGENT"] = self.agent
         env["HIVE_STATE_DIR"] = str(self.state_dir)
         # The CLI waits only 5 s for MCP servers before the first request, then answers

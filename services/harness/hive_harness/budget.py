@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import deque
 from typing import Any
@@ -33,7 +32,7 @@ import structlog
 from hive_harness import metrics
 from hive_harness.bus import Bus
 from hive_harness.ledgerpub import LedgerPublisher
-from hivewire import subjects
+from hivewire import config, subjects
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
 from hivewire.wire.agent import TurnStats
@@ -47,14 +46,6 @@ RUNAWAY_SENTINEL = "runaway"
 PARKED = ("over_budget", "runaway")
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(0, int(os.environ.get(name, "") or default))
-    except ValueError:
-        log.warning("bad_env", name=name, using=default)
-        return default
-
-
 def over(budget: wb.Budget, usd: float, tokens: int) -> bool:
     return (budget.usd is not None and usd >= budget.usd) or (budget.tokens is not None and tokens >= budget.tokens)
 
@@ -63,8 +54,8 @@ class Guard:
     def __init__(self, bus: Bus, client: HiveClient, stats_db: Any, wake: asyncio.Event) -> None:
         self.bus, self.client, self.stats_db, self.wake = bus, client, stats_db, wake
         self.agent = bus.agent
-        self.turns_per_hour = _env_int("HIVE_RUNAWAY_TURNS_PER_HOUR", 120)
-        self.failed_limit = _env_int("HIVE_RUNAWAY_FAILED_TURNS", 5)
+        self.turns_per_hour = config.RUNAWAY_TURNS_PER_HOUR.get()
+        self.failed_limit = config.RUNAWAY_FAILED_TURNS.get()
         self.recent: deque[float] = deque()
         self.failed_streak = 0
         self.sentinel = bus.state_dir / RUNAWAY_SENTINEL

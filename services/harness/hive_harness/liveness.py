@@ -23,16 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hivewire import config
+
 PROC = Path("/proc")
 TICK_S = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        v = float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
-    return v if v > 0 else default
 
 
 @dataclass
@@ -44,9 +38,9 @@ class StallConfig:
 
     @classmethod
     def from_env(cls) -> StallConfig:
-        stall = _env_float("HIVE_STALL_S", 600.0)
-        return cls(stall, _env_float("HIVE_STALL_KILL_S", 2 * stall), _env_float("HIVE_STALL_MIN_CPU", 0.1),
-                   _env_float("HIVE_STALL_MIN_IO", 16384.0))
+        stall = config.STALL_S.get()
+        return cls(stall, config.STALL_KILL_S.get() or 2 * stall, config.STALL_MIN_CPU.get(),
+                   config.STALL_MIN_IO.get())
 
     @property
     def check_s(self) -> float:

@@ -27,7 +27,7 @@ from hive_harness.signals import CliSignals, Plan
 from hive_harness.store import TurnStatsStore
 from hive_harness.streamjson import TurnSummary
 from hive_harness.watchers import Watchers
-from hivewire import subjects
+from hivewire import config, subjects
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
 from hivewire.wire.agent import TurnStats
@@ -46,13 +46,6 @@ def missing_binary(argv: list[str]) -> str | None:
     if os.sep in cmd:
         return None if os.access(cmd, os.X_OK) and os.path.isfile(cmd) else cmd
     return None if cmd and shutil.which(cmd) else (cmd or "<empty HIVE_AGENT_CMD>")
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -103,12 +96,12 @@ class TurnLoop(Watchers):
         self.current: CliRun | None = None
         self.compact_requested = False
         self.last_turn_end = time.time()
-        self.park_s = _env_float("HIVE_RATE_LIMIT_PARK_S", 300.0)
-        self.idle_reset_s = _env_float("HIVE_IDLE_RESET_S", 300.0)
-        self.poll_s = _env_float("HIVE_WAKE_POLL_S", 30.0)
+        self.park_s = config.RATE_LIMIT_PARK_S.get()
+        self.idle_reset_s = config.IDLE_RESET_S.get()
+        self.poll_s = config.WAKE_POLL_S.get()
         self.parked_until = 0.0
         self.rate_limited_until: float | None = None  # unix s, while parked for a usage limit
-        self.jitter_s = _env_float("HIVE_RATE_LIMIT_JITTER_S", 30.0)
+        self.jitter_s = config.RATE_LIMIT_JITTER_S.get()
         self.stall = liveness.StallConfig.from_env()
         self.plan = Plan()  # the CLI's latest usage-limit windows
         self.last_signals = CliSignals()

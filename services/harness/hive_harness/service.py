@@ -26,7 +26,7 @@ from hive_harness.loop import TurnLoop
 from hive_harness.mcp_bridge import Bridge, build_server
 from hive_harness.mcp_socket import McpSocketServer
 from hive_harness.store import EventStore, TurnStatsStore, events_path, turns_path
-from hivewire import codec, subjects
+from hivewire import codec, config, subjects
 from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
 from hivewire.service import Context, Endpoint, HiveClient, MicroService
@@ -48,8 +48,6 @@ from hivewire.wire.common import Empty, Ok
 log = structlog.get_logger("hive_harness.service")
 STOP_TASKS_S = 10.0  # how long a stop waits for the heartbeat and turn loop to end
 
-HEARTBEAT_S = float(os.environ.get("HIVE_HEARTBEAT_S", "3") or 3)
-
 
 class HarnessService(MicroService):
     name = "hive-harness"
@@ -61,6 +59,7 @@ class HarnessService(MicroService):
         self.settings = settings
         self.agent = validate_agent_name(agent, allow_reserved=True)
         self.instance = uuid.uuid4().hex[:12]
+        self.heartbeat_s = config.HEARTBEAT_S.get()
         adir = settings.agent_dir(self.agent)
         self.state_dir = adir / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +74,7 @@ class HarnessService(MicroService):
         sandbox = sb.from_env()  # fails closed: a HiveError naming the fix when it cannot confine
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"hive-{self.agent}-"))
         self.cli = CliConfig(self.agent, self.state_dir, adir / "creds", self.run_dir, sandbox,
-                             max_retries=int(os.environ.get("HIVE_CLAUDE_MAX_RETRIES", "2") or 2),
+                             max_retries=config.CLAUDE_MAX_RETRIES.get(),
                              instance=self.instance,
                              config_env=config_env() if agent_config_env is None else agent_config_env,
                              limits=Limits.from_env(),
@@ -274,7 +273,7 @@ class HarnessService(MicroService):
         while True:
             with contextlib.suppress(Exception):
                 await self._beat()
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self.heartbeat_s)
 
 
 def config_env(env: dict[str, str] | None = None) -> dict[str, str]:
