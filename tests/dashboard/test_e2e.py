@@ -1,8 +1,9 @@
 """End to end in real headless Chromium (Playwright) against a running stack.
 
-The stack: the real nats-server, the dashboard as a real uvicorn process, and
-FAKE broker/deployer/backup/harness services (tests/dashboard/fakes.py) that
-record what the dashboard asked them.
+The stack: the real nats-server, the dashboard as a real uvicorn process, the
+real broker in-process (seeded, read back through `stack.store`), and FAKE
+deployer/backup/harness services (tests/dashboard/fakes.py) that record what the
+dashboard asked them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,14 @@ async def test_messages_wait_unread_until_the_agent_cli_appears(
     later = tmp_path / "bin" / "claude"
     monkeypatch.setenv("HIVE_AGENT_CMD", str(later))
     monkeypatch.setattr(turn_loop, "CLI_RECHECK_S", 0.3)
+    looks: list[str | None] = []  # every time the loop looked for the binary, and what it found missing
+    real_missing = turn_loop.missing_binary
+
+    def counted(argv: list[str]) -> str | None:
+        looks.append(real_missing(argv))
+        return looks[-1]
+
+    monkeypatch.setattr(turn_loop, "missing_binary", counted)
     presences: list[Presence] = []
 
     async def on_presence(msg: Msg) -> None:
@@ -49,7 +56,12 @@ async def test_messages_wait_unread_until_the_agent_cli_appears(
         return any(p.state == "waiting" and p.reason == "agent_cli_missing" for p in presences)
 
     await wait_for(says_why, timeout=10)
-    await asyncio.sleep(1.0)  # several loop passes without the binary
+    seen = len(looks)
+
+    async def looked_again() -> bool:  # barrier: three more passes of the loop, each without the binary
+        return len(looks) >= seen + 3 and all(m is not None for m in looks)
+
+    await wait_for(looked_again, timeout=10)
     counts = await client.call(subjects.broker("alice", "counts"), None, wb.CountsReply)
     assert counts.unread == 1  # the message was not taken, so nothing can be lost
     assert svc.loop.turns_done == 0
