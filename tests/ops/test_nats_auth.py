@@ -171,6 +171,10 @@ async def test_an_agent_cannot_speak_as_another_nor_resolve_approvals(connect_as
 async def test_an_agent_cannot_read_another_agents_replies(connect_as: ConnectAs) -> None:
     await _responders(connect_as)
     alice, bob = await connect_as("agent_alice"), await connect_as("agent_bob")
+    watcher = await connect_as("operator")  # a control that may see bob's events
+    seen, seen_cb = collector()
+    await watcher.nc.subscribe(subjects.events("bob"), cb=seen_cb)
+    await watcher.nc.flush()
     stolen, cb = collector()
     for pattern in ("_INBOX_agent_bob.>", "_INBOX.>", ">", "hive.agent.bob.>", "hive.broker.>"):
         await alice.nc.subscribe(pattern, cb=cb)
@@ -180,7 +184,10 @@ async def test_an_agent_cannot_read_another_agents_replies(connect_as: ConnectAs
     assert reply.subject.startswith("_INBOX_agent_bob.")
     await bob.nc.publish(subjects.events("bob"), b"{}")
     await bob.nc.flush()
-    await asyncio.sleep(0.3)
+    # barrier: the server routed bob's last publication (the control got it), so a copy for any
+    # subscription of alice's was queued to her before; her round trip after that would bring it in
+    await wait_for(lambda: true(subjects.events("bob") in seen), timeout=3)
+    await alice.nc.flush()
     assert stolen == []
 
 
