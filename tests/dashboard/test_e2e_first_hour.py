@@ -63,7 +63,7 @@ async def seed_data(stack: Stack) -> None:
                                               verified=True))
     alice = stack.harnesses["alice"]
     alice.status, alice.login_url = "needs_login", LONG_URL
-    alice.add_event("tool_result", {"content": json.dumps(json.dumps({"id": "m7", "recipients": ["bob"]}))})
+    alice.add_event("tool_result", {"content": json.dumps(json.dumps({"id": "7", "recipients": ["bob"]}))})
     alice.add_event("tool_result", {"content": [{"type": "text", "text": '{"ok": true, "path": "/state/a.md"}'}]})
 
 
