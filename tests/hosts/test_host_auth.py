@@ -14,6 +14,11 @@ from hivewire import hostauth, natsauth
 from hivewire.errors import HiveError
 from hivewire.natsd import NatsServer
 from hivewire.wire.hosts import HostInfo
+from tests.support.procs import wait_for
+
+
+async def _true(v: bool) -> bool:
+    return v
 
 
 async def _connect(server: NatsServer, creds_text: str) -> nats.NATS:
@@ -47,9 +52,11 @@ async def test_a_host_may_only_use_its_own_subjects_and_is_cut_off_when_removed(
         for subject in ("hive.host.h2.up.heartbeat", "hive.host.h3.up.heartbeat", "hive.broker.bob.send",
                         "hive.agent.bob.presence", "hive.host.h2.start", "hive.operator.approvals.list"):
             await host.publish(subject, b"{}")
+        await host.publish("hive.host.h2.up.heartbeat", b"{}")  # barrier: published after all of them
         await host.flush()
-        await asyncio.sleep(0.3)
-        assert seen == ["hive.host.h2.up.heartbeat"]  # not another host's, not an agent's, not a start
+        await wait_for(lambda: _true(len(seen) >= 2), timeout=5)
+        # not another host's, not an agent's, not a start: only its own heartbeats
+        assert seen == ["hive.host.h2.up.heartbeat"] * 2
         got: list[str] = []
 
         async def listen(m: object) -> None:
@@ -57,13 +64,14 @@ async def test_a_host_may_only_use_its_own_subjects_and_is_cut_off_when_removed(
 
         await host.subscribe("hive.host.h3.>", cb=listen)  # another host's requests
         await host.subscribe("hive.agent.bob.>", cb=listen)  # an agent's wakes and ctl
+        await host.subscribe("hive.host.h2.start", cb=listen)  # its own: the barrier below
         await host.flush()
-        await asyncio.sleep(0.2)
         await op.publish("hive.host.h3.start", b"{}")
         await op.publish("hive.agent.bob.wake", b"{}")
+        await op.publish("hive.host.h2.start", b"{}")  # after the two above, on the same connection
         await op.flush()
-        await asyncio.sleep(0.3)
-        assert got == []
+        await wait_for(lambda: _true(bool(got)), timeout=5)
+        assert got == ["hive.host.h2.start"]
         assert sum("permissions violation" in str(e).lower() for e in host._hive_errors) >= 2  # type: ignore
 
         # the deployer's requests to it are answered even right after a reload (agent issued)
