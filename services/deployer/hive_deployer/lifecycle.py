@@ -232,6 +232,8 @@ class Agents:
             if isinstance(exc, HiveError):
                 raise
             raise HiveError("internal", f"could not start {row.name}: {exc}") from exc
+        if self.procs.pid(row.name) is None:  # it ended already (a harness pool reports that at once): the
+            return  # crash watch has it, and `running` must not overwrite the crash it recorded
         await self._set(row, "running")
 
     async def _on_exit(self, name: str, rc: int | None, reason: str) -> None:
@@ -256,8 +258,10 @@ class Agents:
 
     async def _restart_later(self, name: str, delay: float) -> None:
         await asyncio.sleep(delay)
+        while name in self.transient:  # a verb still runs (e.g. the start whose process just died): after it
+            await asyncio.sleep(0.2)
         row = await self.store.agent(name)
-        if row is None or row.state != "crashed" or row.desired != "running" or name in self.transient:
+        if row is None or row.state != "crashed" or row.desired != "running":
             return
         try:
             async with self.transition(name, "restarting", "crash_restart"):
