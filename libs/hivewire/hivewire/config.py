@@ -42,10 +42,12 @@ class Var(Generic[T]):
     doc: str
     services: tuple[str, ...]
     default_doc: str = ""  # the default as the docs show it, when repr is not it
+    blank: bool = False  # set but blank is a value (parsed), not the default: "no limit", "none"
 
     def get(self, env: Mapping[str, str] | None = None) -> T:
-        raw = (os.environ if env is None else env).get(self.name, "").strip()
-        if not raw:
+        value = (os.environ if env is None else env).get(self.name)
+        raw = "" if value is None else value.strip()
+        if value is None or (not raw and not self.blank):
             return self.default
         try:
             return self.parse(raw)
@@ -153,6 +155,38 @@ def flag(name: str, default: bool, doc: str, services: tuple[str, ...]) -> Var[b
     return _declare(Var(name, parse, default, accepts, doc, services, default_doc="1" if default else "0"))
 
 
+UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int | None:
+    """`4G`, `512M`, `1048576`; empty or `0` means no limit (None)."""
+    t = text.strip().lower().removesuffix("b")
+    if not t or t == "0":
+        return None
+    mult = UNITS.get(t[-1], 1)
+    num = t[:-1] if t[-1] in UNITS else t
+    if not num.isdigit():
+        raise ValueError(f"not a size: {text!r} (use e.g. 4G, 512M or bytes)")
+    return int(num) * mult
+
+
+def size(name: str, default: int | None, doc: str, services: tuple[str, ...], *, default_doc: str) -> Var[int | None]:
+    """A size in bytes (`4G`, `512M`, `1048576`); `0` or set blank: no limit (None)."""
+    return _declare(Var(name, parse_size, default, "a size like 4G, 512M or bytes (0: no limit)", doc, services,
+                        default_doc, blank=True))
+
+
+def limit(name: str, default: int, doc: str, services: tuple[str, ...]) -> Var[int | None]:
+    """A whole number; `0` or set blank: no limit (None)."""
+
+    def parse(v: str) -> int | None:
+        if v and not v.isdigit():
+            raise ValueError(v)
+        return int(v) or None if v else None
+
+    return _declare(Var(name, parse, default, "a whole number (0: no limit)", doc, services, blank=True))
+
+
 def path(name: str, doc: str, services: tuple[str, ...], *, default_doc: str) -> Var[Path | None]:
     """A path; unset is None, and the reader applies the default `default_doc` names
     (computed then: it may depend on the user's home)."""
@@ -227,6 +261,12 @@ DEPLOYER_BACKOFF_BASE_S = number("HIVE_DEPLOYER_BACKOFF_BASE_S", 1.0, "a crashed
 DEPLOYER_BACKOFF_MAX_S = number("HIVE_DEPLOYER_BACKOFF_MAX_S", 60.0, "...up to this", _DPA, minimum=0)
 HARNESS_POOL = flag("HIVE_HARNESS_POOL", True, "agents' harnesses share one pool process (hive_deployer.pool)",
                     _DPA)
+DEPLOYER_RUNTIME = choice("HIVE_DEPLOYER_RUNTIME", ("bwrap", "process", "podman", "docker", "nixos-container"),
+                          "bwrap", "how harnesses run (process: unconfined, needs HIVE_ALLOW_UNCONFINED=1)", _DPA)
+DEPLOYER_IMAGE = text("HIVE_DEPLOYER_IMAGE", "localhost/hive:latest", "the image of the podman/docker runtime",
+                      _DPA)
+SESSION_CMD = text("HIVE_SESSION_CMD", "", "the command a session runs (shell words; blank: the agent CLI "
+                   "headless on the task)", _DP)
 DEPLOYER_ENSURE_MANAGER = flag("HIVE_DEPLOYER_ENSURE_MANAGER", True, "the deployer creates the manager agent "
                                "when it is missing", _DP)
 DEPLOYER_REGISTRY_SYNC_S = number("HIVE_DEPLOYER_REGISTRY_SYNC_S", 30.0, "how often the deployer re-sends its "
@@ -242,6 +282,9 @@ IMPORT_MAX_MEMBERS = integer("HIVE_IMPORT_MAX_MEMBERS", 100_000, "...and most fi
 
 # --- the harness (hive_harness) ----------------------------------------------------------
 _H = ("harness",)
+AGENT = text("HIVE_AGENT", "", "the agent a harness runs (set by the deployer; required)", _H)
+AGENT_CONFIG_ENV = text("HIVE_AGENT_CONFIG_ENV", "", "the agent's hive.env from its applied config, as JSON "
+                        "(set by the deployer)", _H)
 HEARTBEAT_S = number("HIVE_HEARTBEAT_S", 3.0, "how often a harness publishes its presence", _H, positive=True)
 CLAUDE_MAX_RETRIES = integer("HIVE_CLAUDE_MAX_RETRIES", 2, "the agent CLI's CLAUDE_CODE_MAX_RETRIES, unless set",
                              _H, minimum=0)
@@ -266,6 +309,13 @@ RUNAWAY_TURNS_PER_HOUR = integer("HIVE_RUNAWAY_TURNS_PER_HOUR", 120,
 RUNAWAY_FAILED_TURNS = integer("HIVE_RUNAWAY_FAILED_TURNS", 5,
                                "this many failed turns in a row parks the agent as a runaway (0: off)", _H,
                                minimum=0)
+
+# the agent's sandbox (hive_harness.limits)
+SANDBOX_PIDS_MAX = limit("HIVE_SANDBOX_PIDS_MAX", 1024, "the most processes an agent's sandbox may run", _H)
+SANDBOX_MEMORY_MAX = size("HIVE_SANDBOX_MEMORY_MAX", 4 << 30, "the memory an agent's sandbox may use", _H,
+                          default_doc="4G")
+SANDBOX_CGROUP = optional("HIVE_SANDBOX_CGROUP", "the cgroup (v2 path) agents' cgroups are made under (else the "
+                          "harness's own)", _H, accepts="a cgroup path")
 
 # --- the broker (hive_broker.config.BrokerConfig) -----------------------------------------
 _B = ("broker",)

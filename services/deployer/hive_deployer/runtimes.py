@@ -34,7 +34,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hivewire import agentenv
+from hivewire import agentenv, config
 from hivewire.confine import FIX_BWRAP, bwrap_error
 
 RUNTIMES = ("process", "bwrap", "podman", "docker", "nixos-container")
@@ -183,13 +183,13 @@ def bwrap_works(binary: str | None = None) -> bool:
 
 def get_runtime(kind: str | None = None) -> Runtime:
     """`HIVE_DEPLOYER_RUNTIME` (or `kind`); default bwrap, which fails closed where it cannot confine."""
-    kind = kind or os.environ.get("HIVE_DEPLOYER_RUNTIME") or "bwrap"
+    kind = kind or config.DEPLOYER_RUNTIME.get()
     if kind == "process":
         return ProcessRuntime()
     if kind == "bwrap":
         return BwrapRuntime(shutil.which("bwrap") or "bwrap")
     if kind in ("podman", "docker"):
-        return PodmanRuntime(kind, os.environ.get("HIVE_DEPLOYER_IMAGE", "localhost/hive:latest"))
+        return PodmanRuntime(kind, config.DEPLOYER_IMAGE.get())
     if kind == "nixos-container":
         return NixosContainerRuntime()
     raise ValueError(f"unknown runtime {kind!r}; known: {', '.join(RUNTIMES)}")

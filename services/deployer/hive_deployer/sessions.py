@@ -42,7 +42,7 @@ from hive_deployer import metrics, sessionout
 from hive_deployer.layout import Layout, check_session_id, wipe
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import Store
-from hivewire import codec, subjects
+from hivewire import codec, config, subjects
 from hivewire.errors import HiveError
 from hivewire.procs import die_with_parent
 from hivewire.settings import Settings
@@ -138,7 +138,7 @@ class Sessions:
 
     def command(self, sid: str, task: str, args: list[str]) -> list[str]:
         """`$HIVE_SESSION_CMD`, or the agent CLI headless on the task, allowed to write its output dir."""
-        raw = os.environ.get("HIVE_SESSION_CMD")
+        raw = config.SESSION_CMD.get()
         if raw:
             base = shlex.split(raw)
         else:

@@ -24,6 +24,7 @@ from hive_harness.liveness import Progress
 from hive_harness.mcp_bridge import tool_names
 from hive_harness.signals import CliSignals, TurnParser
 from hive_harness.streamjson import TurnSummary
+from hivewire import config
 from hivewire.names import MANAGER
 
 log = structlog.get_logger("hive_harness.agent_cli")
@@ -44,7 +45,7 @@ def system_prompt(agent: str) -> str:
 
 
 def agent_cmd() -> list[str]:
-    return shlex.split(os.environ.get("HIVE_AGENT_CMD") or "claude")
+    return shlex.split(config.AGENT_CMD.get())
 
 
 def allowed_tools(agent: str) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from hive_harness import tokens
 from hive_harness.agent_cli import agent_cmd
 from hive_harness.limits import CGROUP_ROOT
+from hivewire import config
 from hivewire.confine import FIX_BWRAP, bwrap_error
 from hivewire.settings import Settings
 
@@ -100,7 +101,8 @@ def check_sandbox(env: dict[str, str]) -> list[Check]:
         err = bwrap_error(binary)
         box = Check("sandbox", err is None, err or f"bubblewrap confines ({binary})",
                     None if err is None else FIX_BWRAP)
-    parent = Path(env["HIVE_SANDBOX_CGROUP"]) if env.get("HIVE_SANDBOX_CGROUP") else CGROUP_ROOT
+    cgroup = config.SANDBOX_CGROUP.get(env)
+    parent = Path(cgroup) if cgroup else CGROUP_ROOT
     v2 = (CGROUP_ROOT / "cgroup.controllers").exists()
     where = parent if v2 else CGROUP_ROOT / "pids"
     writable = where.is_dir() and os.access(where, os.W_OK)

@@ -26,23 +26,11 @@ from pathlib import Path
 import structlog
 
 from hive_harness import metrics
+from hivewire import config
 from hivewire.procs import die_with_parent
 
 log = structlog.get_logger("hive_harness.limits")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str) -> int | None:
-    """`4G`, `512M`, `1048576`; empty or `0` means no limit."""
-    t = text.strip().lower().removesuffix("b")
-    if not t or t == "0":
-        return None
-    mult = UNITS.get(t[-1], 1)
-    num = t[:-1] if t[-1] in UNITS else t
-    if not num.isdigit():
-        raise ValueError(f"not a size: {text!r} (use e.g. 4G, 512M or bytes)")
-    return int(num) * mult
 
 
 @dataclass
@@ -54,12 +42,8 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        pids = os.environ.get("HIVE_SANDBOX_PIDS_MAX", "1024").strip()
-        if pids and not pids.isdigit():
-            raise ValueError(f"HIVE_SANDBOX_PIDS_MAX={pids!r}: must be a whole number (0 = no limit)")
-        mem = parse_size(os.environ.get("HIVE_SANDBOX_MEMORY_MAX", "4G"))
-        parent = os.environ.get("HIVE_SANDBOX_CGROUP")
-        return cls(int(pids) or None if pids else None, mem, Path(parent) if parent else None)
+        parent = config.SANDBOX_CGROUP.get()
+        return cls(config.SANDBOX_PIDS_MAX.get(), config.SANDBOX_MEMORY_MAX.get(), Path(parent) if parent else None)
 
     def setup(self, agent: str, tag: str = "") -> bool:
         """Make the cgroup of this harness's agent with the limits; False when none could be made.

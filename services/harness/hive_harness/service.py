@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -279,7 +278,7 @@ class HarnessService(MicroService):
 def config_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The agent's `hive.env` (from its applied config), as the deployer hands it over
     (`HIVE_AGENT_CONFIG_ENV` of `env`, default this process's environment)."""
-    raw = (os.environ if env is None else env).get("HIVE_AGENT_CONFIG_ENV", "")
+    raw = config.AGENT_CONFIG_ENV.get(env)
     try:
         env = json.loads(raw) if raw else {}
     except ValueError:
@@ -292,7 +291,7 @@ def config_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 async def build(transport: Transport, settings: Settings, metrics_url: str) -> HarnessService:
-    agent = os.environ.get("HIVE_AGENT", "")
+    agent = config.AGENT.get()
     if not agent:
         raise HiveError("bad_request", "HIVE_AGENT must name the agent this harness runs")
     return HarnessService(transport, settings, agent, metrics_url=metrics_url)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import msgspec
 import structlog
 
 from hive_harness.ledgerpub import LEDGER_OUTBOX_SQL, queue_for_ledger
+from hivewire import config
 from hivewire.db import Database
 from hivewire.migrations import DatabaseSpec, Migration, Migrations, ensure_columns
 from hivewire.wire.agent import LiveEvent, TurnStats
@@ -89,7 +89,7 @@ def state_dir(home: Path, agent: str) -> Path:
 
 
 def events_path(sdir: Path) -> Path:
-    return Path(os.environ.get("HIVE_EVENTS_DB") or sdir / "events.sqlite")
+    return Path(config.EVENTS_DB.get() or sdir / "events.sqlite")
 
 
 def turns_path(sdir: Path) -> Path:

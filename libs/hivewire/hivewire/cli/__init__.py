@@ -9,10 +9,12 @@ service.
 from __future__ import annotations
 
 import os
+import sys
 from importlib.metadata import entry_points
 
 import structlog
 
+from hivewire import config
 from hivewire.cli import inspect, migrate, natsconfig, up  # noqa: F401  (registers commands)
 from hivewire.cli.app import app
 from hivewire.logs import configure_logging
@@ -31,7 +33,13 @@ def load_plugins() -> None:
 
 def main() -> None:
     # CLI output is for people: quiet, readable logs on stderr (`hive up` reconfigures).
-    configure_logging(os.environ.get("HIVE_LOG_LEVEL", "warning"), json=False)
+    # HIVE_LOG_LEVEL as declared in hivewire.config, but unset means warning here
+    try:
+        level = config.LOG_LEVEL.get({config.LOG_LEVEL.name: "warning", **os.environ})
+    except config.ConfigError as exc:
+        print(f"hive: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(level, json=False)
     os.umask(UMASK)  # what the CLI writes under HIVE_HOME (nats config, migrations, restores) stays private
     load_plugins()
     app()
