@@ -12,6 +12,8 @@ import os
 import re
 from collections.abc import Mapping
 
+from hivewire import config
+
 # Names the inner command may get from the harness's own environment.
 INNER_PASS = {"LANG", "LANGUAGE", "TZ", "TERM", "COLORTERM", "NO_COLOR",
               "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"}
@@ -30,7 +32,7 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _extra_allowed(extra: str | None) -> set[str]:
-    text = os.environ.get("HIVE_SANDBOX_ENV_ALLOW", "") if extra is None else extra
+    text = config.SANDBOX_ENV_ALLOW.get() if extra is None else extra
     return {n for n in re.split(r"[ ,]+", text) if NAME_RE.fullmatch(n)}
 
 

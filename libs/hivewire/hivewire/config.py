@@ -76,11 +76,13 @@ def text(name: str, default: str, doc: str, services: tuple[str, ...], *, lower:
     return _declare(Var(name, (lambda v: v.lower()) if lower else str, default, "any text", doc, services))
 
 
-def optional(name: str, doc: str, services: tuple[str, ...], *, accepts: str = "any text") -> Var[str | None]:
+def optional(
+    name: str, doc: str, services: tuple[str, ...], *, accepts: str = "any text", blank: bool = False,
+) -> Var[str | None]:
     def parse(v: str) -> str | None:
         return v
 
-    return _declare(Var(name, parse, None, accepts, doc, services))
+    return _declare(Var(name, parse, None, accepts, doc, services, blank=blank))
 
 
 def _accepts(what: str, minimum: float | None, positive: bool) -> str:
@@ -285,6 +287,8 @@ _H = ("harness",)
 AGENT = text("HIVE_AGENT", "", "the agent a harness runs (set by the deployer; required)", _H)
 AGENT_CONFIG_ENV = text("HIVE_AGENT_CONFIG_ENV", "", "the agent's hive.env from its applied config, as JSON "
                         "(set by the deployer)", _H)
+ALLOWED_TOOLS = optional("HIVE_ALLOWED_TOOLS", "the agent CLI's extra allowed tools (space/comma-separated; "
+                         "unset: the defaults, set blank: none)", _H, blank=True)
 HEARTBEAT_S = number("HIVE_HEARTBEAT_S", 3.0, "how often a harness publishes its presence", _H, positive=True)
 CLAUDE_MAX_RETRIES = integer("HIVE_CLAUDE_MAX_RETRIES", 2, "the agent CLI's CLAUDE_CODE_MAX_RETRIES, unless set",
                              _H, minimum=0)
@@ -310,12 +314,37 @@ RUNAWAY_FAILED_TURNS = integer("HIVE_RUNAWAY_FAILED_TURNS", 5,
                                "this many failed turns in a row parks the agent as a runaway (0: off)", _H,
                                minimum=0)
 
-# the agent's sandbox (hive_harness.limits)
+# the agent's sandbox (hive_harness.sandbox, hive_harness.limits); the deployer's runtime sets the first three
+SANDBOX = choice("HIVE_SANDBOX", ("bwrap", "none"), "bwrap", "how the harness confines its agent's CLI (none: "
+                 "unconfined, needs HIVE_ALLOW_UNCONFINED=1)", _H)
+ALLOW_UNCONFINED = choice("HIVE_ALLOW_UNCONFINED", ("0", "1"), "0", "1: agents may run unconfined "
+                          "(HIVE_SANDBOX=none, the process runtime)", ("harness", "deployer", "agenthost"))
+SANDBOX_ALLOW_HOSTS = text("HIVE_SANDBOX_ALLOW_HOSTS", "", "hosts (host:port, comma-separated) a confined "
+                           "agent may reach besides the model API", _H)
+SANDBOX_ENV_ALLOW = text("HIVE_SANDBOX_ENV_ALLOW", "", "more variable names an agent's hive.env may set on its CLI "
+                         "(comma-separated)", ("harness", "deployer", "agenthost"))
+SANDBOX_RO_PATHS = text("HIVE_SANDBOX_RO_PATHS", "", "more host paths the sandbox mounts read-only "
+                        "(colon-separated)", _H)
+BWRAP = optional("HIVE_BWRAP", "the bubblewrap binary (else bwrap on PATH)", _H, accepts="a path")
+
 SANDBOX_PIDS_MAX = limit("HIVE_SANDBOX_PIDS_MAX", 1024, "the most processes an agent's sandbox may run", _H)
 SANDBOX_MEMORY_MAX = size("HIVE_SANDBOX_MEMORY_MAX", 4 << 30, "the memory an agent's sandbox may use", _H,
                           default_doc="4G")
 SANDBOX_CGROUP = optional("HIVE_SANDBOX_CGROUP", "the cgroup (v2 path) agents' cgroups are made under (else the "
                           "harness's own)", _H, accepts="a cgroup path")
+
+# --- set by Hive for what it starts (documented here; Hive's services do not read them) ----
+_CLI = ("agent CLI",)
+_SES = ("session",)
+STATE_DIR = text("HIVE_STATE_DIR", "", "the agent's state directory (set by the harness for its CLI's tools)", _CLI)
+DEPLOYED_REV = text("HIVE_DEPLOYED_REV", "", "the agent's applied config revision (set by the deployer)",
+                    ("harness", *_CLI))
+SESSION_ID = text("HIVE_SESSION_ID", "", "the session's id (set by the deployer for a session's command)", _SES)
+SESSION_TASK = text("HIVE_SESSION_TASK", "", "the session's task", _SES)
+SESSION_PRIORITY = text("HIVE_SESSION_PRIORITY", "", "the session's priority", _SES)
+SESSION_DIR = text("HIVE_SESSION_DIR", "", "the session's directory", _SES)
+SESSION_OUTPUT = text("HIVE_SESSION_OUTPUT", "", "where the session writes its output", _SES)
+SESSION_METADATA = text("HIVE_SESSION_METADATA", "", "the session's metadata, as JSON", _SES)
 
 # --- the broker (hive_broker.config.BrokerConfig) -----------------------------------------
 _B = ("broker",)

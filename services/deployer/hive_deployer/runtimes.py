@@ -28,7 +28,6 @@ deployer's own NATS identity) plus what its `Launch.env` names.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -89,7 +88,7 @@ class ProcessRuntime(Runtime):
         self.allow = allow_unconfined
 
     def check(self) -> str | None:
-        allowed = os.environ.get("HIVE_ALLOW_UNCONFINED") == "1" if self.allow is None else self.allow
+        allowed = config.ALLOW_UNCONFINED.get() == "1" if self.allow is None else self.allow
         return None if allowed else UNCONFINED_FIX
 
 

@@ -49,7 +49,7 @@ def agent_cmd() -> list[str]:
 
 
 def allowed_tools(agent: str) -> list[str]:
-    extra = os.environ.get("HIVE_ALLOWED_TOOLS")
+    extra = config.ALLOWED_TOOLS.get()
     extras = [t for t in re.split(r"[ ,]+", extra) if t] if extra is not None else list(DEFAULT_EXTRA_TOOLS)
     return tool_names(agent) + extras
 
@@ -88,7 +88,7 @@ class CliConfig:
         return path
 
     def spec(self, argv: list[str] | None = None) -> sb.Spec:
-        ro = [Path(p) for p in os.environ.get("HIVE_SANDBOX_RO_PATHS", "").split(":") if p.strip()]
+        ro = [Path(p) for p in config.SANDBOX_RO_PATHS.get().split(":") if p.strip()]
         return sb.Spec(self.agent, self.state_dir, self.creds_dir, self.run_dir, argv or agent_cmd(), ro_paths=ro,
                        hidden=self.hidden, writable=self.writable)
 

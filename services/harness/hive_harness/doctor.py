@@ -91,13 +91,13 @@ def check_credentials(home: Path, env: dict[str, str]) -> list[Check]:
 
 
 def check_sandbox(env: dict[str, str]) -> list[Check]:
-    kind = (env.get("HIVE_SANDBOX") or "bwrap").strip().lower()
+    kind = config.SANDBOX.get(env)
     if kind == "none":
-        box = Check("sandbox", env.get("HIVE_ALLOW_UNCONFINED") == "1", "HIVE_SANDBOX=none: agents run unconfined",
+        box = Check("sandbox", config.ALLOW_UNCONFINED.get(env) == "1", "HIVE_SANDBOX=none: agents run unconfined",
                     "unset HIVE_SANDBOX (bubblewrap), or set HIVE_ALLOW_UNCONFINED=1 if that is really meant",
                     warn=True)
     else:
-        binary = env.get("HIVE_BWRAP") or shutil.which("bwrap")
+        binary = config.BWRAP.get(env) or shutil.which("bwrap")
         err = bwrap_error(binary)
         box = Check("sandbox", err is None, err or f"bubblewrap confines ({binary})",
                     None if err is None else FIX_BWRAP)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from hive_harness import metrics
+from hivewire import config
 
 log = structlog.get_logger("hive_harness.egress")
 
@@ -47,7 +48,7 @@ def allowlist(env: Mapping[str, str] | None = None) -> set[Dest]:
             out.add((u.hostname.lower(), u.port or (443 if u.scheme == "https" else 80)))
     else:
         out |= {(h, 443) for h in ANTHROPIC_HOSTS}
-    for item in re.split(r"[ ,]+", e.get("HIVE_SANDBOX_ALLOW_HOSTS", "")):
+    for item in re.split(r"[ ,]+", config.SANDBOX_ALLOW_HOSTS.get(e)):
         dest = parse_dest(item)
         if dest is not None:
             out.add(dest)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from hivewire import config
 from hivewire.agentenv import INNER_PASS, config_env_allowed, filter_config_env
 from hivewire.confine import FIX_BWRAP, bwrap_error
 from hivewire.errors import HiveError
@@ -219,16 +220,13 @@ _checked: dict[str, str | None] = {}
 
 def from_env(env: Mapping[str, str] | None = None, check: Callable[[str | None], str | None] = bwrap_error) -> Sandbox:
     """The sandbox `HIVE_SANDBOX` asks for; a HiveError naming the fix when it cannot confine."""
-    e = os.environ if env is None else env
-    kind = (e.get("HIVE_SANDBOX") or "bwrap").strip().lower()
+    kind = config.SANDBOX.get(env)
     if kind == "none":
-        if e.get("HIVE_ALLOW_UNCONFINED") != "1":
+        if config.ALLOW_UNCONFINED.get(env) != "1":
             raise HiveError("forbidden", "HIVE_SANDBOX=none runs the agent unconfined: set HIVE_ALLOW_UNCONFINED=1 "
                                          "as well if that is really meant")
         return Sandbox()
-    if kind != "bwrap":
-        raise HiveError("bad_request", f"HIVE_SANDBOX={kind!r}: must be bwrap or none")
-    binary = e.get("HIVE_BWRAP") or shutil.which("bwrap")
+    binary = config.BWRAP.get(env) or shutil.which("bwrap")
     key = binary or ""
     if key not in _checked:
         _checked[key] = check(binary)
