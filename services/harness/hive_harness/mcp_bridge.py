@@ -13,10 +13,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from mcp.server.mcpserver import MCPServer
 
 from hivewire import subjects
 from hivewire.errors import HiveError
@@ -24,6 +23,9 @@ from hivewire.names import MANAGER, validate_agent_name
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
 from hivewire.wire import deployer as wd
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
 
 AGENT_TOOLS = ("send", "recv", "ask", "answer", "remind", "get_loose_ends", "cancel_loose_end", "whoami")
 SEND_ATTEMPTS = 3
@@ -100,7 +102,30 @@ def received_ids(reply_json: str) -> list[str]:
     return [str(m["id"]) for m in json.loads(reply_json).get("messages", [])]
 
 
-def build_server(bridge: Bridge) -> MCPServer:
+class LazyServer:
+    """The hive tools' MCP server, built when the first session (a CLI turn) connects.
+
+    The `mcp` package (pydantic, its models) is ~36 MB of a harness's ~75 MB
+    resident: an idle agent, or a harness pool whose agents are all idle, never
+    loads it (bench/harness_rss)."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self._server: MCPServer | None = None
+
+    def get(self) -> MCPServer:
+        if self._server is None:
+            self._server = _build(self.bridge)
+        return self._server
+
+
+def build_server(bridge: Bridge) -> LazyServer:
+    return LazyServer(bridge)
+
+
+def _build(bridge: Bridge) -> MCPServer:
+    from mcp.server.mcpserver import MCPServer
+
     mcp: MCPServer = MCPServer(name="hive", instructions=f"Hive tools for agent {bridge.agent}.")
 
     @mcp.tool(description="Send a message to another agent, `operator`, or `*` (everyone).")

@@ -11,23 +11,22 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-import mcp_types as types
 import structlog
-from mcp.server.mcpserver import MCPServer
-from mcp.shared._context_streams import create_context_streams
-from mcp.shared.message import SessionMessage
 
 from hive_harness import metrics
+from hive_harness.mcp_bridge import LazyServer
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
 
 log = structlog.get_logger("hive_harness.mcp_socket")
 MAX_LINE = 16 * 1024 * 1024
 
 
 class McpSocketServer:
-    def __init__(self, path: Path, server: MCPServer) -> None:
+    def __init__(self, path: Path, server: MCPServer | LazyServer) -> None:
         self.path, self.server = path, server
         self._srv: asyncio.AbstractServer | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -53,7 +52,8 @@ class McpSocketServer:
         self._sessions.add(task)
         self.sessions_served += 1
         try:
-            await serve_streams(self.server, reader, writer)
+            server = self.server.get() if isinstance(self.server, LazyServer) else self.server
+            await serve_streams(server, reader, writer)
         except Exception as exc:  # one session failing never takes the harness down
             metrics.FAILURES.labels("mcp_session").inc()
             log.warning("mcp_session_failed", error=f"{type(exc).__name__}: {exc}")
@@ -66,6 +66,11 @@ class McpSocketServer:
 
 async def serve_streams(server: MCPServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """One MCP session over a byte stream (what `mcp.server.stdio` does for stdin/stdout)."""
+    import anyio  # here, not at import: an idle harness never loads the mcp package (mcp_bridge.LazyServer)
+    import mcp_types as types
+    from mcp.shared._context_streams import create_context_streams
+    from mcp.shared.message import SessionMessage
+
     read_w, read_s = create_context_streams[SessionMessage | Exception](0)
     write_s, write_r = create_context_streams[SessionMessage](0)
 
