@@ -21,9 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # HIVE_* names the code spells that hivewire.config does not declare yet (issue 22 item 6).
 NOT_YET_DECLARED = {
-    "HIVE_BACKUP_PASSPHRASE", "HIVE_DASHBOARD_TOKEN", "HIVE_HOSTS_NATS_PORT", "HIVE_HOSTS_NATS_URLS",
-    "HIVE_HOST_AGENT_LIMIT", "HIVE_HOST_HEARTBEAT_S", "HIVE_HOST_LOST_S", "HIVE_HOST_NAME", "HIVE_JOIN_ADDR",
-    "HIVE_JOIN_URL",
+    "HIVE_BACKUP_PASSPHRASE", "HIVE_DASHBOARD_TOKEN",
 }
 
 # Declared variables some module still reads itself (`.get("HIVE_X")`) instead of through

@@ -282,6 +282,20 @@ IMPORT_MAX_BYTES = integer("HIVE_IMPORT_MAX_BYTES", 2 * 1024**3, "an imported (o
                            "largest unpacked size", _DPA, positive=True)
 IMPORT_MAX_MEMBERS = integer("HIVE_IMPORT_MAX_MEMBERS", 100_000, "...and most files", _DPA, positive=True)
 
+# --- more than one machine (hive_deployer.hosts, hive_agenthost) ---------------------------
+HOST_NAME = text("HIVE_HOST_NAME", "core", "this machine's host name in the hive (the core's)", _DP)
+HOST_LOST_S = number("HIVE_HOST_LOST_S", 10.0, "an agent host silent this long is lost", _DP, positive=True)
+HOST_AGENT_LIMIT = integer("HIVE_HOST_AGENT_LIMIT", 0, "the most agents placed on this host (0: no limit)", _DPA,
+                           minimum=0)
+HOST_HEARTBEAT_S = number("HIVE_HOST_HEARTBEAT_S", 2.0, "how often an agent host reports", ("agenthost",),
+                          positive=True)
+JOIN_ADDR = text("HIVE_JOIN_ADDR", "", "host:port of the join endpoint agent hosts join through (blank: no joins)",
+                 _DP)
+JOIN_URL = text("HIVE_JOIN_URL", "", "the join URL `hive host add` prints (blank: http://<HIVE_JOIN_ADDR>)", _DP)
+HOSTS_NATS_URLS = text("HIVE_HOSTS_NATS_URLS", "", "the NATS URLs joining hosts are given (comma-separated)", _DP)
+HOSTS_NATS_PORT = integer("HIVE_HOSTS_NATS_PORT", 4222, "the NATS port joining hosts dial (set by hive up "
+                          "--nats-listen)", _DP, positive=True)
+
 # --- the harness (hive_harness) ----------------------------------------------------------
 _H = ("harness",)
 AGENT = text("HIVE_AGENT", "", "the agent a harness runs (set by the deployer; required)", _H)

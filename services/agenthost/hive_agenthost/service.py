@@ -35,7 +35,7 @@ from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
 from hive_deployer.runtimes import Launch, Runtime, get_runtime
 from hive_deployer.supervise import Procs
-from hivewire import agentenv, natsauth, subjects
+from hivewire import agentenv, config, natsauth, subjects
 from hivewire.errors import HiveError
 from hivewire.runner import resolve_nats_url
 from hivewire.service import Context, Endpoint, HiveClient, MicroService
@@ -84,8 +84,8 @@ class AgentHostService(MicroService):
         self.runtime = runtime or get_runtime()
         self.opts = Options.from_env()
         self.nats_url = resolve_nats_url(settings)
-        self.heartbeat_s = float(os.environ.get("HIVE_HOST_HEARTBEAT_S", "2"))
-        self.agent_limit = int(os.environ.get("HIVE_HOST_AGENT_LIMIT", "0"))
+        self.heartbeat_s = config.HOST_HEARTBEAT_S.get()
+        self.agent_limit = config.HOST_AGENT_LIMIT.get()
         self.procs = Procs(self.runtime, self.layout.logs, self._on_exit,
                            pool=pool.for_runtime(self.runtime, self.layout.logs, harness_cmd=self.opts.harness_cmd,
                                                  flag=self.opts.harness_pool))

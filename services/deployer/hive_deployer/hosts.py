@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,7 +32,7 @@ from prometheus_client import Counter, Gauge
 from hive_deployer import joinhttp, placement
 from hive_deployer.layout import check_name
 from hive_deployer.verbs import Lifecycle
-from hivewire import codec, hostauth, subjects
+from hivewire import codec, config, hostauth, subjects
 from hivewire.errors import HiveError
 from hivewire.service import Context, Endpoint, HiveClient
 from hivewire.tasks import cancel_and_wait
@@ -95,13 +96,12 @@ class HostOptions:
     nats_port: int = 4222
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> HostOptions:
-        e = os.environ if env is None else env
-        urls = [u.strip() for u in e.get("HIVE_HOSTS_NATS_URLS", "").split(",") if u.strip()]
-        return cls(name=e.get("HIVE_HOST_NAME", "core"), lost_s=float(e.get("HIVE_HOST_LOST_S", "10")),
-                   agent_limit=int(e.get("HIVE_HOST_AGENT_LIMIT", "0")), join_addr=e.get("HIVE_JOIN_ADDR", ""),
-                   join_url=e.get("HIVE_JOIN_URL", ""), nats_urls=urls,
-                   nats_port=int(e.get("HIVE_HOSTS_NATS_PORT", "4222")))
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HostOptions:
+        """Each a variable declared in hivewire.config (a bad value raises ConfigError)."""
+        urls = [u.strip() for u in config.HOSTS_NATS_URLS.get(env).split(",") if u.strip()]
+        return cls(name=config.HOST_NAME.get(env), lost_s=config.HOST_LOST_S.get(env),
+                   agent_limit=config.HOST_AGENT_LIMIT.get(env), join_addr=config.JOIN_ADDR.get(env),
+                   join_url=config.JOIN_URL.get(env), nats_urls=urls, nats_port=config.HOSTS_NATS_PORT.get(env))
 
 
 class Registry:
