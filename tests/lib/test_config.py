@@ -33,7 +33,7 @@ READ_DIRECTLY = {
     "HIVE_HOME": {"libs/hivewire/hivewire/natsauth.py"},
     "HIVE_NATS_CREDS": {
         "libs/hivewire/hivewire/hostauth.py", "libs/hivewire/hivewire/natsauth.py",
-        "services/agenthost/hive_agenthost/service.py", "services/deployer/hive_deployer/lifecycle.py",
+        "services/deployer/hive_deployer/lifecycle.py",  # reads the credentials natsauth issued, not the environment
     },
     "HIVE_NATS_INBOX_PREFIX": {"libs/hivewire/hivewire/natsauth.py"},
     "HIVE_NATS_PASSWORD": {"libs/hivewire/hivewire/natsauth.py"},

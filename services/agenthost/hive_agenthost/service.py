@@ -177,7 +177,7 @@ class AgentHostService(MicroService):
 
     async def _identity(self, name: str) -> tuple[dict[str, str], list[Path]]:
         """The harness's own NATS identity, from the hub (never this host's)."""
-        if os.environ.get("HIVE_NATS_CREDS", "").strip().lower() == "none":
+        if (config.NATS_CREDS.get() or "").lower() == "none":
             return {"HIVE_NATS_CREDS": "none"}, []
         rep: CredsReply = await self.client.call(subjects.host_up(self.host, "creds"), CredsRequest(agent=name),
                                                  CredsReply)

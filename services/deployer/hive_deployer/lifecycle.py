@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import sys
 import time
@@ -182,7 +181,7 @@ class Agents:
 
     def nats_auth_on(self) -> bool:
         """Agents get their own NATS users when HIVE_HOME has auth and the deployer was not told `none`."""
-        own = os.environ.get("HIVE_NATS_CREDS", "").strip().lower()
+        own = (config.NATS_CREDS.get() or "").lower()
         return own != "none" and natsauth.enabled(self.settings.home)
 
     def nats_identity(self, name: str) -> tuple[dict[str, str], list[Path]]:
