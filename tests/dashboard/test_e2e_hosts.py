@@ -4,7 +4,8 @@ The REAL hive-deployer (in-process, real nats-server) with two agent hosts in it
 (h2, h3) and agents placed on each; their heartbeats are published here as a hive-agenthost
 would (h2 keeps beating, h3 beats once and falls silent, HIVE_HOST_LOST_S=2). The dashboard is
 a real uvicorn process; the page is driven in headless Chromium: h3 turns lost, then comes back
-when it beats again; every agent shows its host; the home page links to it.
+when it beats again; every agent shows its host (hosts page, its own page), the home page marks an agent
+whose host is lost and links to the page.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ async def deployer(dash_settings: Settings, nats_transport: NatsTransport,
                           options=Options(stop_timeout=5.0), ensure_manager=False)
     await svc.start()
     now = time.time()
-    for name in ("alice", "bob", "carol"):
-        await svc.store.save(AgentRow(name=name, state="stopped", desired="stopped", runtime="process",
-                                      created_at=now, since=now))
+    for name in ("alice", "bob", "carol"):  # carol "runs" on h3: it is lost, so she is dead (host lost)
+        await svc.store.save(AgentRow(name=name, state="running" if name == "carol" else "stopped",
+                                      desired="stopped", runtime="process", created_at=now, since=now))
     yield svc
     await svc.stop()
 
@@ -107,6 +108,15 @@ async def test_hosts_page_shows_capacity_agents_and_a_lost_host(page: Page, dash
         for agent, host in (("alice", "core"), ("bob", "h2"), ("carol", "h3")):
             await expect(page.locator(f'#placements tr[data-agent="{agent}"] .host')).to_have_text(host)
         await expect(page.locator('#placements tr[data-agent="carol"]')).to_contain_text("lost")
+        # the home page says carol's host is lost; each agent's page names its host
+        await page.goto(dashboard.url + "/")
+        await expect(page.locator("#agent-carol .host-lost")).to_have_text("host h3 lost")
+        await expect(page.locator("#agent-bob .host-lost")).to_have_count(0)
+        await page.goto(dashboard.url + "/agents/carol")
+        await expect(page.locator("#b-host")).to_have_text("host · h3 (lost)")
+        await page.goto(dashboard.url + "/agents/bob")
+        await expect(page.locator("#b-host")).to_have_text("host · h2")
+        await page.goto(dashboard.url + "/hosts")
         # h3 reports again: online
         await beat(nats_transport, "h3", "9.9.3")
         await expect(h3.locator(".state")).to_have_text("online", timeout=10_000)

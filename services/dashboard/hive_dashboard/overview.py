@@ -135,6 +135,8 @@ class OverviewBuilder:
             confined=info.confined if info else True,
             rate_limited_until=rate_limited_until(p, st),
             plan=plan_windows(st.plan) if st else {},
+            host=info.host if info else None,
+            host_lost=bool(info and info.host_lost),
         )
 
     async def build(self) -> Overview:

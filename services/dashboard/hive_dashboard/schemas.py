@@ -91,6 +91,8 @@ class AgentView(msgspec.Struct, kw_only=True):
     confined: bool = True  # False: its CLI runs unconfined (the deployer's `process` runtime)
     rate_limited_until: float | None = None  # unix s: parked on a usage limit, no model request before it
     plan: dict[str, PlanWindow] = {}  # {window: ...}, e.g. five_hour, seven_day
+    host: str | None = None  # the host that runs it (issue 26; the core host's name for local agents)
+    host_lost: bool = False  # that host stopped reporting: the agent is dead until it is back
 
 
 class ApprovalView(msgspec.Struct, kw_only=True):

@@ -25,6 +25,7 @@ from hive_dashboard.upstream import Upstream
 from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
+from hivewire.wire import ops
 from hivewire.wire.agent import AgentState, HistoryReply, HistoryRequest, LoginRequest, ModelRequest, PromptRequest
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import (
@@ -35,6 +36,7 @@ from hivewire.wire.deployer import (
     TurnStatsReply,
     TurnStatsRequest,
 )
+from hivewire.wire.hosts import HostList, HostNameRequest
 
 Name = Annotated[str, PathParameter(max_length=31, description="agent name")]
 
@@ -54,6 +56,16 @@ async def last_state(up: Upstream, name: str) -> AgentState | None:
                       + t.cache_read_input_tokens + t.cache_creation_input_tokens,
                       context_window=t.context_window or 200_000)
 LIFECYCLE = ("revive", "start", "stop", "restart", "kill", "rebuild")
+
+
+async def host_of(up: Upstream, name: str) -> tuple[str | None, bool]:
+    """The host that runs `name` and whether it is lost (issue 26; the deployer's hive.hosts.list)."""
+    try:
+        hosts: HostList = await up.call(ops.HOSTS_LIST.subject, HostNameRequest(name=""), HostList, timeout=2.0)
+    except Exception:  # no deployer, or an old one: the page goes without it
+        return None, False
+    h = next((x for x in hosts.hosts if name in x.agents), None)
+    return (h.name, h.state == "lost") if h else (None, False)
 
 
 class AgentsController(Controller):
@@ -76,7 +88,9 @@ class AgentsController(Controller):
         st = await ob.agent_state(name)
         if st is None and name not in ob.hub.badges:  # no harness answers: its last turn row, from the host
             st = await last_state(up, name)
-        return ob.agent_view(name, None, st)
+        view = ob.agent_view(name, None, st)
+        view.host, view.host_lost = await host_of(up, name)
+        return view
 
     @get("/{name:str}/history", summary="The agent's recent live events (ctl.history; from its files when offline)")
     async def history(

@@ -21,6 +21,9 @@
     p.textContent = labelText(l);
     p.className = "badge presence " + labelClass(l);
     $("b-model").textContent = "model · " + (st.model || "?");
+    $("b-host").hidden = !st.host;  // the host that runs it (issue 26)
+    $("b-host").textContent = "host · " + st.host + (st.hostLost ? " (lost)" : "");
+    $("b-host").className = "badge " + (st.hostLost ? "bad" : "dim");
     if (st.ctx === null || st.ctx === undefined) { $("b-ctx").textContent = "ctx · –"; $("b-ctx").className = "badge dim"; }
     else {
       const pct = Math.round(100 * st.ctx / (st.window || 200000));
@@ -173,7 +176,7 @@
     try {
       const a = await api("GET", base);
       Object.assign(st, { presence: a.presence, status: a.status, model: a.model, ctx: a.ctx, cost: a.cost, unread: a.unread, loginUrl: a.login_url,
-        until: a.rate_limited_until, plan: a.plan });
+        until: a.rate_limited_until, plan: a.plan, host: a.host, hostLost: a.host_lost });
       if (a.context_window) st.window = a.context_window;
       paintBadges();
     } catch (e) { sys("state unavailable: " + e.message, "error"); }
