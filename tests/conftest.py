@@ -1,8 +1,20 @@
-"""Fixtures shared by every test: a real nats-server, a temporary HIVE_HOME."""
+"""Fixtures shared by every test: a real nats-server, a temporary HIVE_HOME.
+
+One nats-server per session, and one NATS *account* per test: `nats_url` carries the
+test's own user, so everything the test starts (in-process or as a process, through
+HIVE_NATS_URL) talks in an account no other test shares. A service another test left
+running cannot answer this test's requests or see its events, whatever the subjects.
+`nats_server.url` (no user) is a shared account, for tests that want the server itself.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
+import signal
+import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,17 +30,70 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+class Accounts:
+    """The session server's accounts: one shared (no user needed), one more per test."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.users: list[tuple[str, str]] = []
+        self.seq = itertools.count(1)
+        self.anon = secrets.token_hex(8)
+        self.write()
+
+    def write(self) -> None:
+        lines = ["server_name: hive", "no_auth_user: anon", "accounts {",
+                 f'  SHARED {{ jetstream: enabled, users: [ {{user: anon, password: "{self.anon}"}} ] }}']
+        lines += [f'  T{i} {{ jetstream: enabled, users: [ {{user: {u}, password: "{p}"}} ] }}'
+                  for i, (u, p) in enumerate(self.users, 1)]
+        self.config.write_text("\n".join([*lines, "}", ""]))
+
+    def add(self, server: NatsServer) -> tuple[str, str]:
+        user = (f"t{next(self.seq)}", secrets.token_hex(12))
+        self.users.append(user)
+        self.write()
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGHUP)  # our own server: reload its config
+        deadline = time.monotonic() + 10
+        while not _can_log_in(server, *user):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server did not take the account of {user[0]}")
+            time.sleep(0.02)
+        return user
+
+
+def _can_log_in(server: NatsServer, user: str, password: str) -> bool:
+    """One NATS handshake: CONNECT as `user`, then PING; PONG means the server knows the user."""
+    with socket.create_connection((server.host, server.port), timeout=2) as s:
+        s.recv(4096)  # INFO
+        s.sendall(b'CONNECT {"user":"%s","pass":"%s","verbose":false,"pedantic":false}\r\nPING\r\n'
+                  % (user.encode(), password.encode()))
+        got = b""
+        while b"\r\n" not in got:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        return got.startswith(b"PONG")
+
+
 @pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """One real nats-server (JetStream on) per test session, on a free port."""
-    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+def nats_accounts(tmp_path_factory: pytest.TempPathFactory) -> Accounts:
+    return Accounts(tmp_path_factory.mktemp("nats-accounts") / "accounts.conf")
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory, nats_accounts: Accounts) -> Iterator[NatsServer]:
+    """One real nats-server (JetStream on) per test session, on a free port, with per-test accounts."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"), config=nats_accounts.config).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def nats_url(nats_server: NatsServer) -> str:
-    return nats_server.url
+def nats_url(nats_server: NatsServer, nats_accounts: Accounts) -> str:
+    """This test's own NATS account on the session's server (a user of its own in the URL)."""
+    user, password = nats_accounts.add(nats_server)
+    return f"nats://{user}:{password}@{nats_server.host}:{nats_server.port}"
 
 
 @pytest.fixture
