@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import nats.errors
@@ -23,6 +24,8 @@ class Echo(MicroService):
     def __init__(self, transport: Any) -> None:
         super().__init__(transport)
         self.sent: list[SendRequest] = []
+        self.slow_started = asyncio.Event()  # a slow request is in its handler
+        self.release = asyncio.Event()  # ends it before its wait_s
 
     def endpoints(self) -> list[Endpoint[Any]]:
         return [
@@ -38,7 +41,9 @@ class Echo(MicroService):
         return SendReply(id=ctx.token(2), sent_at=1.0)
 
     async def slow(self, ctx: Context, req: RecvRequest) -> Empty:
-        await asyncio.sleep(req.wait_s)
+        self.slow_started.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release.wait(), req.wait_s)
         return Empty()
 
     async def boom(self, ctx: Context, req: Empty) -> Empty:
@@ -99,12 +104,13 @@ async def test_a_slow_request_does_not_block_others(any_transport: Any) -> None:
     await svc.start()
     client = HiveClient(any_transport, timeout=5)
     try:
-        slow = asyncio.create_task(client.call("hive.broker.a.recv", RecvRequest(wait_s=1.5), Empty))
-        await asyncio.sleep(0.1)
+        slow = asyncio.create_task(client.call("hive.broker.a.recv", RecvRequest(wait_s=30), Empty))
+        await asyncio.wait_for(svc.slow_started.wait(), 5)  # barrier: the slow one is in its handler
         fast = await client.call("hive.broker.b.send", SendRequest(to="x", body="y"), SendReply)
         assert fast.id == "b"
         assert not slow.done()  # the long poll is still waiting while we were answered
-        await slow
+        svc.release.set()
+        await asyncio.wait_for(slow, 5)
     finally:
         await svc.stop()
 
