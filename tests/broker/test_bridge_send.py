@@ -22,7 +22,7 @@ from hivewire.settings import Settings
 from hivewire.wire import broker as w
 
 from .conftest import ready
-from support.procs import ServiceProcess
+from support.procs import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -47,11 +47,23 @@ async def test_a_send_whose_reply_was_late_is_retried_and_stored_once(
         await client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name=name), w.RegistryReply)
     bridge = Bridge("alice", client, send_timeout=0.5, retry_backoff=0.2)
 
+    attempts: list[bytes] = []
+
+    async def seen(msg: object) -> None:
+        attempts.append(msg.data)  # type: ignore[attr-defined]
+
+    await t.nc.subscribe(subjects.broker("alice", "send"), cb=seen)
+    await t.nc.flush()
     os.kill(broker_proc.pid, signal.SIGSTOP)  # the broker stalls: the first attempt gets no reply
     try:
         sending = asyncio.create_task(bridge.send(w.SendRequest(to="bob", body="late but once")))
-        await asyncio.sleep(0.9)  # first attempt timed out (0.5 s), the second is waiting
-        assert not sending.done()
+
+        async def retried() -> bool:  # barrier: the first attempt timed out and the second went out
+            return len(attempts) >= 2
+
+        await wait_for(retried, timeout=10)
+        assert not sending.done()  # the second is waiting
+        assert attempts[0] == attempts[1]  # the same request again: same client id
     finally:
         os.kill(broker_proc.pid, signal.SIGCONT)  # it now handles both attempts, same client id
     out = json.loads(await asyncio.wait_for(sending, 10))
