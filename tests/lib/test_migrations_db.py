@@ -7,6 +7,7 @@ import pytest
 
 from hivewire.db import Database, Writer, connect
 from hivewire.migrations import Migration, Migrations, ensure_columns, statements
+from tests.support.procs import wait_for
 
 STEPS = Migrations(
     "test",
@@ -204,8 +205,17 @@ async def test_loop_writer_waits_for_a_locked_file_with_the_loop_free(
     tick_task = asyncio.create_task(ticker())
     other.execute("BEGIN IMMEDIATE")
     write = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO items(v) VALUES ('waited')").lastrowid))
-    await asyncio.sleep(0.2)
-    assert not write.done() and ticks >= 10  # waiting, and the loop kept running meanwhile
+    async def busy() -> bool:  # barrier: the writer met the lock and went back to the loop
+        return db._busy_since is not None
+
+    await wait_for(busy, timeout=2, interval=0.005)
+    seen = ticks
+
+    async def ran_on() -> bool:  # barrier: the loop ran on while the write waited
+        return ticks >= seen + 5
+
+    await wait_for(ran_on, timeout=2, interval=0.005)
+    assert not write.done()  # still waiting for the lock, not failed nor done
     other.execute("COMMIT")
     assert await asyncio.wait_for(write, 1.0) == 1
 
