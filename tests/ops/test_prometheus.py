@@ -133,6 +133,8 @@ def stack(nats_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "HIVE_HOME": str(home), "HIVE_NATS_URL": nats_server.url,  # type: ignore[attr-defined]
         "HIVE_METRICS_ADDR": "127.0.0.1:0", "HIVE_DASHBOARD_ADDR": f"127.0.0.1:{dash_port}",
         "HIVE_OPERATOR_TOKEN": "test-token", "HIVE_NATS_CREDS": "none", "HIVE_AGENT_CMD": "/bin/false",
+        # one harness process per agent: each is its own scrape target (a pool is one target for all)
+        "HIVE_HARNESS_POOL": "0",
     }
     procs: dict[str, ServiceProcess] = {}
     try:
