@@ -66,16 +66,27 @@ def test_launch_carries_the_agents_own_credentials(tmp_path: Path, monkeypatch: 
     assert "agent_bob" not in natsauth.users(home)
 
 
-async def test_spawn_issues_destroy_revokes_and_metrics_are_listed(
+async def test_spawn_issues_and_destroy_revokes_the_agents_identity(
     make_deployer: object, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HIVE_NATS_CREDS", raising=False)
-    natsauth.generate(settings.home)  # auth on for this HIVE_HOME (the test server ignores credentials)
+    natsauth.generate(settings.home)  # auth on for this HIVE_HOME (the harness cannot join the test's account)
     env = await make_deployer()  # type: ignore[operator]
     info = await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
     own = natsauth.creds_path(settings.home, "agent_alice")
     assert "agent_alice" in natsauth.users(settings.home) and own.exists()
     assert environ(info.pid)["HIVE_NATS_CREDS"] == str(own)
+    await env.call("destroy", DestroyRequest(name="alice"), AgentInfo)
+    assert "agent_alice" not in natsauth.users(settings.home) and not own.exists()
+    assert (settings.home / "agents/alice/state").is_dir()  # a tombstone keeps its state
+
+
+async def test_a_running_agents_metrics_are_listed_while_it_runs(
+    make_deployer: object, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # auth off for this HIVE_HOME: the harness joins the test's own NATS account and heartbeats
+    env = await make_deployer()  # type: ignore[operator]
+    await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
 
     async def listed() -> str | None:
         return promsd.read_targets(promsd.sd_path(settings.home)).get("alice")
@@ -88,8 +99,5 @@ async def test_spawn_issues_destroy_revokes_and_metrics_are_listed(
     assert await listed() is None  # stopped on purpose: no scrape target
     await env.call("start", NameRequest(name="alice"), AgentInfo)
     assert await wait_for(listed, timeout=20)  # the new instance is listed again
-
     await env.call("destroy", DestroyRequest(name="alice"), AgentInfo)
-    assert "agent_alice" not in natsauth.users(settings.home) and not own.exists()
     assert await listed() is None
-    assert (settings.home / "agents/alice/state").is_dir()  # a tombstone keeps its state
