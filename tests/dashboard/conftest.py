@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
+from playwright.async_api import Page, async_playwright, expect
 
 from hive_dashboard.app import create_app
 from hivewire import subjects
@@ -291,3 +292,30 @@ def chromium_path() -> Iterator[str]:
     if not os.path.exists(path):
         pytest.skip("chromium not installed")
     yield path
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+async def page(chromium_path: str) -> AsyncIterator[Page]:
+    """A page in headless Chromium (1400x1000); a JavaScript error on it fails the test."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        p = await ctx.new_page()
+        errors: list[str] = []
+        p.on("pageerror", lambda e: errors.append(str(e)))
+        yield p
+        await ctx.close()
+        await browser.close()
+        assert errors == [], errors
+
+
+async def log_in(page: Page, dash: Dashboard, path: str) -> None:
+    """Log in with the operator token on the login page `path` redirects to, and land on `path`."""
+    await page.goto(dash.url + path)
+    await page.fill("#token", dash.token)
+    await page.click("button[type=submit]")
+    await expect(page).to_have_url(dash.url + path)

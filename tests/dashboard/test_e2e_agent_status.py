@@ -7,37 +7,13 @@ services (tests/dashboard/fakes.py) on the real nats-server.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
-from tests.dashboard.conftest import Dashboard, Stack
+from tests.dashboard.conftest import Dashboard, Stack, log_in
 
 pytestmark = pytest.mark.e2e
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-async def page(chromium_path: str) -> AsyncIterator[Page]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-        p = await ctx.new_page()
-        errors: list[str] = []
-        p.on("pageerror", lambda e: errors.append(str(e)))
-        yield p
-        await ctx.close()
-        await browser.close()
-        assert errors == [], errors
-
-
-async def log_in(page: Page, dash: Dashboard, path: str) -> None:
-    await page.goto(dash.url + path)
-    await page.fill("#token", dash.token)
-    await page.click("button[type=submit]")
-    await expect(page).to_have_url(dash.url + path)
 
 
 async def needs_login(h: object) -> None:

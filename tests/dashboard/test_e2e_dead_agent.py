@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from hive_deployer.lifecycle import Options
 from hive_deployer.runtimes import ProcessRuntime
@@ -26,22 +26,6 @@ from hivewire.wire.agent import TurnStats
 from tests.dashboard.conftest import Dashboard
 
 pytestmark = pytest.mark.e2e
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-async def page(chromium_path: str) -> AsyncIterator[Page]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-        p = await ctx.new_page()
-        errors: list[str] = []
-        p.on("pageerror", lambda e: errors.append(str(e)))
-        yield p
-        await ctx.close()
-        await browser.close()
-        assert errors == [], errors
 
 
 @pytest.fixture

@@ -8,32 +8,15 @@ Headless Chromium against the dashboard as a real uvicorn process; the FAKE harn
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from hivewire import subjects
 from hivewire.wire.agent import Typing
 from tests.dashboard.conftest import Dashboard, Stack
 
 pytestmark = pytest.mark.e2e
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-async def page(chromium_path: str) -> AsyncIterator[Page]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-        p = await ctx.new_page()
-        errors: list[str] = []
-        p.on("pageerror", lambda e: errors.append(str(e)))
-        yield p
-        await ctx.close()
-        await browser.close()
-        assert errors == [], errors
 
 
 async def typed(h: object, block: str, offset: int, text: str) -> None:

@@ -18,18 +18,16 @@ from typing import Any
 import pytest
 from playwright.async_api import Locator, Page, async_playwright, expect
 
-from tests.dashboard.conftest import Dashboard, Stack
+from tests.dashboard.conftest import CHROMIUM_ARGS, Dashboard, Stack, log_in
 
 pytestmark = pytest.mark.e2e
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ERRORS: dict[int, list[str]] = {}
 
 
 @pytest.fixture
 async def page(chromium_path: str) -> AsyncIterator[Page]:
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
+        browser = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
         # UTC, so the page's reset times can be compared with time.gmtime
         ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
         p = await ctx.new_page()
@@ -50,13 +48,6 @@ def no_errors(page: Page) -> None:
 async def no_sideways_scroll(page: Page) -> None:
     width = await page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
     assert width[0] <= width[1], f"page is {width[0]}px wide in a {width[1]}px window"
-
-
-async def log_in(page: Page, dash: Dashboard, path: str) -> None:
-    await page.goto(dash.url + path)
-    await page.fill("#token", dash.token)
-    await page.click("button[type=submit]")
-    await expect(page).to_have_url(dash.url + path)
 
 
 def plan(now: float) -> dict[str, dict[str, Any]]:
