@@ -29,7 +29,6 @@ from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
 from hivewire.wire.hosts import HostHeartbeat
 from tests.dashboard.conftest import Dashboard
-from tests.dashboard.test_e2e_dead_agent import page  # noqa: F401  (the Chromium page fixture)
 
 pytestmark = pytest.mark.e2e
 GiB = 1 << 30
@@ -68,7 +67,7 @@ async def deployer(dash_settings: Settings, nats_transport: NatsTransport,
     await svc.stop()
 
 
-async def test_hosts_page_shows_capacity_agents_and_a_lost_host(page: Page, dashboard: Dashboard,  # noqa: F811
+async def test_hosts_page_shows_capacity_agents_and_a_lost_host(page: Page, dashboard: Dashboard,
                                                                 deployer: DeployerService,
                                                                 nats_transport: NatsTransport) -> None:
     async def h2_beats() -> None:
