@@ -62,14 +62,17 @@ def filter_config_env(env: Mapping[str, str], *, extra: str | None = None) -> tu
 
 HARNESS_PASS = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "PYTHONPATH",
                 "VIRTUAL_ENV", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR"}
-# The harness's own knobs pass (HIVE_*), never a secret of the hive's.
-HARNESS_NEVER = {"HIVE_OPERATOR_TOKEN", "HIVE_NATS_CREDS", "HIVE_NATS_USER", "HIVE_NATS_PASSWORD",
-                 "HIVE_NATS_INBOX_PREFIX", "HIVE_DASHBOARD_TOKEN", "HIVE_BACKUP_PASSPHRASE"}
+# The harness's own knobs pass (the HIVE_* variables hivewire.config declares; any other
+# HIVE_* name configures nothing of Hive's, so it stays behind), never the service's NATS
+# identity or a secret (the operator token): the deployer gives the harness its own.
+HARNESS_NEVER = {config.OPERATOR_TOKEN.name, config.NATS_CREDS.name, config.NATS_USER.name,
+                 config.NATS_PASSWORD.name, config.NATS_INBOX_PREFIX.name}
 
 
 def harness_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What of a service's environment an agent's harness inherits."""
+    """What of a service's environment an agent's harness inherits (copied, not read: the
+    harness reads its variables through hivewire.config)."""
     e = os.environ if env is None else env
     return {k: v for k, v in e.items()
-            if k not in HARNESS_NEVER and (k in HARNESS_PASS or k.startswith("HIVE_") or k in INNER_PASS
+            if k not in HARNESS_NEVER and (k in HARNESS_PASS or k in config.VARS or k in INNER_PASS
                                           or config_env_allowed(k, extra=""))}

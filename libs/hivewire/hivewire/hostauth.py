@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hivewire import natsauth, subjects
+from hivewire import config, natsauth, subjects
 from hivewire.names import validate_agent_name
 from hivewire.wire import ops
 from hivewire.wire.op import Caller, Service
@@ -84,7 +84,7 @@ def revoke_host(home: Path, name: str, *, reload: bool = True) -> bool:
 def agent_creds_text(home: Path, agent: str) -> str:
     """An agent's credentials file text (issuing the user if new), for a harness on another host."""
     env = natsauth.issue_agent(home, agent)
-    path = env.get("HIVE_NATS_CREDS")
+    path = config.NATS_CREDS.get(env)
     return Path(path).read_text() if path else ""
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hivewire import subjects
+from hivewire import config, subjects
 from hivewire.names import MANAGER, validate_agent_name
 from hivewire.wire import ops
 from hivewire.wire.op import Caller, Service
@@ -442,28 +442,28 @@ def resolve_credentials(env: Mapping[str, str] | None = None) -> Credentials | N
     `HIVE_NATS_INBOX_PREFIX` overrides the inbox prefix (default `_INBOX_<user>`).
     """
     e = os.environ if env is None else env
-    path = e.get("HIVE_NATS_CREDS", "").strip()
+    path = config.NATS_CREDS.get(e) or ""
     if path.lower() == "none":
         return None
-    values: Mapping[str, str] = e
+    own_prefix = config.NATS_INBOX_PREFIX.get(e)  # the environment's, over a file's
+    values: Mapping[str, str] = e  # the file read below, in the same variables
     if path:
         text = Path(path).expanduser().read_text()
         if "BEGIN NATS USER JWT" in text:
-            return Credentials(jwt_creds_file=path, inbox_prefix=e.get("HIVE_NATS_INBOX_PREFIX") or None)
-        values = {**parse_env_file(text), **{k: v for k, v in e.items() if k == "HIVE_NATS_INBOX_PREFIX"}}
-    elif not e.get("HIVE_NATS_USER") and not e.get("HIVE_AGENT"):  # an agent never falls back
-        home = Path(e.get("HIVE_HOME") or Path.home() / ".local/share/hive").expanduser()
-        op = creds_path(home, OPERATOR_USER)
+            return Credentials(jwt_creds_file=path, inbox_prefix=own_prefix)
+        values = parse_env_file(text)
+    elif not config.NATS_USER.get(e) and not config.AGENT.get(e):  # an agent never falls back
+        op = creds_path(config.home(e), OPERATOR_USER)
         if not os.access(op, os.R_OK):
             return None
-        values = {**parse_env_file(op.read_text()), **{k: v for k, v in e.items() if k == "HIVE_NATS_INBOX_PREFIX"}}
-    user = values.get("HIVE_NATS_USER") or None
+        values = parse_env_file(op.read_text())
+    user = config.NATS_USER.get(values)
     if not user:
         return None
     return Credentials(
         user=user,
-        password=values.get("HIVE_NATS_PASSWORD", ""),
-        inbox_prefix=values.get("HIVE_NATS_INBOX_PREFIX") or inbox_prefix(user),
+        password=config.NATS_PASSWORD.get(values) or "",
+        inbox_prefix=own_prefix or config.NATS_INBOX_PREFIX.get(values) or inbox_prefix(user),
     )
 
 

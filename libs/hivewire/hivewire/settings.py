@@ -40,7 +40,7 @@ class Settings(msgspec.Struct, kw_only=True):
         """The shared variables (declared in hivewire.config); a bad value raises ConfigError."""
         e = os.environ if env is None else env
         return cls(
-            home=config.HOME.get(e) or Path.home() / ".local/share/hive",
+            home=config.home(e),
             nats_url=config.NATS_URL.get(e),
             dashboard_addr=config.DASHBOARD_ADDR.get(e),
             operator_token=config.OPERATOR_TOKEN.get(e),

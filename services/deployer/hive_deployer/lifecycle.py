@@ -189,7 +189,8 @@ class Agents:
         if not self.nats_auth_on():
             return {"HIVE_NATS_CREDS": "none"}, []  # never a fallback to someone else's credentials
         env = natsauth.issue_agent(self.settings.home, name)  # adds the user and reloads nats-server if new
-        return env, [Path(env["HIVE_NATS_CREDS"])] if env.get("HIVE_NATS_CREDS") else []
+        creds = config.NATS_CREDS.get(env)
+        return env, [Path(creds)] if creds else []
 
     def launch(self, name: str, env_extra: dict[str, str] | None = None, rev: str | None = None) -> Launch:
         state, creds = self.layout.state(name), self.layout.creds(name)

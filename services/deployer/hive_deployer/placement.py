@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from hive_deployer.runtimes import Launch
 from hive_deployer.supervise import Procs, Running
+from hivewire import config
 from hivewire.errors import HiveError
 from hivewire.wire.hosts import HostInfo
 
@@ -61,7 +62,7 @@ class HostProcs(Procs):
             return await super().start(launch, rev)
         if self.pid(launch.name):
             raise RuntimeError(f"{launch.name} is already running on {host}")
-        config_env = json.loads(launch.env.get("HIVE_AGENT_CONFIG_ENV") or "{}")
+        config_env = json.loads(config.AGENT_CONFIG_ENV.get(launch.env) or "{}")
         await self.hosts.forward_start(host, launch.name, rev or "", config_env)
         return None  # type: ignore[return-value]  # no local process: callers ignore the value
 
