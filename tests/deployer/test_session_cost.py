@@ -89,15 +89,17 @@ async def test_odd_output_is_kept_and_costs_nothing(monkeypatch: pytest.MonkeyPa
 
 def test_a_v1_deployer_db_gains_the_cost_columns(tmp_path: Path) -> None:
     path = tmp_path / "deployer.sqlite"
-    v1 = Migrations("deployer", MIGRATIONS.steps[:1])
+    v1, v2 = (Migrations("deployer", MIGRATIONS.steps[:n]) for n in (1, 2))
     conn = sqlite3.connect(path, isolation_level=None)
     v1.up(conn)
     conn.execute("INSERT INTO sessions(session_id, task, priority, status, created, updated) "
                  "VALUES ('s1', 't', 'low', 'completed', 1, 2)")
-    assert [m.version for m in MIGRATIONS.up(conn)] == [2]
-    row = conn.execute("SELECT cost_usd, model_costs_json, tokens, ledger_pending FROM sessions").fetchone()
-    assert row == (0.0, "{}", 0, None)
-    assert MIGRATIONS.down(conn) is not None  # and back
+    assert [m.version for m in MIGRATIONS.up(conn)] == [2, 3]  # v3: the session's host
+    row = conn.execute("SELECT cost_usd, model_costs_json, tokens, ledger_pending, host FROM sessions").fetchone()
+    assert row == (0.0, "{}", 0, None, "")
+    assert MIGRATIONS.down(conn) is not None  # and back: v3, then v2
+    assert "host" not in {r[1] for r in conn.execute("SELECT * FROM pragma_table_info('sessions')")}
+    assert v2.down(conn) is not None
     cols = {r[1] for r in conn.execute("SELECT * FROM pragma_table_info('sessions')")}
     assert "cost_usd" not in cols and "ledger_pending" not in cols
     assert conn.execute("SELECT session_id FROM sessions").fetchall() == [("s1",)]

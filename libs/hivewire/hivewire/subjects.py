@@ -210,7 +210,8 @@ def backup(verb: str) -> str:
 # `hive.host.<host>.up.<leaf>`: what an agent host tells the hub (its NATS user may
 # publish nothing else, so a host can neither speak for another nor start agents).
 HOSTS_VERBS = ("add", "remove", "list", "move")
-HOST_VERBS = ("start", "stop", "pack", "read", "write", "commit", "drop")
+HOST_VERBS = ("start", "stop", "pack", "read", "write", "commit", "drop", "history", "turn_stats",
+              "session_start", "session_read", "session_pack", "session_drop")
 HOST_UP = ("heartbeat", "creds")
 AGENTHOST_SERVICE = "hive-agenthost"
 

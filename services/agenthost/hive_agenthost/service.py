@@ -29,7 +29,8 @@ from typing import Any
 import structlog
 
 from hive_agenthost.join import load_host
-from hive_deployer import pool, transfer
+from hive_agenthost.sessions import HostSessions
+from hive_deployer import history, pool, transfer
 from hive_deployer.hosts import meminfo
 from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
@@ -43,7 +44,9 @@ from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Transport
 from hivewire.wire import ops
+from hivewire.wire.agent import HistoryReply
 from hivewire.wire.common import Ok
+from hivewire.wire.deployer import AgentHistoryRequest, TurnStatsReply, TurnStatsRequest
 from hivewire.wire.hosts import (
     Chunk,
     ChunkRequest,
@@ -55,6 +58,10 @@ from hivewire.wire.hosts import (
     HostAgentInfo,
     HostAgentReply,
     HostHeartbeat,
+    HostSessionOutput,
+    HostSessionRef,
+    HostSessionStart,
+    HostSessionStarted,
     HostStartRequest,
     HostStopRequest,
     PackReply,
@@ -89,6 +96,7 @@ class AgentHostService(MicroService):
         self.procs = Procs(self.runtime, self.layout.logs, self._on_exit,
                            pool=pool.for_runtime(self.runtime, self.layout.logs, harness_cmd=self.opts.harness_cmd,
                                                  flag=self.opts.harness_pool))
+        self.sessions = HostSessions(self.layout, self.runtime, settings, self.nats_url, self.host)
         self.started: dict[str, float] = {}
         self.exits: dict[str, str] = {}
         self.client = HiveClient(transport, timeout=10.0)
@@ -110,6 +118,12 @@ class AgentHostService(MicroService):
             Endpoint.of(ops.HOST_WRITE, self.h_write, host=self.host),
             Endpoint.of(ops.HOST_COMMIT, self.h_commit, host=self.host),
             Endpoint.of(ops.HOST_DROP, self.h_drop, host=self.host),
+            Endpoint.of(ops.HOST_HISTORY, self.h_history, host=self.host),
+            Endpoint.of(ops.HOST_TURN_STATS, self.h_turn_stats, host=self.host),
+            Endpoint.of(ops.HOST_SESSION_START, self.h_session_start, host=self.host),
+            Endpoint.of(ops.HOST_SESSION_READ, self.h_session_read, host=self.host),
+            Endpoint.of(ops.HOST_SESSION_PACK, self.h_session_pack, host=self.host),
+            Endpoint.of(ops.HOST_SESSION_DROP, self.h_session_drop, host=self.host),
         ]
 
     async def on_start(self) -> None:
@@ -117,6 +131,7 @@ class AgentHostService(MicroService):
 
     async def on_stop(self) -> None:
         await cancel_and_wait(*self._tasks)
+        await self.sessions.stop()
         await self.procs.stop_all(self.opts.stop_timeout)
 
     # --- the hub's requests -------------------------------------------------------------
@@ -173,6 +188,29 @@ class AgentHostService(MicroService):
         if req.files:  # the agent left this host: so does its NATS identity
             natsauth.creds_path(self.settings.home, natsauth.agent_user(name)).unlink(missing_ok=True)
             log.info("agent_moved_away", agent=name)
+        return Ok()
+
+    # --- reads of an agent's files here, for the hub (its harness may be dead) --------------------
+    async def h_history(self, ctx: Context, req: AgentHistoryRequest) -> HistoryReply:
+        return HistoryReply(events=await asyncio.to_thread(history.read_events, self.layout, check_name(req.name),
+                                                           req.limit, req.before_id))
+
+    async def h_turn_stats(self, ctx: Context, req: TurnStatsRequest) -> TurnStatsReply:
+        return TurnStatsReply(turns=await asyncio.to_thread(history.read_turns, self.layout, check_name(req.name),
+                                                            req.limit))
+
+    # --- sessions placed here (hive_agenthost.sessions) ---------------------------------------------
+    async def h_session_start(self, ctx: Context, req: HostSessionStart) -> HostSessionStarted:
+        return await self.sessions.start(req)
+
+    async def h_session_read(self, ctx: Context, req: HostSessionRef) -> HostSessionOutput:
+        return await self.sessions.read(req)
+
+    async def h_session_pack(self, ctx: Context, req: HostSessionRef) -> PackReply:
+        return await self.sessions.pack(req)
+
+    async def h_session_drop(self, ctx: Context, req: HostSessionRef) -> Ok:
+        await self.sessions.drop(req)
         return Ok()
 
     async def _identity(self, name: str) -> tuple[dict[str, str], list[Path]]:

@@ -268,7 +268,9 @@ def register(app: typer.Typer) -> None:
     @session.command("create")
     def s_create(task: str = typer.Argument(..., help="What the session should do."),
                  priority: str = typer.Argument("medium", help="high, medium or low."),
-                 metadata: str = typer.Argument("{}", help="A JSON object kept with the session.")) -> None:
+                 metadata: str = typer.Argument("{}", help="A JSON object kept with the session."),
+                 host: str = typer.Option("", "--host", help="Run it on this agent host (default: the core host); "
+                                                             "its log and outputs come back here.")) -> None:
         """Create a session: prints its id on stdout and its metadata JSON on stderr."""
         try:
             meta = json.loads(metadata) if metadata not in ("", "null") else {}
@@ -279,7 +281,7 @@ def register(app: typer.Typer) -> None:
             err_console.print("[red]error[/red] priority must be high, medium or low")
             raise typer.Exit(2)
         s: SessionInfo = _call(subjects.session("create"), SessionCreate(task=task, priority=priority,  # type: ignore[arg-type]
-                                                                           metadata=meta), SessionInfo)
+                                                                           metadata=meta, host=host), SessionInfo)
         print(s.session_id)
         import sys
 

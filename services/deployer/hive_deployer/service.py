@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from hive_deployer import archive, history, metrics, migrate, retention
+from hive_deployer import archive, hostreads, metrics, migrate, retention
 from hive_deployer.bridge import BrokerBridge
 from hive_deployer.deploys import Deploys
 from hive_deployer.hosts import Hosts
@@ -19,6 +19,7 @@ from hive_deployer.lifecycle import Options
 from hive_deployer.microrelay import MicroRelay, running
 from hive_deployer.placement import HostProcs
 from hive_deployer.runtimes import Runtime, get_runtime
+from hive_deployer.sessionhost import RemoteSessions
 from hive_deployer.sessions import Sessions, jetstream_publisher
 from hive_deployer.store import AgentRow, Store
 from hive_deployer.verbs import Lifecycle
@@ -152,6 +153,7 @@ class DeployerService(MicroService):
         self.agents.host_view, self.agents.place = self.hosts.view, self.hosts.place
         self.deploys = Deploys(self.agents)
         self.sessions = Sessions(self.layout, self.store, self.runtime, settings, nats_url)
+        self.sessions.remote = RemoteSessions(self.sessions, self.hosts)
         self.bridge = BrokerBridge(transport, self.deploys)
         self.srv_relay = MicroRelay(transport, running(self.agents.procs))  # harnesses in `$SRV` discovery
         self.retention = retention.Policy.from_env()
@@ -314,16 +316,14 @@ class DeployerService(MicroService):
         return await import_agent(self.agents, Path(req.path), req.name, force=req.force)
 
     async def h_history(self, ctx: Context, req: AgentHistoryRequest) -> HistoryReply:
-        """An agent's events from its events.sqlite, read-only (for when its harness does not answer)."""
-        return HistoryReply(events=await asyncio.to_thread(history.read_events, self.layout, check_name(req.name),
-                                                           req.limit, req.before_id))
+        """An agent's events, read-only from its events.sqlite wherever it runs (its harness does not answer)."""
+        return await hostreads.read_history(self.hosts, req)
 
     async def h_turn_stats(self, ctx: Context, req: TurnStatsRequest) -> TurnStatsReply:
-        return TurnStatsReply(turns=await asyncio.to_thread(history.read_turns, self.layout, check_name(req.name),
-                                                            req.limit))
+        return await hostreads.read_turn_stats(self.hosts, req)
 
     async def h_s_create(self, ctx: Context, req: SessionCreate) -> SessionInfo:
-        return await self.sessions.create(req.task, req.priority, req.metadata)
+        return await self.sessions.create(req.task, req.priority, req.metadata, req.host)
 
     async def h_s_start(self, ctx: Context, req: SessionRef) -> StatusReply:
         return await self.sessions.start(req.session_id, req.args)

@@ -34,7 +34,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -49,6 +49,9 @@ from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.wire.agent import TurnStats
 from hivewire.wire.deployer import CleanupReply, SessionInfo, SessionList, StatusReply
+
+if TYPE_CHECKING:
+    from hive_deployer.sessionhost import RemoteSessions
 
 log = structlog.get_logger("hive_deployer.sessions")
 MAX_TASK = 20_000
@@ -71,6 +74,50 @@ def jetstream_publisher(nc: Any) -> LedgerPublish:
     return publish
 
 
+def command(layout: Layout, settings: Settings, sid: str, task: str, args: list[str]) -> list[str]:
+    """`$HIVE_SESSION_CMD`, or the agent CLI headless on the task, allowed to write its output dir."""
+    raw = config.SESSION_CMD.get()
+    if raw:
+        base = shlex.split(raw)
+    else:
+        out = str(layout.session_output(sid))
+        base = [*shlex.split(settings.agent_cmd), "-p", task, "--output-format", "stream-json", "--verbose",
+                "--add-dir", out,
+                "--permission-mode", "acceptEdits", "--append-system-prompt", OUTPUT_NOTE.format(out=out)]
+    return [*base, *args]
+
+
+def session_launch(layout: Layout, settings: Settings, sid: str, task: str, priority: str,
+                   metadata: dict[str, Any], args: list[str], nats_url: str) -> Launch:
+    """A session's run in `layout`'s HIVE_HOME (the core host's, or an agent host's for a placed session)."""
+    if len(args) > MAX_ARGS or any(not isinstance(a, str) or "\0" in a for a in args):
+        raise HiveError("bad_request", "bad session args")
+    d, out = layout.session_dir(sid), layout.session_output(sid)
+    env = {
+        "HIVE_SESSION_ID": sid, "HIVE_SESSION_TASK": task, "HIVE_SESSION_PRIORITY": priority,
+        "HIVE_SESSION_DIR": str(d), "HIVE_SESSION_OUTPUT": str(out), "HIVE_EVENTS_DB": str(d / "events.sqlite"),
+        "HIVE_NATS_URL": nats_url, "HIVE_SESSION_METADATA": json.dumps(metadata),
+        # A session has no NATS user (it is a headless CLI run, no hive tools): it must never
+        # fall back to the operator's or inherit the deployer's credentials.
+        "HIVE_NATS_CREDS": "none",
+    }
+    return Launch(f"session-{sid[:8]}", command(layout, settings, sid, task, args), env, d, writable=[d, out],
+                  hidden=[settings.home])
+
+
+async def spawn(runtime: Runtime, launch: Launch) -> asyncio.subprocess.Process:
+    """Start a session's command in `runtime`, confined as an agent's turn (fails closed: OSError)."""
+    why = await asyncio.to_thread(runtime.check)
+    if why is not None:  # fail closed, as for agents
+        raise OSError(f"the {runtime.kind} runtime cannot run it: {why}")
+    argv = runtime.oneoff_argv(launch, passed=sorted(k for k in launch.env if k.startswith("HIVE_SESSION_")))
+    return await asyncio.create_subprocess_exec(
+        *argv, env=runtime.env(launch), cwd=str(launch.cwd),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True, preexec_fn=die_with_parent,
+    )
+
+
 class Sessions:
     def __init__(self, layout: Layout, store: Store, runtime: Runtime, settings: Settings, nats_url: str = "") -> None:
         self.layout, self.store, self.runtime, self.settings = layout, store, runtime, settings
@@ -78,6 +125,7 @@ class Sessions:
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self.publish_ledger: LedgerPublish | None = None  # set by the service (None: rows wait)
+        self.remote: RemoteSessions | None = None  # sessions placed on agent hosts (set by the service)
         self._ledger_kick = asyncio.Event()
         self._ledger_task: asyncio.Task[None] | None = None
 
@@ -90,6 +138,7 @@ class Sessions:
             database=str(d / "events.sqlite"), log_file=str(self.layout.session_log(sid)),
             metadata=json.loads(r["metadata_json"]), exit_code=r["exit_code"], cost_usd=r.get("cost_usd") or 0.0,
             model_costs=json.loads(r.get("model_costs_json") or "{}"), tokens=r.get("tokens") or 0,
+            host=r.get("host") or "",
         )
 
     async def _row(self, sid: str) -> dict[str, Any] | None:
@@ -119,34 +168,29 @@ class Sessions:
         info = await self.get(sid)
         (self.layout.session_dir(sid) / "session.json").write_bytes(codec.encode(info) + b"\n")
 
-    async def create(self, task: str, priority: str, metadata: dict[str, Any]) -> SessionInfo:
+    async def create(self, task: str, priority: str, metadata: dict[str, Any], host: str = "") -> SessionInfo:
         if not task.strip():
             raise HiveError("bad_request", "task is required")
         if len(task) > MAX_TASK:
             raise HiveError("too_large", f"task is longer than {MAX_TASK} characters")
         if not isinstance(metadata, dict):
             raise HiveError("bad_request", "metadata must be a JSON object")
+        if host:
+            if self.remote is None:
+                raise HiveError("unavailable", "this deployer runs sessions on its own host only")
+            host = self.remote.check_host(host)
         sid = str(uuid.uuid4())
         d = self.layout.session_dir(sid)
         d.mkdir(parents=True)
         self.layout.session_output(sid).mkdir(parents=True)
         self.layout.session_log(sid).touch()
-        await self.store.add_session(sid, task, priority, metadata)
+        await self.store.add_session(sid, task, priority, metadata, host)
         await self._write_json(sid)
         metrics.SESSIONS.labels("created").inc()
         return await self.get(sid)
 
     def command(self, sid: str, task: str, args: list[str]) -> list[str]:
-        """`$HIVE_SESSION_CMD`, or the agent CLI headless on the task, allowed to write its output dir."""
-        raw = config.SESSION_CMD.get()
-        if raw:
-            base = shlex.split(raw)
-        else:
-            out = str(self.layout.session_output(sid))
-            base = [*shlex.split(self.settings.agent_cmd), "-p", task, "--output-format", "stream-json", "--verbose",
-                    "--add-dir", out,
-                    "--permission-mode", "acceptEdits", "--append-system-prompt", OUTPUT_NOTE.format(out=out)]
-        return [*base, *args]
+        return command(self.layout, self.settings, sid, task, args)
 
     async def start(self, sid: str, args: list[str]) -> StatusReply:
         if len(args) > MAX_ARGS or any(not isinstance(a, str) or "\0" in a for a in args):
@@ -156,56 +200,52 @@ class Sessions:
             raise HiveError("conflict", f"session {sid} is {info.status}, not created")
         metrics.SESSIONS.labels("starting").inc()
         await self._write_json(sid)
-        d, out = self.layout.session_dir(sid), self.layout.session_output(sid)
-        env = {
-            "HIVE_SESSION_ID": sid, "HIVE_SESSION_TASK": info.task, "HIVE_SESSION_PRIORITY": info.priority,
-            "HIVE_SESSION_DIR": str(d), "HIVE_SESSION_OUTPUT": str(out), "HIVE_EVENTS_DB": str(d / "events.sqlite"),
-            "HIVE_NATS_URL": self.nats_url, "HIVE_SESSION_METADATA": json.dumps(info.metadata),
-            # A session has no NATS user (it is a headless CLI run, no hive tools): it must never
-            # fall back to the operator's or inherit the deployer's credentials.
-            "HIVE_NATS_CREDS": "none",
-        }
-        launch = Launch(f"session-{sid[:8]}", self.command(sid, info.task, args), env, d, writable=[d, out],
-                        hidden=[self.settings.home])
+        if info.host:  # placed on an agent host: run there, read its output from here
+            assert self.remote is not None
+            return await self.remote.start(info, args)
+        launch = session_launch(self.layout, self.settings, sid, info.task, info.priority, info.metadata, args,
+                                self.nats_url)
         try:
-            why = await asyncio.to_thread(self.runtime.check)
-            if why is not None:  # fail closed, as for agents
-                raise OSError(f"the {self.runtime.kind} runtime cannot run it: {why}")
-            argv = self.runtime.oneoff_argv(launch, passed=sorted(k for k in env if k.startswith("HIVE_SESSION_")))
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=self.runtime.env(launch), cwd=str(d),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent,
-            )
+            proc = await spawn(self.runtime, launch)
         except OSError as exc:
             with open(self.layout.session_log(sid), "a") as f:
                 f.write(f"start failed: {exc}\n")
             await self._finish(sid, None, "failed")
             return await self.status(sid)
         self.procs[sid] = proc
+        assert proc.stdout is not None
+
+        async def ended() -> int | None:
+            rc = await proc.wait()
+            self.procs.pop(sid, None)
+            return rc
+
+        return await self.running(sid, proc.stdout, ended)
+
+    async def running(self, sid: str, output: asyncio.StreamReader,
+                      ended: Callable[[], Awaitable[int | None]]) -> StatusReply:
+        """The run has started: watch `output` to its end, then `ended()` gives its exit code."""
         await self.store.set_session_status(sid, "running", expect=("starting",))
         metrics.SESSIONS.labels("running").inc()
         await self._write_json(sid)
-        t = asyncio.create_task(self._watch(sid, proc, time.time()))
+        t = asyncio.create_task(self._watch(sid, output, ended, time.time()))
         self._watchers.add(t)
         t.add_done_callback(self._watchers.discard)
         return await self.status(sid)
 
-    async def _watch(self, sid: str, proc: asyncio.subprocess.Process, started: float) -> None:
+    async def _watch(self, sid: str, output: asyncio.StreamReader, ended: Callable[[], Awaitable[int | None]],
+                     started: float) -> None:
         out = sessionout.Outcome()
         try:
-            assert proc.stdout is not None
             with open(self.layout.session_log(sid), "ab") as logf, \
                     open(self.layout.session_dir(sid) / "session.jsonl", "ab") as evf:
-                await sessionout.pump(proc.stdout, logf, evf, out)
+                await sessionout.pump(output, logf, evf, out)
         except OSError as exc:  # the log is gone or the disk full: read on (a full pipe would stall the run)
             metrics.FAILURES.labels("session_output").inc()
             log.warning("session_output_failed", session=sid, error=str(exc))
-            assert proc.stdout is not None
             with open(os.devnull, "wb") as null:
-                await sessionout.pump(proc.stdout, null, null, out)
-        rc = await proc.wait()
-        self.procs.pop(sid, None)
+                await sessionout.pump(output, null, null, out)
+        rc = await ended()
         await self._finish(sid, rc, "completed" if rc == 0 else "failed", out, started)
 
     async def _finish(self, sid: str, rc: int | None, status: str, out: sessionout.Outcome | None = None,

@@ -31,6 +31,10 @@ def _sessions_v2_down(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE sessions DROP COLUMN {col}")
 
 
+def _sessions_v3(conn: sqlite3.Connection) -> None:
+    ensure_columns(conn, "sessions", {"host": "TEXT NOT NULL DEFAULT ''"})  # '' = the core host
+
+
 MIGRATIONS = Migrations(
     "deployer",
     [
@@ -79,6 +83,7 @@ MIGRATIONS = Migrations(
             "DROP TABLE sessions; DROP TABLE deploys; DROP TABLE agents;",
         ),
         Migration(2, "session_cost", _sessions_v2, _sessions_v2_down),
+        Migration(3, "session_host", _sessions_v3, "ALTER TABLE sessions DROP COLUMN host"),
     ],
 )
 
@@ -171,14 +176,15 @@ class Store:
         return await self.db.read(q)
 
     # --- sessions -----------------------------------------------------------
-    async def add_session(self, sid: str, task: str, priority: str, metadata: dict[str, Any]) -> float:
+    async def add_session(self, sid: str, task: str, priority: str, metadata: dict[str, Any],
+                          host: str = "") -> float:
         now = time.time()
         blob = json.dumps(metadata)
 
         def w(c: sqlite3.Connection) -> None:
             c.execute(
-                "INSERT INTO sessions(session_id, task, priority, status, created, updated, metadata_json)"
-                " VALUES (?,?,?,?,?,?,?)", (sid, task, priority, "created", now, now, blob),
+                "INSERT INTO sessions(session_id, task, priority, status, created, updated, metadata_json, host)"
+                " VALUES (?,?,?,?,?,?,?,?)", (sid, task, priority, "created", now, now, blob, host),
             )
 
         await self.db.write(w)

@@ -100,6 +100,44 @@ def pack(layout: Layout, name: str, transfer: str) -> PackReply:
                      files=files)
 
 
+def pack_session(layout: Layout, sid: str, transfer: str) -> PackReply:
+    """A session's output dir (on the agent host that ran it) as `output/` in a transfer archive."""
+    transfer = _tid(transfer)
+    src = layout.session_output(sid)
+    if not src.is_dir():
+        raise HiveError("not_found", f"session {sid} has no output dir on this host")
+    out = moves_dir(layout) / f"{transfer}.tar.gz"
+    with tempfile.TemporaryDirectory(prefix="hive-session-", dir=moves_dir(layout)) as tmp:
+        t = Path(tmp)
+        safefs.copy_tree(src, t / "output")
+        tree, files = tree_digest(t)
+        part = out.with_name(out.name + ".part")
+        with tarfile.open(part, "w:gz") as tar:
+            tar.add(t / "output", arcname="output")
+        os.replace(part, out)
+    return PackReply(agent="", transfer=transfer, size=out.stat().st_size, sha256=file_sha256(out), tree=tree,
+                     files=files)
+
+
+def unpack_session(layout: Layout, sid: str, archive: Path, p: PackReply) -> int:
+    """Install a session's fetched outputs into this host's output dir once size, sha256 and tree match."""
+    if archive.stat().st_size != p.size or file_sha256(archive) != p.sha256:
+        raise HiveError("conflict", "the fetched outputs differ from what the agent host packed")
+    scratch = Path(tempfile.mkdtemp(prefix="hive-session-in-", dir=moves_dir(layout)))
+    try:
+        max_bytes, max_members = safefs.limits()
+        safefs.extract_checked(archive, scratch / "x", ("output",), max_bytes=max_bytes, max_members=max_members)
+        (scratch / "x" / "output").mkdir(parents=True, exist_ok=True)
+        if tree_digest(scratch / "x")[0] != p.tree:
+            raise HiveError("conflict", "the unpacked outputs differ from the agent host's tree")
+        dst = layout.session_output(sid)
+        wipe(dst)
+        os.replace(scratch / "x" / "output", dst)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return p.files
+
+
 def read(layout: Layout, transfer: str, offset: int, length: int) -> bytes:
     path = moves_dir(layout) / f"{_tid(transfer)}.tar.gz"
     if not path.exists():
@@ -154,10 +192,14 @@ def commit(layout: Layout, name: str, transfer: str, size: int, sha256: str, tre
     return CommitReply(agent=name, tree=tree, files=files)
 
 
-def drop(layout: Layout, name: str, transfer: str, files: bool) -> None:
-    name, transfer = check_name(name), _tid(transfer)
+def drop_transfer(layout: Layout, transfer: str) -> None:
     for suffix in (".tar.gz", ".tar.gz.part", ".in"):
-        (moves_dir(layout) / f"{transfer}{suffix}").unlink(missing_ok=True)
+        (moves_dir(layout) / f"{_tid(transfer)}{suffix}").unlink(missing_ok=True)
+
+
+def drop(layout: Layout, name: str, transfer: str, files: bool) -> None:
+    name = check_name(name)
+    drop_transfer(layout, transfer)
     if files:
         for sub in TOP:
             wipe(layout.agent_dir(name) / sub)

@@ -110,6 +110,7 @@ class SessionCreate(Wire, kw_only=True):
     task: str
     priority: Priority = "medium"
     metadata: dict[str, Any] = {}
+    host: str = ""  # the host that runs it ("" or the core host's name: the core host)
 
 
 class SessionRef(Wire, kw_only=True):
@@ -134,6 +135,7 @@ class SessionInfo(Wire, kw_only=True):
     cost_usd: float = 0.0  # result.total_cost_usd
     model_costs: dict[str, float] = {}  # result.modelUsage.<model>.costUSD
     tokens: int = 0  # billed tokens: input + output + cache read + cache creation of result.usage
+    host: str = ""  # the agent host that runs it; "" for the core host (its log and outputs are here either way)
 
 
 class SessionList(Wire, kw_only=True):

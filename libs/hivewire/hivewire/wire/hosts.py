@@ -8,7 +8,7 @@ host), `hive.host.<host>.up.{heartbeat,creds}` (agent host -> deployer).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from hivewire.wire.common import Wire
 
@@ -183,3 +183,36 @@ class DropRequest(Wire, kw_only=True):
     agent: str
     transfer: str
     files: bool = False
+
+
+# --- sessions placed on an agent host (`hive session create --host H`) --------------------------
+class HostSessionStart(Wire, kw_only=True):
+    """Deployer -> agent host: run a session's command there, confined as on the core host."""
+
+    session_id: str
+    task: str
+    priority: str = "medium"
+    metadata: dict[str, Any] = {}
+    args: list[str] = []
+
+
+class HostSessionRef(Wire, kw_only=True):
+    session_id: str
+    offset: int = 0  # session_read: the next byte of its output wanted
+    transfer: str = ""  # session_pack: 32 hex characters, chosen by the caller
+
+
+class HostSessionStarted(Wire, kw_only=True):
+    session_id: str
+    pid: int | None = None
+    error: str = ""  # the runtime could not start it (the session has failed)
+
+
+class HostSessionOutput(Wire, kw_only=True):
+    """What the session's command wrote (stdout and stderr) from `offset`; `done` with its exit code."""
+
+    session_id: str
+    offset: int
+    data: bytes = b""  # base64 in JSON
+    done: bool = False  # the command has ended and `data` reaches the end of its output
+    rc: int | None = None

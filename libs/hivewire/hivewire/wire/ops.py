@@ -214,6 +214,20 @@ HOST_COMMIT = request("commit", "hive.host.{host}.commit", wh.CommitRequest, wh.
                       {DEPLOYER}, "Check a received move (size, sha256, file tree) and install it.")
 HOST_DROP = request("drop", "hive.host.{host}.drop", wh.DropRequest, Ok, S.AGENTHOST, {DEPLOYER, BACKUP},
                     "Forget a move's archive; with files, the agent's files on this host (the move is done).")
+HOST_HISTORY = request("host_history", "hive.host.{host}.history", wd.AgentHistoryRequest, wa.HistoryReply,
+                       S.AGENTHOST, {DEPLOYER}, "An agent's events from its events.sqlite on this host (read-only).")
+HOST_TURN_STATS = request("host_turn_stats", "hive.host.{host}.turn_stats", wd.TurnStatsRequest, wd.TurnStatsReply,
+                          S.AGENTHOST, {DEPLOYER}, "An agent's newest turn-stats rows on this host (read-only).")
+HOST_SESSION_START = request("host_session_start", "hive.host.{host}.session_start", wh.HostSessionStart,
+                             wh.HostSessionStarted, S.AGENTHOST, {DEPLOYER},
+                             "Run a session placed on this host, confined as on the core host.")
+HOST_SESSION_READ = request("host_session_read", "hive.host.{host}.session_read", wh.HostSessionRef,
+                            wh.HostSessionOutput, S.AGENTHOST, {DEPLOYER},
+                            "A session's output from an offset (waits briefly for more), and its exit code once done.")
+HOST_SESSION_PACK = request("host_session_pack", "hive.host.{host}.session_pack", wh.HostSessionRef, wh.PackReply,
+                            S.AGENTHOST, {DEPLOYER}, "Pack a finished session's output dir (read it with `read`).")
+HOST_SESSION_DROP = request("host_session_drop", "hive.host.{host}.session_drop", wh.HostSessionRef, Ok, S.AGENTHOST,
+                            {DEPLOYER}, "Delete a session's dirs and packed outputs on this host.")
 HOST_HEARTBEAT = event("heartbeat", "hive.host.{host}.up.heartbeat", wh.HostHeartbeat, S.AGENTHOST, {DEPLOYER},
                        "The host's free memory, load, agents and their pids, every HIVE_HOST_HEARTBEAT_S.")
 
