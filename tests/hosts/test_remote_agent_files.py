@@ -35,6 +35,10 @@ from hivewire.settings import Settings
 from hivewire.wire.agent import HistoryReply
 from hivewire.wire.deployer import (
     AgentHistoryRequest,
+    AgentInfo,
+    ArchiveReply,
+    ExportRequest,
+    ImportRequest,
     PathReply,
     SessionCreate,
     SessionInfo,
@@ -213,6 +217,34 @@ async def test_history_and_turn_stats_of_an_agent_on_an_agent_host(make_hive: Ca
         with pytest.raises(HiveError) as e:
             await hive.deployer(verb, req, rep)
         assert e.value.code == "unavailable" and "h2" in e.value.message and "lost" in e.value.message
+
+
+async def test_export_and_import_of_an_agent_on_an_agent_host(make_hive: Callable[..., Any], tmp_path: Path) -> None:
+    hive: Hive = await make_hive(placements={"bob": "h2"})
+    now = time.time()
+    await hive.svc.store.save(AgentRow(name="bob", state="stopped", desired="stopped", runtime="process",
+                                       created_at=now, since=now))
+    (hive.core / "agents" / "bob").mkdir(parents=True)  # his config lives here; state and creds on h2
+    state, creds = hive.h2 / "agents" / "bob" / "state", hive.h2 / "agents" / "bob" / "creds"
+    state.mkdir(parents=True)
+    creds.mkdir()
+    await harness_files(state)
+    (creds / "login.json").write_text('{"token": "t"}')
+    dest = tmp_path / "bob.tar.gz"
+    got = await hive.deployer("export", ExportRequest(name="bob", path=str(dest), include_creds=True), ArchiveReply)
+    assert got.bytes == dest.stat().st_size
+    names = _members(dest)
+    assert {"state/events.sqlite", "state/turn-stats.sqlite", "creds/login.json", "manifest.json"} <= names
+    assert not list((hive.h2 / "run" / "moves").iterdir())  # h2's packed copy was dropped
+    assert not list((hive.core / "run" / "moves").iterdir())  # and the core's scratch copy
+
+    # importing over bob (force): the imported bob lives on the core host; h2 forgets his files
+    info = await hive.deployer("import", ImportRequest(path=str(dest), force=True), AgentInfo)
+    assert info.name == "bob" and info.host == "core"
+    assert hive.svc.hosts.placed("bob") is None and not state.exists() and not creds.exists()
+    assert (hive.core / "agents" / "bob" / "creds" / "login.json").read_text() == '{"token": "t"}'
+    reply = await hive.deployer("history", AgentHistoryRequest(name="bob", limit=2), HistoryReply)
+    assert [e.id for e in reply.events] == [5, 4]  # now read on the core host
 
 
 def text(path: Path) -> str:

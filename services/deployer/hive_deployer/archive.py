@@ -80,10 +80,14 @@ def _skip_state(name: str) -> bool:
     return name.endswith(("-wal", "-shm", "-journal"))
 
 
-def export_agent(layout: Layout, name: str, row: dict[str, Any], dest: Path, include_creds: bool = False) -> int:
+def export_agent(layout: Layout, name: str, row: dict[str, Any], dest: Path, include_creds: bool = False,
+                 files: Path | None = None) -> int:
+    """`files`: a dir with the agent's `state/` and `creds/` fetched from the agent host that runs it
+    (they are not in this host's layout); its config and applied repos are always this host's."""
     name = check_name(name)
     if not layout.agent_dir(name).is_dir():
         raise HiveError("not_found", f"agent {name} has no state dir")
+    state, creds = (files / "state", files / "creds") if files else (layout.state(name), layout.creds(name))
     dest = Path(dest)
     if not dest.is_absolute():
         raise HiveError("bad_request", "export path must be absolute")
@@ -98,8 +102,8 @@ def export_agent(layout: Layout, name: str, row: dict[str, Any], dest: Path, inc
                     heads[sub] = safegit.read_refs(gd)[1]
         skipped = {
             "config": safefs.copy_tree(layout.config(name), t / "config"),
-            "state": safefs.copy_tree(layout.state(name), t / "state", skip=_skip_state, copy=_copy_state_file),
-            "creds": safefs.copy_tree(layout.creds(name), t / "creds") if include_creds else [],
+            "state": safefs.copy_tree(state, t / "state", skip=_skip_state, copy=_copy_state_file),
+            "creds": safefs.copy_tree(creds, t / "creds") if include_creds else [],
         }
         skipped = {k: v for k, v in skipped.items() if v}
         if skipped:

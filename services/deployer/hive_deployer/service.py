@@ -308,12 +308,18 @@ class DeployerService(MicroService):
 
     async def h_export(self, ctx: Context, req: ExportRequest) -> ArchiveReply:
         row = await self.agents.row(req.name)
-        size = await asyncio.to_thread(archive.export_agent, self.layout, row.name, dataclasses.asdict(row),
-                                       Path(req.path), req.include_creds)
+        host = self.hosts.placed(row.name)
+        if host is None:
+            size = await asyncio.to_thread(archive.export_agent, self.layout, row.name, dataclasses.asdict(row),
+                                           Path(req.path), req.include_creds)
+        else:  # its state/ and creds/ live on that host: fetch a checked copy first
+            async with hostreads.fetched_files(self.hosts, row.name, host) as files:
+                size = await asyncio.to_thread(archive.export_agent, self.layout, row.name, dataclasses.asdict(row),
+                                               Path(req.path), req.include_creds, files)
         return ArchiveReply(name=row.name, path=req.path, bytes=size)
 
     async def h_import(self, ctx: Context, req: ImportRequest) -> AgentInfo:
-        return await import_agent(self.agents, Path(req.path), req.name, force=req.force)
+        return await import_agent(self.agents, Path(req.path), req.name, force=req.force, hosts=self.hosts)
 
     async def h_history(self, ctx: Context, req: AgentHistoryRequest) -> HistoryReply:
         """An agent's events, read-only from its events.sqlite wherever it runs (its harness does not answer)."""
@@ -347,7 +353,8 @@ class DeployerService(MicroService):
         return await self.sessions.cleanup(req.max_age_hours, req.remove_outputs)
 
 
-async def import_agent(agents: Lifecycle, path: Path, name: str | None, *, force: bool = False) -> AgentInfo:
+async def import_agent(agents: Lifecycle, path: Path, name: str | None, *, force: bool = False,
+                       hosts: Hosts | None = None) -> AgentInfo:
     if not path.is_absolute() or not await asyncio.to_thread(path.is_file):
         raise HiveError("not_found", f"no archive at {path} (an absolute path on the deployer host)")
     layout = agents.layout
@@ -363,6 +370,8 @@ async def import_agent(agents: Lifecycle, path: Path, name: str | None, *, force
         async with agents.transition(name, "importing", "import"):
             if exists:
                 await agents.procs.stop(name, timeout=agents.opts.stop_timeout)
+                if hosts is not None:  # it lived on an agent host: the import lives on this one
+                    await hostreads.forget_remote(hosts, name)
                 await asyncio.to_thread(archive.remove_agent_files, layout, name)
                 await agents.store.delete_agent(name)
             await asyncio.to_thread(archive.install, layout, staged, name)
