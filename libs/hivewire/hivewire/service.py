@@ -32,7 +32,6 @@ log = structlog.get_logger("hivewire.service")
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
-T = TypeVar("T")
 
 REQUESTS = Counter("hive_requests_total", "Requests handled, by outcome.", ["service", "endpoint", "outcome"])
 LATENCY = Histogram(
@@ -186,14 +185,13 @@ class MicroService:
             self._handle = None
         log.info("service_stopped", service=self.name)
 
-    async def publish(self, subject: str, obj: Any) -> None:
-        await self.transport.publish(subject, codec.encode(obj))
-
     async def emit(self, op: Op[Req, None], payload: Req, **params: str) -> None:
-        """Publish the event `op` with every parameter given."""
-        if op.kind is not Kind.EVENT:
-            raise ValueError(f"{op.id} is a request: call it with request()")
-        await self.transport.publish(op.subject_for(**params), codec.encode(payload))
+        """Publish the event `op` (every parameter given); the only way a service publishes."""
+        await self.transport.publish(*encode_event(op, payload, **params))
+
+    async def publish(self, subject: str, obj: Any) -> None:
+        """Untyped, by subject: its last callers move to `emit()`, then it goes."""
+        await self.transport.publish(subject, codec.encode(obj))
 
     def _wrap(self, ep: Endpoint[Any]) -> Callable[[Msg], Awaitable[tuple[bytes, dict[str, str]]]]:
         # labelled children looked up once: `.labels()` per request was a measurable share of a send
@@ -266,31 +264,50 @@ class MicroService:
         return handle
 
 
+def check_payload(op: Op[Any, Any], payload: object) -> None:
+    """Refuse a request or event payload that is not `op`'s type, before anything goes out
+    (mypy checks typed callers; this catches the untyped ones, cheaply)."""
+    if not isinstance(payload, op.request):
+        raise TypeError(f"{op.id} takes {op.request.__name__}, not {type(payload).__name__}")
+
+
+def encode_event(op: Op[Req, None], payload: Req, **params: str) -> tuple[str, bytes]:
+    """The subject and bytes of the event `op` (every parameter given), checked against the op:
+    for `emit`, and for a batch handed to `Transport.publish_many`."""
+    if op.kind is not Kind.EVENT:
+        raise ValueError(f"{op.id} is a request: call it with request()")
+    check_payload(op, payload)
+    return op.subject_for(**params), codec.encode(payload)
+
+
 class HiveClient:
-    """Typed requests: `await client.request(ops.CTL_STATE, Empty(), agent="alice")` returns
-    the op's reply type; `call(subject, req, ReplyType)` is the untyped form."""
+    """Requests and events of the contract, typed by their op: `await client.request(ops.CTL_STATE,
+    Empty(), agent="alice")` returns the op's reply type, `emit(ops.X, payload, ...)` publishes an
+    event. There is no call by subject: every subject, with its request and reply types, is an op's
+    (`hivewire.wire.ops`), and a payload of another type raises `TypeError` before it goes out."""
 
     def __init__(self, transport: Transport, timeout: float = 5.0) -> None:
         self.transport = transport
         self.timeout = timeout
 
-    async def call(self, subject: str, req: Any, reply_type: type[T], timeout: float | None = None) -> T:
-        msg = await self.transport.request(
-            subject, codec.encode(req if req is not None else Empty()), timeout or self.timeout
-        )
-        return codec.parse_reply(msg.data, msg.headers, reply_type)
-
     async def request(self, op: Op[Req, Rep], req: Req, *, timeout: float | None = None, **params: str) -> Rep:
         """Call `op` (every parameter given: `agent=`, `host=`); raises `HiveError` on an error reply."""
         if op.kind is not Kind.REQUEST:
-            raise ValueError(f"{op.id} is an event: publish it")
-        return await self.call(op.subject_for(**params), req, op.reply, timeout)
-
-    async def publish(self, subject: str, obj: Any) -> None:
-        await self.transport.publish(subject, codec.encode(obj))
+            raise ValueError(f"{op.id} is an event: publish it with emit()")
+        check_payload(op, req)
+        msg = await self.transport.request(op.subject_for(**params), codec.encode(req), timeout or self.timeout)
+        return codec.parse_reply(msg.data, msg.headers, op.reply)
 
     async def emit(self, op: Op[Req, None], payload: Req, **params: str) -> None:
         """Publish the event `op` with every parameter given."""
-        if op.kind is not Kind.EVENT:
-            raise ValueError(f"{op.id} is a request: call it with request()")
-        await self.transport.publish(op.subject_for(**params), codec.encode(payload))
+        await self.transport.publish(*encode_event(op, payload, **params))
+
+    async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> Any:
+        """Untyped, by subject: its last callers move to `request()`, then it goes."""
+        msg = await self.transport.request(subject, codec.encode(req if req is not None else Empty()),
+                                           timeout or self.timeout)
+        return codec.parse_reply(msg.data, msg.headers, reply_type)
+
+    async def publish(self, subject: str, obj: Any) -> None:
+        """Untyped, by subject: its last callers move to `emit()`, then it goes."""
+        await self.transport.publish(subject, codec.encode(obj))
