@@ -42,6 +42,7 @@ from hive_harness.streamjson import StreamParser
 from hivewire import codec, subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.natsd import NatsServer
+from hivewire.service import HiveClient
 from hivewire.wire.agent import Typing
 
 AGENT = "bench-ingest"
@@ -83,10 +84,7 @@ async def ours(lines: list[str], db: Path, url: str) -> tuple[float, int, int]:
     store = EventStore(db)
     assert await store.open()
 
-    async def publish(subject: str, obj: object) -> None:
-        await t.publish(subject, codec.encode(obj))
-
-    bus = Bus(AGENT, db.parent, store, publish, None, publish_many=t.publish_many)  # as the service wires it
+    bus = Bus(AGENT, db.parent, store, HiveClient(t).emit, None, publish_many=t.publish_many)  # as the service wires it
     parser = StreamParser()
     on_events = TurnLoop._on_events  # the loop's own method; only `self.bus` is used
     holder = type("L", (), {"bus": bus})()
@@ -138,10 +136,7 @@ async def typing(url: str, db: Path, deltas: int, gap_s: float) -> dict[str, flo
     assert await store.open()
     before = await store.max_id()
 
-    async def publish(subject: str, obj: object) -> None:
-        await t.publish(subject, codec.encode(obj))
-
-    bus = Bus(AGENT, db.parent, store, publish, None, publish_many=t.publish_many)
+    bus = Bus(AGENT, db.parent, store, HiveClient(t).emit, None, publish_many=t.publish_many)
     await bus.init_seq()
     parser = StreamParser()
     holder = type("L", (), {"bus": bus})()

@@ -44,7 +44,7 @@ async def last_words(state: Path) -> None:
     store = EventStore(state / "events.sqlite")
     assert await store.open()
 
-    async def nowhere(subject: str, obj: object) -> None:
+    async def nowhere(op: object, payload: object, **params: str) -> None:
         return None
 
     bus = Bus("zoe", state, store, nowhere, None)

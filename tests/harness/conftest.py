@@ -17,11 +17,11 @@ import pytest
 from hive_broker.messages import COLS, to_wire
 from hive_harness.service import HarnessService
 from hive_harness.simmodel import SimModel
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from tests.support.claude import claude_cli, missing_hint, pin_model
 from tests.support.procs import running
 
@@ -80,7 +80,7 @@ async def real_broker(nats_transport: NatsTransport, settings: Settings, client:
     monkeypatch.setenv("HIVE_BROKER_TICK_S", "0.5")
     async with running(build_broker, nats_transport, settings) as svc:
         for name in ("alice", "bob", "manager"):
-            await client.call(subjects.broker_registry("upsert"), wb.RegistryRequest(name=name), wb.RegistryReply)
+            await client.request(ops.REGISTRY_UPSERT, wb.RegistryRequest(name=name))
         yield svc
 
 

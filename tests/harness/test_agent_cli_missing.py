@@ -12,7 +12,9 @@ from hivewire import codec, subjects
 from hivewire.service import HiveClient, MicroService
 from hivewire.transport import Msg
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.agent import Presence
+from hivewire.wire.common import Empty
 from tests.support.procs import wait_for
 
 
@@ -50,7 +52,7 @@ async def test_messages_wait_unread_until_the_agent_cli_appears(
 
     sub = await nats_transport.subscribe(subjects.presence("alice"), on_presence)
     svc = await harness_factory("alice")
-    sent = await client.call(subjects.broker("bob", "send"), wb.SendRequest(to="alice", body="hello"), wb.SendReply)
+    sent = await client.request(ops.BROKER_SEND, wb.SendRequest(to="alice", body="hello"), agent="bob")
 
     async def says_why() -> bool:
         return any(p.state == "waiting" and p.reason == "agent_cli_missing" for p in presences)
@@ -62,7 +64,7 @@ async def test_messages_wait_unread_until_the_agent_cli_appears(
         return len(looks) >= seen + 3 and all(m is not None for m in looks)
 
     await wait_for(looked_again, timeout=10)
-    counts = await client.call(subjects.broker("alice", "counts"), None, wb.CountsReply)
+    counts = await client.request(ops.BROKER_COUNTS, Empty(), agent="alice")
     assert counts.unread == 1  # the message was not taken, so nothing can be lost
     assert svc.loop.turns_done == 0
 
@@ -70,8 +72,7 @@ async def test_messages_wait_unread_until_the_agent_cli_appears(
     later.symlink_to(real_cli)  # the operator installs the CLI
 
     async def handled() -> bool:
-        r = await client.call(subjects.operator("messages", "list"), wb.MessagesListRequest(agent="alice"),
-                              wb.MessagesListReply)
+        r = await client.request(ops.MESSAGES_LIST, wb.MessagesListRequest(agent="alice"))
         return any(m.id == sent.id and m.acked_at is not None for m in r.messages)
 
     await wait_for(handled, timeout=60)

@@ -20,7 +20,7 @@ async def test_needs_login_gauge_follows_the_status(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "events.sqlite")
     await store.open()
 
-    async def publish(subject: str, payload: object) -> None:
+    async def publish(op: object, payload: object, **params: str) -> None:
         return None
 
     bus = Bus("alice", tmp_path, store, publish, None)

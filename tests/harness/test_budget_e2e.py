@@ -29,7 +29,8 @@ from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient, MicroService
 from hivewire.wire import broker as wb
-from hivewire.wire.agent import AgentState, HistoryReply, HistoryRequest
+from hivewire.wire import ops
+from hivewire.wire.agent import AgentState, HistoryRequest
 from hivewire.wire.common import Empty
 from tests.support.procs import wait_for
 
@@ -63,18 +64,16 @@ async def hive(*args: str) -> str:
 
 
 async def inbox(client: HiveClient, agent: str) -> list[wb.Message]:
-    r = await client.call(subjects.operator("messages", "list"), wb.MessagesListRequest(agent=agent, limit=200),
-                          wb.MessagesListReply)
+    r = await client.request(ops.MESSAGES_LIST, wb.MessagesListRequest(agent=agent, limit=200))
     return r.messages
 
 
 async def op_send(client: HiveClient, body: str, to: str = "alice") -> str:
-    return (await client.call(subjects.broker("operator", "send"), wb.SendRequest(to=to, body=body),
-                              wb.SendReply)).id
+    return (await client.request(ops.BROKER_SEND, wb.SendRequest(to=to, body=body), agent="operator")).id
 
 
 async def state(client: HiveClient, agent: str = "alice") -> AgentState:
-    return await client.call(subjects.ctl(agent, "state"), Empty(), AgentState)
+    return await client.request(ops.CTL_STATE, Empty(), agent=agent)
 
 
 async def test_budget_parks_after_one_turn_keeps_messages_pending_and_resumes_exactly_once(
@@ -119,13 +118,13 @@ async def test_budget_parks_after_one_turn_keeps_messages_pending_and_resumes_ex
     await wait_for(all_acked, timeout=120)
     rows = await alice.stats.last(10)
     assert len(rows) == 4 and all(r.result_kind == "ok" for r in rows)
-    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=1000), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=1000), agent="alice")
     started = [e.payload.get("message_id") for e in hist.events if e.kind == "turn_start"]
     assert sorted(started) == sorted([first, *later])  # each message started exactly one turn
     assert (await state(client)).status == "online"
 
     async def ledger_total() -> wb.CostsReply | None:
-        rep = await client.call(subjects.ledger("costs"), wb.CostsRequest(agent="alice"), wb.CostsReply)
+        rep = await client.request(ops.LEDGER_COSTS, wb.CostsRequest(agent="alice"))
         return rep if rep.turns == 4 else None
 
     rep = await wait_for(ledger_total, timeout=30)
@@ -210,8 +209,8 @@ async def test_swarm_budget_parks_the_swarm_but_not_the_manager(
     assert worker_usd > 0.000001 and manager_usd > 0
 
     async def swarm_status() -> wb.BudgetStatus | None:  # once the ledger has every turn
-        rep = await client.call(subjects.ledger("budget_show"), Empty(), wb.BudgetShowReply)
-        costs = await client.call(subjects.ledger("costs"), wb.CostsRequest(), wb.CostsReply)
+        rep = await client.request(ops.BUDGET_SHOW, Empty())
+        costs = await client.request(ops.LEDGER_COSTS, wb.CostsRequest())
         return rep.budgets[0] if costs.turns == sum(handled.values()) + 3 else None
 
     st = await wait_for(swarm_status, timeout=30)
@@ -229,7 +228,7 @@ async def test_swarm_budget_parks_the_swarm_but_not_the_manager(
 
     await wait_for(all_taken, timeout=180)
     for name in workers:
-        hist = await client.call(subjects.ctl(name, "history"), HistoryRequest(limit=1000), HistoryReply)
+        hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=1000), agent=name)
         started = [e.payload.get("message_id") for e in hist.events if e.kind == "turn_start"]
         assert sorted(started) == sorted([first[name], later[name]])  # each message one turn, once
         assert (await state(client, name)).status == "online"

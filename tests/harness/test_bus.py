@@ -14,8 +14,10 @@ from hive_harness.bus import TYPING_FLUSH_S, Bus
 from hive_harness.loop import TurnLoop
 from hive_harness.store import EventStore
 from hive_harness.streamjson import StreamParser
-from hivewire import codec, subjects
+from hivewire import codec
+from hivewire.wire import ops
 from hivewire.wire.agent import LiveEvent, Typing
+from hivewire.wire.op import Op
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -28,16 +30,18 @@ class Sink:
         self.typing: list[Typing] = []
         self.batches = 0
 
-    async def publish(self, subject: str, obj: Any) -> None:
-        if subject == subjects.typing("alice"):
-            self.typing.append(obj)
+    async def emit(self, op: Op[Any, None], payload: Any, **params: str) -> None:
+        assert params == {"agent": "alice"}
+        if op is ops.TYPING:
+            self.typing.append(payload)
         else:
-            self.events.append(codec.decode(codec.encode(obj), LiveEvent))
+            assert op is ops.EVENTS
+            self.events.append(codec.decode(codec.encode(payload), LiveEvent))
 
     async def publish_many(self, msgs: Sequence[tuple[str, bytes]]) -> None:
         self.batches += 1
         for subject, data in msgs:
-            assert subject == subjects.events("alice")
+            assert subject == ops.EVENTS.subject_for(agent="alice")
             self.events.append(codec.decode(data, LiveEvent))
 
 
@@ -53,7 +57,7 @@ def rows(db: Path) -> list[tuple[int, str, dict[str, Any]]]:
 async def bus_for(tmp_path: Path, sink: Sink) -> tuple[Bus, EventStore]:
     store = EventStore(tmp_path / "events.sqlite")
     assert await store.open()
-    bus = Bus("alice", tmp_path, store, sink.publish, None, publish_many=sink.publish_many)
+    bus = Bus("alice", tmp_path, store, sink.emit, None, publish_many=sink.publish_many)
     await bus.init_seq()
     return bus, store
 
@@ -125,7 +129,7 @@ async def test_broadcast_only_without_a_file_still_publishes_in_order(tmp_path: 
     store = EventStore(blocker / "events.sqlite")
     assert await store.open() is False
     sink = Sink()
-    bus = Bus("alice", tmp_path, store, sink.publish, None, publish_many=sink.publish_many)
+    bus = Bus("alice", tmp_path, store, sink.emit, None, publish_many=sink.publish_many)
     await bus.emit("thinking", text="a")
     await bus.emit("note", text="b")
     assert [(e.id, e.kind) for e in sink.events] == [(1, "thinking"), (2, "note")]

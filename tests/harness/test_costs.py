@@ -80,7 +80,7 @@ async def make_guard(tmp_path: Path) -> tuple[Guard, Bus]:
     events = EventStore(tmp_path / "events.sqlite")
     await events.open()
 
-    async def publish(subject: str, obj: object) -> None:
+    async def publish(op: object, payload: object, **params: str) -> None:
         return None
 
     bus = Bus("alice", tmp_path, events, publish, None)

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hive_harness.simmodel import SimModel, Step
-from hivewire import subjects
 from hivewire.service import HiveClient
-from hivewire.wire.agent import HistoryReply, HistoryRequest
+from hivewire.wire import ops
+from hivewire.wire.agent import HistoryRequest
 from tests.harness.test_harness_e2e import _acked, send_op, turn_rows
 from tests.support.claude import MODEL_200K
 from tests.support.procs import wait_for
@@ -31,7 +31,7 @@ def _metric(name: str, **labels: str) -> float:
 
 
 async def _history(client: HiveClient, agent: str) -> list[Any]:
-    hist = await client.call(subjects.ctl(agent, "history"), HistoryRequest(limit=1000), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=1000), agent=agent)
     return list(reversed(hist.events))  # oldest first
 
 

@@ -17,7 +17,10 @@ from prometheus_client import REGISTRY
 from hive_harness.simmodel import SimModel, Step
 from hivewire import subjects
 from hivewire.service import HiveClient
-from hivewire.wire.agent import AgentState, HistoryReply, HistoryRequest
+from hivewire.wire import ops
+from hivewire.wire.agent import HistoryRequest, LoginRequest, ModelRequest
+from hivewire.wire.broker import SendRequest
+from hivewire.wire.common import Empty
 from tests.support.claude import MODEL_200K
 from tests.support.procs import wait_for
 
@@ -33,8 +36,7 @@ async def test_message_wakes_alice_who_sends_to_bob(broker: Any, sim: SimModel, 
     sim.script.add(Step(kind="tool_use", tool_name="mcp__hive__send",
                         tool_input={"to": "bob", "body": "hello bob, from the script"}, match="please greet bob"))
     alice = await harness_factory("alice")
-    await client.call(subjects.broker("operator", "send"),
-                      {"to": "alice", "body": "please greet bob"}, dict)
+    await client.request(ops.BROKER_SEND, SendRequest(to="alice", body="please greet bob"), agent="operator")
 
     async def bob_has_it() -> bool:
         return any(m.sender == "alice" for m in await broker.inbox("bob"))
@@ -50,12 +52,12 @@ async def test_message_wakes_alice_who_sends_to_bob(broker: Any, sim: SimModel, 
     assert rows[0].result_kind == "ok"
     assert rows[0].wake_from == "operator"
     assert json.loads(rows[0].tool_calls_json) == {"mcp__hive__send": 1}
-    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=500), agent="alice")
     kinds = [e.kind for e in hist.events]
     assert "turn_start" in kinds and "turn_end" in kinds and "tool_use" in kinds and "tool_result" in kinds
     tool_use = next(e for e in hist.events if e.kind == "tool_use")
     assert tool_use.payload["summary"] == "send → bob: hello bob, from the script"
-    state = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    state = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert state.status == "online" and state.turn_state == "idle" and state.model == "haiku"
 
 
@@ -80,8 +82,8 @@ def _state_dir(home: Path, agent: str) -> Path:
 
 
 async def send_op(client: HiveClient, to: str, body: str) -> str:
-    reply = await client.call(subjects.broker("operator", "send"), {"to": to, "body": body}, dict)
-    return str(reply["id"])
+    reply = await client.request(ops.BROKER_SEND, SendRequest(to=to, body=body), agent="operator")
+    return reply.id
 
 
 async def test_turn_stats_ctx_cost_and_window_exact(broker: Any, sim: SimModel, harness_factory: Any,
@@ -116,7 +118,7 @@ async def test_turn_stats_ctx_cost_and_window_exact(broker: Any, sim: SimModel, 
     assert (r.input_tokens, r.cache_read_input_tokens, r.cache_creation_input_tokens) == (1500, 61000, 1200)
     assert r.output_tokens == 65
     assert r.context_window == 200000  # from modelUsage.<model>.contextWindow
-    state = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    state = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert state.ctx_tokens == 300 + 31000 + 700
     assert state.cost_tokens == 1500 + 61000 + 1200 + 65
     assert state.context_window == 200000
@@ -133,11 +135,11 @@ async def test_crossing_75_percent_compacts(broker: Any, sim: SimModel, harness_
     await send_op(client, "alice", "grow the context")
 
     async def compacted() -> list[Any]:
-        hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
+        hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=500), agent="alice")
         return [e for e in hist.events if e.kind == "note" and e.payload.get("text") == "compaction done (proactive)"]
 
     await wait_for(compacted, timeout=60)
-    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=500), agent="alice")
     states = [e.payload["state"] for e in reversed(hist.events) if e.kind == "turn_state_changed"]
     assert "compacting" in states
     assert alice.bus.ctx is not None and alice.bus.ctx < 0.75 * 200000
@@ -167,9 +169,9 @@ async def test_429_rate_limited_sentinel_park_and_retry_once(broker: Any, sim: S
     assert not sentinel.exists()
     rows = await turn_rows(alice)
     assert [r.result_kind for r in rows] == ["rate_limited", "ok"]
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.status == "online" and not st.rate_limited
-    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=500), agent="alice")
     statuses = [e.payload.get("status") for e in reversed(hist.events) if e.kind == "status_changed"]
     assert statuses[:3] == ["online", "rate_limited", "online"]  # the instance's announcement, then the changes
 
@@ -181,29 +183,29 @@ async def test_no_credentials_needs_login(broker: Any, sim: SimModel, harness_fa
     mid = await send_op(client, "alice", "are you there")
 
     async def needs_login() -> bool:
-        st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+        st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
         return st.status == "needs_login"
 
     await wait_for(needs_login, timeout=60)
     assert alice.presence().state == "waiting" and alice.presence().reason == "needs_login"
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.login_reason == "no_credentials"
     assert not await broker.acked(mid)
     # the CLI's login over pipes shows the URL it prints, and can be cancelled
-    st = await client.call(subjects.ctl("alice", "login"), {"action": "start"}, AgentState, timeout=40)
+    st = await client.request(ops.CTL_LOGIN, LoginRequest(action="start"), timeout=40, agent="alice")
     assert st.login_url and st.login_url.startswith("https://")
-    await client.call(subjects.ctl("alice", "login"), {"action": "cancel"}, AgentState)
+    await client.request(ops.CTL_LOGIN, LoginRequest(action="cancel"), agent="alice")
     # a wrong code: the CLI says why and exits; the reply carries it and the process is gone
-    await client.call(subjects.ctl("alice", "login"), {"action": "start"}, AgentState, timeout=40)
+    await client.request(ops.CTL_LOGIN, LoginRequest(action="start"), timeout=40, agent="alice")
     proc = alice.login.proc
-    st = await client.call(subjects.ctl("alice", "login"), {"action": "submit", "code": "wrong-code#state"},
-                           AgentState, timeout=20)
+    st = await client.request(ops.CTL_LOGIN, LoginRequest(action="submit", code="wrong-code#state"), timeout=20,
+                              agent="alice")
     assert st.login_error and alice.login is None and proc.returncode not in (None, 0)
     assert st.status == "needs_login"
     # credentials appear (an API key): online again, and the held message is handled
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-simulator")
     await wait_for(lambda: _acked(broker, mid), timeout=60)
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.status == "online"
 
 
@@ -218,8 +220,8 @@ async def test_cancel_interrupts_a_slow_turn(broker: Any, sim: SimModel, harness
             r.step is not None and r.step.match == "slow job" for r in sim.script.requests)
 
     await wait_for(thinking, timeout=60)
-    reply = await client.call(subjects.ctl("alice", "cancel"), {}, dict)
-    assert reply["ok"] is True
+    reply = await client.request(ops.CTL_CANCEL, Empty(), agent="alice")
+    assert reply.ok is True
     rows = await wait_for(lambda: turn_rows(alice), timeout=30)
     assert rows[0].result_kind == "cancelled"
     assert alice.bus.turn_state == "idle"
@@ -228,7 +230,7 @@ async def test_cancel_interrupts_a_slow_turn(broker: Any, sim: SimModel, harness
 async def test_model_switch_survives_restart(broker: Any, sim: SimModel, harness_factory: Any,
                                              client: HiveClient, hive_home: Path) -> None:
     alice = await harness_factory("alice")
-    st = await client.call(subjects.ctl("alice", "model"), {"model": "sonnet"}, AgentState)
+    st = await client.request(ops.CTL_MODEL, ModelRequest(model="sonnet"), agent="alice")
     assert st.model == "sonnet"
     bad = await client.transport.request(subjects.ctl("alice", "model"), b'{"model": "x; rm -rf /"}', 5)
     assert b"bad_request" in bad.data
@@ -236,7 +238,7 @@ async def test_model_switch_survives_restart(broker: Any, sim: SimModel, harness
     assert (_state_dir(hive_home, "alice") / "model").read_text().strip() == "sonnet"
     alice2 = await harness_factory("alice")
     assert alice2.instance != alice.instance
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.model == "sonnet"
     await send_op(client, "alice", "which model")
     await wait_for(lambda: turn_rows(alice2), timeout=90)

@@ -27,7 +27,8 @@ from hive_harness.simmodel import SimModel, Step
 from hivewire import subjects
 from hivewire.service import HiveClient, MicroService
 from hivewire.wire import broker as wb
-from hivewire.wire.agent import HistoryReply, HistoryRequest
+from hivewire.wire import ops
+from hivewire.wire.agent import HistoryRequest
 from tests.support.claude import MODEL_200K, pin_model
 from tests.support.procs import ServiceProcess, wait_for
 
@@ -37,8 +38,7 @@ MANAGER_TOOLS = ("request_init_config", "request_apply", "request_spawn", "kill"
 
 
 async def inbox(client: HiveClient, agent: str) -> list[wb.Message]:
-    r = await client.call(subjects.operator("messages", "list"), wb.MessagesListRequest(agent=agent, limit=200),
-                          wb.MessagesListReply)
+    r = await client.request(ops.MESSAGES_LIST, wb.MessagesListRequest(agent=agent, limit=200))
     return r.messages
 
 
@@ -47,12 +47,11 @@ async def acked(client: HiveClient, mid: str) -> bool:
 
 
 async def op_send(client: HiveClient, to: str, body: str) -> str:
-    return (await client.call(subjects.broker("operator", "send"), wb.SendRequest(to=to, body=body),
-                              wb.SendReply)).id
+    return (await client.request(ops.BROKER_SEND, wb.SendRequest(to=to, body=body), agent="operator")).id
 
 
 async def history(client: HiveClient, agent: str) -> list[Any]:
-    hist = await client.call(subjects.ctl(agent, "history"), HistoryRequest(limit=1000), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=1000), agent=agent)
     return list(reversed(hist.events))
 
 
@@ -102,11 +101,10 @@ async def test_due_reminder_and_answered_question_wake_alice(
 
     got = await wait_for(reminder_turn, timeout=60)
     assert got[0].result_kind == "ok"
-    q = await client.call(subjects.operator("questions", "list"), wb.QuestionsListRequest(), wb.QuestionsListReply)
+    q = await client.request(ops.QUESTIONS_LIST, wb.QuestionsListRequest())
     asked = [x for x in q.questions if x.asker == "alice" and x.question == "tea or coffee?"]
     assert len(asked) == 1 and asked[0].options == ["tea", "coffee"]
-    await client.call(subjects.operator("questions", "answer"),
-                      wb.OperatorAnswerRequest(question_id=asked[0].question_id, answer="tea"), dict)
+    await client.request(ops.QUESTIONS_ANSWER, wb.OperatorAnswerRequest(question_id=asked[0].question_id, answer="tea"))
 
     async def answer_turn() -> list[Any]:
         return [r for r in await rows() if r.wake_from == "answer"]
@@ -147,8 +145,7 @@ async def test_manager_request_spawn_is_an_approval_and_alice_has_no_manager_too
     m1 = await op_send(client, "manager", "please spawn carol")
 
     async def spawn_pending() -> list[wb.Approval]:
-        r = await client.call(subjects.operator("approvals", "list"), wb.ApprovalsListRequest(),
-                              wb.ApprovalsListReply)
+        r = await client.request(ops.APPROVALS_LIST, wb.ApprovalsListRequest())
         return [a for a in r.approvals if a.kind == "spawn"]
 
     approvals = await wait_for(spawn_pending, timeout=90)
@@ -162,7 +159,7 @@ async def test_manager_request_spawn_is_an_approval_and_alice_has_no_manager_too
     assert any("approval_id" in p["text"] for p in results)
     assert any("error (forbidden)" in p["text"] for p in results)  # kill on itself: refused, no approval
     assert {f"mcp__hive__{t}" for t in MANAGER_TOOLS} <= tools_offered(sim, "please spawn carol")
-    r = await client.call(subjects.operator("approvals", "list"), wb.ApprovalsListRequest(), wb.ApprovalsListReply)
+    r = await client.request(ops.APPROVALS_LIST, wb.ApprovalsListRequest())
     assert sorted((a.kind, a.agent, a.commit_ref, a.requested_by) for a in r.approvals) == [
         ("apply_commit", "alice", "abc1234", "manager"), ("init_config", "carol", None, "manager"),
         ("spawn", "carol", None, "manager")]
@@ -270,6 +267,5 @@ async def test_first_recv_names_the_instance_so_the_first_heartbeat_keeps_it(
     await wait_for(instance_seen, timeout=10)
     msg = next(m for m in await inbox(client, "alice") if m.id == mid)
     assert msg.delivered_at is not None and not msg.redelivered  # still held by this instance
-    again = await client.call(subjects.broker("alice", "recv"), wb.RecvRequest(max=5, instance=svc.instance),
-                              wb.RecvReply)
+    again = await client.request(ops.BROKER_RECV, wb.RecvRequest(max=5, instance=svc.instance), agent="alice")
     assert again.messages == []

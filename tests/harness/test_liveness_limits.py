@@ -18,7 +18,9 @@ from hive_harness.simmodel import SimModel, Step
 from hivewire import codec, subjects
 from hivewire.service import HiveClient
 from hivewire.transport import Msg
-from hivewire.wire.agent import AgentState, HistoryReply, HistoryRequest, Presence
+from hivewire.wire import ops
+from hivewire.wire.agent import AgentState, HistoryRequest, Presence
+from hivewire.wire.common import Empty
 from tests.harness.test_harness_e2e import _acked, send_op, turn_rows
 from tests.support.procs import wait_for
 
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def history(client: HiveClient, agent: str = "alice") -> list[Any]:
-    hist = await client.call(subjects.ctl(agent, "history"), HistoryRequest(limit=1000), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=1000), agent=agent)
     return list(reversed(hist.events))
 
 
@@ -53,7 +55,7 @@ async def test_hive_tools_are_presented_directly(broker: Any, sim: SimModel, har
     first = sim.script.main_requests()[0]
     names = [t.get("name") for t in (first.body or {}).get("tools", [])]
     assert "mcp__hive__send" in names and "mcp__hive__recv" in names  # not deferred behind ToolSearch
-    state = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    state = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert state.tools_missing == []
 
 
@@ -70,7 +72,7 @@ async def test_stalled_stream_is_cancelled_and_handled_once_on_retry(
     started = time.time()
 
     async def stalled() -> bool:
-        st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+        st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
         return st.turn_state == "stalled"
 
     await wait_for(stalled, timeout=3 + 10, interval=0.1)
@@ -126,7 +128,7 @@ async def test_usage_limit_parks_until_reset_then_handles_once(
     until = reset + jitter_s("alice", 2)
 
     async def parked() -> AgentState | None:
-        st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+        st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
         return st if st.rate_limited_until is not None else None
 
     st = await wait_for(parked, timeout=60, interval=0.05)
@@ -142,7 +144,7 @@ async def test_usage_limit_parks_until_reset_then_handles_once(
     assert await broker.handled_once(mid)
     assert [r.result_kind for r in await turn_rows(alice)] == ["rate_limited", "ok"]
     assert any(p.state == "waiting" and p.reason == "rate_limit" and p.until == pytest.approx(until) for p in seen)
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.rate_limited_until is None and st.status == "online"
 
 
@@ -217,7 +219,7 @@ async def test_expired_token_is_needs_login_token_expired(
     mid = await send_op(client, "alice", "are you logged in")
 
     async def needs_login() -> AgentState | None:
-        st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+        st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
         return st if st.status == "needs_login" else None
 
     st = await wait_for(needs_login, timeout=60)
@@ -230,6 +232,6 @@ async def test_expired_token_is_needs_login_token_expired(
     await wait_for(lambda: _acked(broker, mid), timeout=60)
     last = sim.script.main_requests()[-1]
     assert last.headers.get("authorization") == "Bearer sk-ant-oat01-fresh"
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.status == "online" and st.login_reason is None
     assert json.loads((await turn_rows(alice))[-1].tool_calls_json) == {}

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from hivewire import subjects
 from hivewire.service import HiveClient
-from hivewire.wire.agent import AgentState, HistoryReply, HistoryRequest
+from hivewire.wire import ops
+from hivewire.wire.agent import HistoryRequest
+from hivewire.wire.common import Empty
 from tests.harness.conftest import DATA
 from tests.harness.test_harness_e2e import _acked, send_op, turn_rows
 from tests.support.procs import wait_for
@@ -41,7 +42,7 @@ def cli_env(hive_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def _history(client: HiveClient) -> list[Any]:
-    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=500), agent="alice")
     return list(reversed(hist.events))  # oldest first
 
 
@@ -68,7 +69,7 @@ async def test_recorded_tool_turn_is_one_ok_row_with_its_figures_and_one_ack(
         "assistant_text") < kinds.index("turn_end")
     assert next(e for e in events if e.kind == "tool_use").payload["summary"] == "Read /etc/hostname"
     assert next(e for e in events if e.kind == "assistant_text").payload["text"] == "all done"
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.status == "online" and st.turn_state == "idle" and st.ctx_tokens == 300 + 31000 + 700
 
 
@@ -82,7 +83,7 @@ async def test_recorded_429_parks_then_the_retry_is_handled_once(
     events = await _history(client)
     statuses = [e.payload.get("status") for e in events if e.kind == "status_changed"]
     assert statuses[:3] == ["online", "rate_limited", "online"]
-    st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+    st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
     assert st.status == "online" and not st.rate_limited
 
 
@@ -92,7 +93,7 @@ async def test_recorded_auth_failure_holds_the_message(
     mid = await send_op(client, "alice", "replay:auth_failed hello")
 
     async def needs_login() -> bool:
-        st = await client.call(subjects.ctl("alice", "state"), {}, AgentState)
+        st = await client.request(ops.CTL_STATE, Empty(), agent="alice")
         return st.status == "needs_login"
 
     await wait_for(needs_login, timeout=60)

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from hive_harness.simmodel import SimModel, Step
-from hivewire import subjects
 from hivewire.service import HiveClient
+from hivewire.wire import ops
+from hivewire.wire.broker import SendRequest
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +32,7 @@ async def test_an_agent_runs_bash_in_its_state_dir_and_its_tools_in_the_harness(
     (hive_home / "operator.token").write_text("operator-token-secret\n")
     alice = await harness_factory("alice")
     assert alice.cli.sandbox.confined
-    await client.call(subjects.broker("operator", "send"), {"to": "alice", "body": "please run the check"}, dict)
+    await client.request(ops.BROKER_SEND, SendRequest(to="alice", body="please run the check"), agent="operator")
 
     async def bob_heard() -> bool:
         return any(m.sender == "alice" and m.body == "checked" for m in await broker.inbox("bob"))

@@ -8,6 +8,7 @@ from typing import Any
 from hivewire import codec, subjects
 from hivewire.service import HiveClient, MicroService
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from tests.support.procs import wait_for
 
 
@@ -15,7 +16,7 @@ async def test_a_wake_without_a_message_starts_no_turn(
     real_broker: MicroService, harness_factory: Any, client: HiveClient, nats_transport: Any,
 ) -> None:
     svc = await harness_factory("alice")
-    await client.call(subjects.broker("bob", "send"), wb.SendRequest(to="alice", body="hello"), wb.SendReply)
+    await client.request(ops.BROKER_SEND, wb.SendRequest(to="alice", body="hello"), agent="bob")
 
     async def one_turn() -> bool:
         return svc.loop.turns_done == 1

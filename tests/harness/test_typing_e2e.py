@@ -13,7 +13,9 @@ from hivewire import codec, subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.transport import Msg
-from hivewire.wire.agent import HistoryReply, HistoryRequest, LiveEvent, Typing
+from hivewire.wire import ops
+from hivewire.wire.agent import HistoryRequest, LiveEvent, Typing
+from hivewire.wire.broker import SendRequest
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +37,7 @@ async def test_partial_text_streams_on_typing_and_only_the_final_text_is_stored(
             await nats_transport.subscribe(subjects.events("alice"), on_event)]
     await nats_transport.flush()
     alice = await harness_factory("alice")
-    await client.call(subjects.broker("operator", "send"), {"to": "alice", "body": "stream to me"}, dict)
+    await client.request(ops.BROKER_SEND, SendRequest(to="alice", body="stream to me"), agent="operator")
 
     async def answered() -> bool:
         return any(k == "event" and e.kind == "turn_end" for k, e in seen) and any(
@@ -50,7 +52,7 @@ async def test_partial_text_streams_on_typing_and_only_the_final_text_is_stored(
     assert all(k == "typing" or e.kind != "assistant_text" for k, e in seen[:final])
     assert max(i for i, (k, _) in enumerate(seen) if k == "typing") < final  # typing first, then the final text
     assert {t.instance for t in typed} == {alice.instance}
-    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=500), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=500), agent="alice")
     assert [e.payload["text"] for e in hist.events if e.kind == "assistant_text"] == [ANSWER]
     assert all(e.kind != "text_delta" for e in hist.events)  # never stored
 
@@ -60,7 +62,7 @@ async def test_a_new_instance_announces_its_status(broker: Any, sim: SimModel, h
     first = await harness_factory("alice")
     await harness_factory.stop(first)
     second = await harness_factory("alice")
-    hist = await client.call(subjects.ctl("alice", "history"), HistoryRequest(limit=50), HistoryReply)
+    hist = await client.request(ops.CTL_HISTORY, HistoryRequest(limit=50), agent="alice")
     announced = [e.payload for e in hist.events if e.kind == "status_changed"]  # newest first
     assert announced[0]["instance"] == second.instance and announced[0]["reason"] == "harness_started"
     assert announced[0]["status"] == "online"

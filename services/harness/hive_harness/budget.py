@@ -32,9 +32,10 @@ import structlog
 from hive_harness import metrics
 from hive_harness.bus import Bus
 from hive_harness.ledgerpub import LedgerPublisher
-from hivewire import config, subjects
+from hivewire import config
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
 from hivewire.wire.common import Empty
 
@@ -113,8 +114,7 @@ class Guard:
         if self.reply is None or time.monotonic() - self.checked_at > CHECK_S or any(
                 now >= b.period_end for b in self.reply.budgets):
             try:
-                self.reply = await self.client.call(subjects.broker(self.agent, "spend"), Empty(), wb.SpendReply,
-                                                    timeout=3.0)
+                self.reply = await self.client.request(ops.BROKER_SPEND, Empty(), agent=self.agent, timeout=3.0)
                 self.checked_at = time.monotonic()
             except Exception as exc:  # the ledger away: go by the last answer (none: no budget known)
                 self.checked_at = time.monotonic()  # and ask again in CHECK_S, not on every step

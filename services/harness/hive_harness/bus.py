@@ -27,15 +27,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from hive_harness import metrics
 from hive_harness.store import EventStore
 from hive_harness.streamjson import effective_context_window
-from hivewire import codec, subjects
+from hivewire.service import encode_event
+from hivewire.wire import ops
 from hivewire.wire.agent import AgentState, LiveEvent, Typing
+from hivewire.wire.op import Op
 
 log = structlog.get_logger("hive_harness.bus")
 
@@ -47,18 +49,24 @@ STREAM_KINDS = frozenset({"assistant_text", "thinking", "tool_use", "tool_result
 MAX_QUEUED = 1024  # a stream emit waits for the flusher beyond this many queued events
 TYPING_FLUSH_S = 0.05
 
-Publish = Callable[[str, Any], Awaitable[None]]
+T = TypeVar("T")
 PublishMany = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]
 
 
+class Emit(Protocol):
+    """Publishes an event of the contract: `MicroService.emit`, `HiveClient.emit`."""
+
+    def __call__(self, op: Op[T, None], payload: T, **params: str) -> Awaitable[None]: ...
+
+
 class Bus:
-    def __init__(self, agent: str, state_dir: Path, store: EventStore, publish: Publish,
+    def __init__(self, agent: str, state_dir: Path, store: EventStore, emit: Emit,
                  env_context_window: int | None, model_file: Path | None = None,
                  publish_many: PublishMany | None = None) -> None:
         self.agent = agent
         self.state_dir = state_dir
         self.store = store
-        self._publish = publish
+        self._emit = emit
         self.env_context_window = env_context_window
         self.model_file = model_file or state_dir / "model"
         self.model = self._load_model()
@@ -79,7 +87,7 @@ class Bus:
         self._queued: list[LiveEvent] = []
         self._queued_done: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self.typing = TypingPublisher(agent, publish)
+        self.typing = TypingPublisher(agent, self.publish)
 
     # --- events -------------------------------------------------------------------
     async def emit(self, kind: str, /, **payload: Any) -> LiveEvent | None:
@@ -146,14 +154,17 @@ class Bus:
                 ev.id += shift
             self._seq += shift
 
+    async def publish(self, op: Op[T, None], payload: T) -> None:
+        """Publish one of the agent's events (`ops.TURNS`, `ops.TYPING`, ...) under its name."""
+        await self._emit(op, payload, agent=self.agent)
+
     async def _publish_batch(self, batch: list[LiveEvent]) -> None:
-        subject = subjects.events(self.agent)
         try:
             if self._publish_many is not None:
-                await self._publish_many([(subject, codec.encode(ev)) for ev in batch])
+                await self._publish_many([encode_event(ops.EVENTS, ev, agent=self.agent) for ev in batch])
             else:
                 for ev in batch:
-                    await self._publish(subject, ev)
+                    await self.publish(ops.EVENTS, ev)
         except Exception as exc:
             metrics.FAILURES.labels("events_publish").inc()
             log.error("event_publish_failed", error=str(exc), events=len(batch))
@@ -260,7 +271,8 @@ class TypingPublisher:
     interval to pass and go out together. `end_block` (the block's final text is
     being emitted) sends what is left first and drops any late delta of that block."""
 
-    def __init__(self, agent: str, publish: Publish, instance: str = "") -> None:
+    def __init__(self, agent: str, publish: Callable[[Op[Typing, None], Typing], Awaitable[None]],
+                 instance: str = "") -> None:
         self.agent = agent
         self.instance = instance
         self._publish = publish
@@ -313,7 +325,7 @@ class TypingPublisher:
 
     async def _out(self, msg: Typing) -> None:
         try:
-            await self._publish(subjects.typing(self.agent), msg)
+            await self._publish(ops.TYPING, msg)
         except Exception as exc:
             metrics.FAILURES.labels("typing_publish").inc()
             log.warning("typing_publish_failed", error=str(exc))

@@ -26,13 +26,14 @@ import typer
 
 from hive_harness import demoscript
 from hive_harness.simmodel import SimModel
-from hivewire import natsauth, subjects
+from hivewire import natsauth
 from hivewire.cli import upready
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 
 DEFAULT_HOME = "~/.local/share/hive-demo"
 MARKER = "DEMO"
@@ -91,9 +92,9 @@ async def kickoff(nats_url: str, timeout: float = KICKOFF_TIMEOUT_S) -> str:
         client = HiveClient(transport, timeout=5.0)
         while True:
             try:
-                reply = await client.call(subjects.broker("operator", "send"),
-                                          wb.SendRequest(to="manager", body=demoscript.KICKOFF, id=msg_id),
-                                          wb.SendReply)
+                reply = await client.request(ops.BROKER_SEND,
+                                             wb.SendRequest(to="manager", body=demoscript.KICKOFF, id=msg_id),
+                                             agent="operator")
                 return reply.id
             except HiveError as err:
                 if err.code not in ("unknown_recipient", "unavailable", "timeout") \

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from hive_harness import metrics
-from hivewire import subjects
+from hivewire.wire import ops
 
 log = structlog.get_logger("hive_harness.ledgerpub")
 
@@ -52,7 +52,7 @@ class LedgerPublisher:
     def __init__(self, nc: Any, db: Any, agent: str) -> None:
         self.nc = nc  # the raw nats-py client (None on a MemoryTransport: nothing leaves)
         self.db = db  # hivewire Database of turn-stats.sqlite (None: the store did not open)
-        self.subject = subjects.ledger_turn(agent)
+        self.subject = ops.LEDGER.subject_for(agent=agent)
         self.kicked = asyncio.Event()
         self.sent = 0
 

@@ -27,10 +27,12 @@ from hive_harness.signals import CliSignals, Plan
 from hive_harness.store import TurnStatsStore
 from hive_harness.streamjson import TurnSummary
 from hive_harness.watchers import Watchers
-from hivewire import config, subjects
+from hivewire import config
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
+from hivewire.wire.common import Empty
 
 log = structlog.get_logger("hive_harness.loop")
 
@@ -141,7 +143,7 @@ class TurnLoop(Watchers):
             # reclaim: the previous recv failed, so a message it took may be in flight to us
             # with its reply lost (a partition, a timeout); nothing is held here between turns
             req = wb.RecvRequest(max=1, wait_s=0, instance=self.cli.instance or None, reclaim=self._recv_failed)
-            reply = await self.client.call(subjects.broker(self.agent, "recv"), req, wb.RecvReply)
+            reply = await self.client.request(ops.BROKER_RECV, req, agent=self.agent)
             self._recv_failed = False
         except Exception as exc:  # broker away: retry later
             self._recv_failed = True
@@ -158,8 +160,7 @@ class TurnLoop(Watchers):
 
     async def _counts(self) -> wb.CountsReply | None:
         try:
-            return await self.client.call(subjects.broker(self.agent, "counts"), wb.LooseEndsRequest(),
-                                          wb.CountsReply, timeout=2.0)
+            return await self.client.request(ops.BROKER_COUNTS, Empty(), agent=self.agent, timeout=2.0)
         except Exception:  # best effort
             return None
 
@@ -287,7 +288,7 @@ class TurnLoop(Watchers):
         if not ids:
             return
         try:
-            await self.client.call(subjects.broker(self.agent, "ack"), wb.AckRequest(ids=ids), wb.AckReply)
+            await self.client.request(ops.BROKER_ACK, wb.AckRequest(ids=ids), agent=self.agent)
         except Exception as exc:  # unacked comes back redelivered; log it
             metrics.FAILURES.labels("ack").inc()
             log.error("ack_failed", ids=ids, error=str(exc))
@@ -363,7 +364,7 @@ class TurnLoop(Watchers):
         for name, n in summary.tool_calls.items():
             metrics.TOOL_CALLS.labels(metrics.tool_label(name)).inc(n)
         try:
-            await self.bus._publish(subjects.turns(self.agent), row)
+            await self.bus.publish(ops.TURNS, row)
         except Exception:
             metrics.FAILURES.labels("turns_publish").inc()
 

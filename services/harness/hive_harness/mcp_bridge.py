@@ -13,16 +13,17 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, validate_agent_name
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
 from hivewire.wire import deployer as wd
+from hivewire.wire import ops
+from hivewire.wire.op import Op
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -31,6 +32,7 @@ AGENT_TOOLS = ("send", "recv", "ask", "answer", "remind", "get_loose_ends", "can
 SEND_ATTEMPTS = 3
 RETRYABLE = ("timeout", "unavailable")  # no reply, or no broker: the send may or may not be stored
 MANAGER_TOOLS = ("request_init_config", "request_apply", "request_spawn", "kill", "start", "restart")
+Req = TypeVar("Req")
 
 
 def tool_names(agent: str) -> list[str]:
@@ -56,15 +58,15 @@ class Bridge:
     async def client(self) -> HiveClient:
         return self._client
 
-    async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None,
-                   *, attempts: int = 1) -> str:
+    async def call(self, op: Op[Req, Any], req: Req, *, timeout: float | None = None, attempts: int = 1,
+                   **params: str) -> str:
         """One request, as readable text. With `attempts` > 1 a `timeout` or
         `unavailable` is retried (backing off): only for idempotent requests."""
         attempt = 1
         while True:
             try:
                 c = await self.client()
-                reply = await c.call(subject, req, reply_type, timeout=timeout)
+                reply = await c.request(op, req, timeout=timeout, **params)
                 return json.dumps(msgspec.to_builtins(reply), ensure_ascii=False)
             except HiveError as err:
                 if err.code not in RETRYABLE or attempt >= attempts:
@@ -74,25 +76,27 @@ class Bridge:
             await asyncio.sleep(self.retry_backoff * attempt)
             attempt += 1
 
-    async def broker(self, verb: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> str:
-        return await self.call(subjects.broker(self.agent, verb), req, reply_type, timeout)
+    async def broker(self, op: Op[Req, Any], req: Req, timeout: float | None = None) -> str:
+        """One of the agent's own broker requests (`hive.broker.<agent>.<verb>`)."""
+        return await self.call(op, req, timeout=timeout, agent=self.agent)
 
     async def send(self, req: wb.SendRequest) -> str:
         """A send that survives a slow or restarting broker: every attempt carries the
         same client id, so a send whose reply was lost (the broker committed, then
         died or answered too late) is retried and still stored once."""
         req = msgspec.structs.replace(req, id=req.id or f"mcp-{uuid.uuid4().hex}")
-        return await self.call(subjects.broker(self.agent, "send"), req, wb.SendReply, self.send_timeout,
-                               attempts=SEND_ATTEMPTS)
+        return await self.call(ops.BROKER_SEND, req, timeout=self.send_timeout, attempts=SEND_ATTEMPTS,
+                               agent=self.agent)
 
-    async def deployer(self, verb: str, name: str) -> str:
-        if verb in ("kill", "start", "restart") and name == self.agent:
+    async def deployer(self, op: Op[wd.NameRequest, wd.AgentInfo], name: str) -> str:
+        """The manager's kill/start/restart of another agent."""
+        if name == self.agent:
             return "error (forbidden): the manager may not kill/start/restart itself"
         try:
             validate_agent_name(name)
         except HiveError as err:
             return f"error ({err.code}): {err.message}"
-        return await self.call(subjects.deployer(verb), wd.NameRequest(name=name), wd.AgentInfo, timeout=60)
+        return await self.call(op, wd.NameRequest(name=name), timeout=60)
 
 
 def received_ids(reply_json: str) -> list[str]:
@@ -137,7 +141,7 @@ def _build(bridge: Bridge) -> MCPServer:
         max_wait = 60.0
         wait = min(max_wait, wait_s) if wait_s else 0.0
         req = wb.RecvRequest(max=max, wait_s=wait, instance=bridge.instance)
-        out = await bridge.broker("recv", req, wb.RecvReply, timeout=max_wait + 5)
+        out = await bridge.broker(ops.BROKER_RECV, req, timeout=max_wait + 5)
         ids = received_ids(out)
         if ids and bridge.on_received is not None:
             bridge.on_received(ids)
@@ -147,29 +151,28 @@ def _build(bridge: Bridge) -> MCPServer:
     async def ask(question: str, options: list[str] | None = None, multi: bool = False,
                   ttl_s: float | None = None, to: str | None = None) -> str:
         req = wb.AskRequest(question=question, options=options or [], multi=multi, ttl_s=ttl_s, to=to)
-        return await bridge.broker("ask", req, wb.AskReply)
+        return await bridge.broker(ops.BROKER_ASK, req)
 
     @mcp.tool(description="Answer a question that was addressed to you.")
     async def answer(question_id: str, answer: str) -> str:
-        return await bridge.broker("answer", wb.AnswerRequest(question_id=question_id, answer=answer),
-                                   wb.AnswerReply)
+        return await bridge.broker(ops.BROKER_ANSWER, wb.AnswerRequest(question_id=question_id, answer=answer))
 
     @mcp.tool(description="Set a reminder: wakes you with `body` after `in_s` seconds or at unix time `at`.")
     async def remind(body: str, in_s: float | None = None, at: float | None = None,
                      file_path: str | None = None) -> str:
         req = wb.RemindRequest(body=body, in_s=in_s, at=at, file_path=file_path)
-        return await bridge.broker("remind", req, wb.RemindReply)
+        return await bridge.broker(ops.BROKER_REMIND, req)
 
     @mcp.tool(description="Your pending approvals, unanswered questions and reminders.")
     async def get_loose_ends() -> str:
-        return await bridge.broker("loose_ends", wb.LooseEndsRequest(), wb.LooseEnds)
+        return await bridge.broker(ops.BROKER_LOOSE_ENDS, wb.LooseEndsRequest())
 
     @mcp.tool(description="Cancel a loose end: kind is approval, question or reminder.")
     async def cancel_loose_end(kind: str, id: str) -> str:
         if kind not in ("approval", "question", "reminder"):
             return "error (bad_request): kind must be approval, question or reminder"
         req = wb.CancelLooseEndRequest(kind=kind, id=id)  # type: ignore[arg-type]
-        return await bridge.broker("cancel_loose_end", req, dict)
+        return await bridge.broker(ops.BROKER_CANCEL_LOOSE_END, req)
 
     @mcp.tool(description="Who you are in the hive.")
     async def whoami() -> str:
@@ -179,27 +182,27 @@ def _build(bridge: Bridge) -> MCPServer:
 
         @mcp.tool(description="Ask the operator to approve initialising agent `name`'s config repo.")
         async def request_init_config(name: str) -> str:
-            return await bridge.broker("approve", wb.ApproveRequest(kind="init_config", agent=name), wb.ApproveReply)
+            return await bridge.broker(ops.BROKER_APPROVE, wb.ApproveRequest(kind="init_config", agent=name))
 
         @mcp.tool(description="Ask the operator to approve applying `commit_ref` of `agent`'s config.")
         async def request_apply(agent: str, commit_ref: str) -> str:
             req = wb.ApproveRequest(kind="apply_commit", agent=agent, commit_ref=commit_ref)
-            return await bridge.broker("approve", req, wb.ApproveReply)
+            return await bridge.broker(ops.BROKER_APPROVE, req)
 
         @mcp.tool(description="Ask the operator to approve spawning a new agent `name`.")
         async def request_spawn(name: str) -> str:
-            return await bridge.broker("approve", wb.ApproveRequest(kind="spawn", agent=name), wb.ApproveReply)
+            return await bridge.broker(ops.BROKER_APPROVE, wb.ApproveRequest(kind="spawn", agent=name))
 
         @mcp.tool(description="Kill agent `name` (no approval; never yourself).")
         async def kill(name: str) -> str:
-            return await bridge.deployer("kill", name)
+            return await bridge.deployer(ops.DEPLOYER_KILL, name)
 
         @mcp.tool(description="Start agent `name` (no approval; never yourself).")
         async def start(name: str) -> str:
-            return await bridge.deployer("start", name)
+            return await bridge.deployer(ops.DEPLOYER_START, name)
 
         @mcp.tool(description="Restart agent `name` (no approval; never yourself).")
         async def restart(name: str) -> str:
-            return await bridge.deployer("restart", name)
+            return await bridge.deployer(ops.DEPLOYER_RESTART, name)
 
     return mcp

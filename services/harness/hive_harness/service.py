@@ -66,7 +66,7 @@ class HarnessService(MicroService):
         self.events = EventStore(events_path(self.state_dir))
         self.stats = TurnStatsStore(turns_path(self.state_dir))
         model_file = Path(settings.model_file) if settings.model_file else None
-        self.bus = Bus(self.agent, self.state_dir, self.events, self.publish, settings.context_window, model_file,
+        self.bus = Bus(self.agent, self.state_dir, self.events, self.emit, settings.context_window, model_file,
                        publish_many=transport.publish_many)
         self.bus.typing.instance = self.instance
         self.bus.on_status = self._beat  # a status change shows in presence at once, not at the next heartbeat
@@ -242,8 +242,9 @@ class HarnessService(MicroService):
         if self._wake_sub is not None:
             await self._wake_sub.unsubscribe()
         with contextlib.suppress(Exception):
-            await self.publish(subjects.presence(self.agent), Presence(
-                state="offline", since=time.time(), instance=self.instance, reason="stopped", ts=time.time()))
+            await self.emit(ops.PRESENCE, Presence(
+                state="offline", since=time.time(), instance=self.instance, reason="stopped", ts=time.time()),
+                agent=self.agent)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.bus.flush(), STOP_TASKS_S)
         await self.events.close()
@@ -266,7 +267,7 @@ class HarnessService(MicroService):
                         reason=reason, ts=time.time(), until=self.loop.rate_limited_until)
 
     async def _beat(self) -> None:
-        await self.publish(subjects.presence(self.agent), self.presence())
+        await self.emit(ops.PRESENCE, self.presence(), agent=self.agent)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -15,8 +15,8 @@ from hive_harness import liveness, metrics
 from hive_harness.agent_cli import CliConfig, CliRun
 from hive_harness.mcp_bridge import tool_names
 from hive_harness.signals import CliSignals, jitter_s, resets_at
-from hivewire import subjects
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 
 if TYPE_CHECKING:
     from hive_harness.bus import Bus
@@ -91,8 +91,7 @@ class Watchers:
 
     async def _tell_operator(self, body: str) -> None:
         try:
-            await self.client.call(subjects.broker(self.agent, "send"), wb.SendRequest(to="operator", body=body),
-                                   wb.SendReply)
+            await self.client.request(ops.BROKER_SEND, wb.SendRequest(to="operator", body=body), agent=self.agent)
         except Exception as exc:  # the event is out already; the inbox note is best effort
             metrics.FAILURES.labels("operator_send").inc()
             log.warning("operator_send_failed", error=str(exc))
