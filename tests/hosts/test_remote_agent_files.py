@@ -28,6 +28,7 @@ from hive_deployer.runtimes import ProcessRuntime, Runtime
 from hive_deployer.service import DeployerService
 from hive_deployer.store import AgentRow
 from hivewire import subjects
+from hivewire.cli import inspect
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
@@ -245,6 +246,24 @@ async def test_export_and_import_of_an_agent_on_an_agent_host(make_hive: Callabl
     assert (hive.core / "agents" / "bob" / "creds" / "login.json").read_text() == '{"token": "t"}'
     reply = await hive.deployer("history", AgentHistoryRequest(name="bob", limit=2), HistoryReply)
     assert [e.id for e in reply.events] == [5, 4]  # now read on the core host
+
+
+async def test_hive_status_lists_agent_hosts(make_hive: Callable[..., Any], nats_transport: NatsTransport) -> None:
+    hive: Hive = await make_hive(placements={"bob": "h2"})
+    now = time.time()
+    await hive.svc.store.save(AgentRow(name="bob", state="stopped", desired="stopped", runtime="process",
+                                       created_at=now, since=now))
+    rows = await inspect.agent_hosts(nats_transport)
+    assert [(r["name"], r["id"], r["metadata"]["state"], r["metadata"]["agents"]) for r in rows] == [
+        ("hive-agenthost", "h2", "online", "bob")]
+    assert inspect._host_state(rows[0]["metadata"]).startswith("online (")
+    assert hive.host is not None
+    await hive.host.stop()
+
+    async def lost() -> bool:
+        return [r["metadata"]["state"] for r in await inspect.agent_hosts(nats_transport)] == ["lost"]
+
+    assert await wait_for(lost, timeout=15)
 
 
 def text(path: Path) -> str:

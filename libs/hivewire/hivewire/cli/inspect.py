@@ -15,6 +15,9 @@ from hivewire.cli.app import JSON_HELP, app, console, err_console, print_rows, s
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.runner import resolve_nats_url
+from hivewire.service import HiveClient
+from hivewire.wire import ops
+from hivewire.wire.hosts import HostNameRequest
 
 
 async def gather_replies(nc: Any, subject: str, wait: float) -> list[dict[str, Any]]:
@@ -56,6 +59,21 @@ async def discover(nc: Any, wait: float = 0.5) -> list[dict[str, Any]]:
     return sorted(out, key=lambda s: (s.get("name", ""), s.get("id", "")))
 
 
+async def agent_hosts(t: NatsTransport) -> list[dict[str, Any]]:
+    """Every agent host, as the deployer knows it: a host's NATS user may answer only the
+    deployer, so `$SRV.PING` never reaches its hive-agenthost ([] without a deployer)."""
+    try:
+        got = await HiveClient(t, timeout=2.0).request(ops.HOSTS_LIST, HostNameRequest(name=""))
+    except HiveError:
+        return []
+    now = time.time()
+    return [{"name": "hive-agenthost", "id": h.name, "version": h.version or "?", "uptime_s": None,
+             "metadata": {"hive_host": h.name, "state": h.state, "runtime": h.runtime,
+                          "heartbeat_age_s": round(now - h.last_heartbeat, 1) if h.last_heartbeat else None,
+                          "agents": ",".join(h.agents)}}
+            for h in got.hosts if h.role == "agents"]
+
+
 def _fmt_uptime(s: float | None) -> str:
     if s is None:
         return "?"
@@ -63,20 +81,29 @@ def _fmt_uptime(s: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _host_state(meta: dict[str, Any]) -> str:
+    """An agent host's state in the uptime column: `online`, `lost`, `invited`."""
+    if not meta.get("hive_host") or "state" not in meta:
+        return ""
+    age = meta.get("heartbeat_age_s")
+    return f"{meta['state']} ({age}s ago)" if age is not None else str(meta["state"])
+
+
 @app.command()
 def status(
     wait: float = typer.Option(0.5, help="Seconds to collect replies."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """List the services answering on NATS.
+    """List the services answering on NATS, and the agent hosts.
 
-    Each with its agent (for a hive-harness), id, version, uptime and metrics URL.
+    Each with its agent (for a hive-harness), id, version, uptime and metrics URL; an agent
+    host (hive-agenthost, id = its name) with its state and agents, from the deployer.
     """
 
     async def go() -> list[dict[str, Any]]:
         t = await NatsTransport.connect(resolve_nats_url(settings()), name="hive-cli", forever=False)
         try:
-            return await discover(t.nc, wait)
+            return await discover(t.nc, wait) + await agent_hosts(t)
         finally:
             await t.close()
 
@@ -91,7 +118,7 @@ def status(
     # each hive-harness is one agent: its micro metadata names it
     print_rows(("name", "agent", "id", "version", "uptime", "metrics"), (
         (s.get("name", "?"), s["metadata"].get("agent", "") or "-", s.get("id", "?"), s.get("version", "?"),
-         _fmt_uptime(s.get("uptime_s")), s["metadata"].get("metrics_url", "") or "-")
+         _host_state(s["metadata"]) or _fmt_uptime(s.get("uptime_s")), s["metadata"].get("metrics_url", "") or "-")
         for s in services), empty="no services answered (is Hive running? start it with `hive up`)",
         title=f"{len(services)} service(s)")
 
