@@ -146,7 +146,7 @@ def main() -> int:
         ("coldstart", ["bench/coldstart/run.py", "--runs", "1" if q else "2"], 600, parse_json),
         ("sandbox", ["bench/sandbox/run.py", "--runs", "10" if q else "40"], 300, parse_json),
         ("harness_rss", ["bench/harness_rss/run.py", "--agents", "1,10" if q else "1,10,50"], 900, parse_json),
-        ("hosts", ["bench/hosts/run.py", "--agents-per-host", "3" if q else "5", "--messages", "50" if q else "200"],
+        ("hosts", ["bench/hosts/run.py", "--agents-per-host", "3" if q else "5", "--messages", "6" if q else "20"],
          900, parse_json),
         ("scale", ["bench/scale/run.py", "--agents", str(agents), "--seconds", str(seconds), "--rate",
                    str(a.scale_rate), "--drain", "60" if q else "120"], seconds * 2 + 600 + agents * 3, parse_json),
