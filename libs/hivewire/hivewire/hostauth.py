@@ -24,6 +24,7 @@ from typing import Any
 
 from hivewire import config, natsauth, subjects
 from hivewire.names import validate_agent_name
+from hivewire.natsauth import policy, store
 from hivewire.wire import ops
 from hivewire.wire.op import Caller, Service
 
@@ -44,8 +45,8 @@ def host_permissions(name: str) -> dict[str, Any]:
     # issued or revoked) forgets what `allow_responses` granted for requests in flight (natsauth).
     pub = [*pub, *(f"{natsauth.inbox_prefix(natsauth.service_user(s))}.>" for s in ("deployer", "backup"))]
     sub = [*sub, f"{subjects.SRV}.*.{subjects.AGENTHOST_SERVICE}.{name}", f"{natsauth.inbox_prefix(user)}.>"]
-    return natsauth._perms(pub, sub, pub_deny=["hive.operator.>", "hive.broker.>", "hive.agent.>", "$JS.>",
-                                               "$SYS.>", "$O.>", "$KV.>"])
+    return policy.perms(pub, sub, pub_deny=["hive.operator.>", "hive.broker.>", "hive.agent.>", "$JS.>",
+                                            "$SYS.>", "$O.>", "$KV.>"])
 
 
 def issue_host(home: Path, name: str, *, reload: bool = True) -> str:
@@ -53,12 +54,12 @@ def issue_host(home: Path, name: str, *, reload: bool = True) -> str:
     if not natsauth.enabled(home):
         return ""
     user = host_user(name)
-    with natsauth._locked(home):
-        users = natsauth._load(home)
+    with store.locked(home):
+        users = store.load_users(home)
         changed = user not in users
         if changed:
-            users[user] = {"password": natsauth._new_password()}
-            natsauth._render_all(home, users)
+            users[user] = {"password": store.new_password()}
+            store.render_all(home, users)
         password = users[user]["password"]
     if changed and reload:
         natsauth.reload_server(home)
@@ -70,12 +71,12 @@ def revoke_host(home: Path, name: str, *, reload: bool = True) -> bool:
     if not natsauth.enabled(home):
         return False
     user = host_user(name)
-    with natsauth._locked(home):
-        users = natsauth._load(home)
+    with store.locked(home):
+        users = store.load_users(home)
         if user not in users:
             return False
         del users[user]
-        natsauth._render_all(home, users)
+        store.render_all(home, users)
     if reload:
         natsauth.reload_server(home)
     return True
