@@ -26,7 +26,7 @@ import typer
 
 from hive_harness import demoscript
 from hive_harness.simmodel import SimModel
-from hivewire import natsauth
+from hivewire import config, natsauth
 from hivewire.cli import upready
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
@@ -67,7 +67,7 @@ def prepare_home(home: Path, keep: bool) -> None:
 
 def agent_cmd() -> str | None:
     """The agent CLI: HIVE_AGENT_CMD, `claude` on PATH, else the one scripts/install put in .tools."""
-    if os.environ.get("HIVE_AGENT_CMD") or shutil.which("claude"):
+    if config.AGENT_CMD.get() != config.AGENT_CMD.default or shutil.which("claude"):
         return None
     local = Path(__file__).resolve().parents[3] / ".tools/node_modules/.bin/claude"
     return str(local) if local.exists() else None
