@@ -222,7 +222,7 @@ class AgentHostService(MicroService):
         if not rep.creds:
             return {"HIVE_NATS_CREDS": "none"}, []
         path = natsauth.creds_path(self.settings.home, natsauth.agent_user(name))
-        await asyncio.to_thread(natsauth._write_secret, path, rep.creds)
+        await asyncio.to_thread(natsauth.write_secret, path, rep.creds)
         return {"HIVE_NATS_CREDS": str(path)}, [path]
 
     def launch(self, name: str, config_env: dict[str, str], rev: str, identity: dict[str, str],

@@ -66,8 +66,6 @@ from hivewire.natsauth.store import (
     write_secret,
 )
 
-_write_secret = write_secret  # the name hive_agenthost still calls it by
-
 __all__ = [
     "ACCOUNT", "IDENTITY_ENV", "INBOX_ROOT", "MANAGER_DEPLOYER_VERBS", "OPERATOR_USER", "SERVICES",
     "AuthSetup", "ClusterNode", "Credentials",
