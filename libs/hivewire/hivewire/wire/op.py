@@ -27,10 +27,11 @@ from typing import Any, Generic, TypeVar
 from hivewire.names import is_agent_name, validate_agent_name
 
 Req = TypeVar("Req")
-Rep = TypeVar("Rep")
+Rep = TypeVar("Rep", covariant=True)  # an op only produces its reply type: Op[X, R] is an Op[X, R | None]
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 PARAMS = ("agent", "host")  # every parameter is a name (validate_agent_name)
+_SUBJECTS_CACHED = 4096  # per op
 
 
 class Kind(enum.Enum):
@@ -92,6 +93,8 @@ class Op(Generic[Req, Rep]):
     params: tuple[str, ...] = field(init=False)
     pattern: str = field(init=False)  # the NATS wildcard: each parameter a `*`
     _tokens: tuple[str | None, ...] = field(init=False, repr=False)  # None: a parameter
+    # concrete subjects already built: the broker builds one per wake it publishes
+    _subjects: dict[tuple[tuple[str, str], ...], str] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         params = tuple(_PARAM.findall(self.subject))
@@ -117,9 +120,16 @@ class Op(Generic[Req, Rep]):
 
     def subject_for(self, **params: str) -> str:
         """The concrete subject: every parameter given, each a valid name."""
+        key = tuple(params.items())
+        got = self._subjects.get(key)
+        if got is not None:
+            return got
         if set(params) != set(self.params):
             raise ValueError(f"{self.id} needs {list(self.params)}, got {sorted(params)}")
-        return self.subject.format(**{k: validate_agent_name(v, allow_reserved=True) for k, v in params.items()})
+        got = self.subject.format(**{k: validate_agent_name(v, allow_reserved=True) for k, v in params.items()})
+        if len(self._subjects) < _SUBJECTS_CACHED:
+            self._subjects[key] = got
+        return got
 
     def fill(self, **params: str) -> str:
         """The subject with the given parameters filled and the others `*` (to serve or permit)."""
