@@ -13,17 +13,20 @@ import pytest
 
 from hive_broker.config import BrokerConfig
 from hive_broker.service import BrokerService
-from hivewire import codec, subjects
+from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.transport import Msg
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
+from hivewire.wire.op import Op
 
 from support.procs import ServiceProcess, wait_for
 
-T = TypeVar("T")
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 FAST = BrokerConfig(tick_s=0.1, gauges_s=0.1)
 
 
@@ -47,39 +50,38 @@ class Bus:
         await self.transport.subscribe(subjects.BROKER_CHANGED, on_changed)
         await self.transport.flush()
 
-    async def call(self, agent: str, verb: str, req: Any, reply: type[T], timeout: float = 5.0) -> T:
-        return await self.client.call(subjects.broker(agent, verb), req, reply, timeout=timeout)
+    async def call(self, agent: str, op: Op[Req, Rep], req: Req, timeout: float = 5.0) -> Rep:
+        """`agent`'s own broker request (`hive.broker.<agent>.<verb>`)."""
+        return await self.client.request(op, req, timeout=timeout, agent=agent)
 
-    async def op(self, area: str, verb: str, req: Any, reply: type[T]) -> T:
-        return await self.client.call(subjects.operator(area, verb), req, reply)
+    async def operator(self, op: Op[Req, Rep], req: Req) -> Rep:
+        return await self.client.request(op, req)
 
     async def raw(self, subject: str, data: bytes, timeout: float = 5.0) -> Msg:
         return await self.transport.request(subject, data, timeout)
 
     async def register(self, *names: str) -> None:
         for n in names:
-            await self.client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name=n), w.RegistryReply)
+            await self.client.request(ops.REGISTRY_UPSERT, w.RegistryRequest(name=n))
 
     async def send(self, sender: str, to: str, body: str, **kw: Any) -> w.SendReply:
-        return await self.call(sender, "send", w.SendRequest(to=to, body=body, **kw), w.SendReply)
+        return await self.call(sender, ops.BROKER_SEND, w.SendRequest(to=to, body=body, **kw))
 
     async def recv(self, agent: str, max: int = 1, wait_s: float = 0.0, **kw: Any) -> list[w.Message]:
-        r = await self.call(agent, "recv", w.RecvRequest(max=max, wait_s=wait_s, **kw), w.RecvReply,
-                            timeout=wait_s + 5)
+        r = await self.call(agent, ops.BROKER_RECV, w.RecvRequest(max=max, wait_s=wait_s, **kw), timeout=wait_s + 5)
         return r.messages
 
     async def ack(self, agent: str, ids: list[str]) -> int:
-        return (await self.call(agent, "ack", w.AckRequest(ids=ids), w.AckReply)).acked
+        return (await self.call(agent, ops.BROKER_ACK, w.AckRequest(ids=ids))).acked
 
     async def counts(self, agent: str) -> w.CountsReply:
-        return await self.call(agent, "counts", Empty(), w.CountsReply)
+        return await self.call(agent, ops.BROKER_COUNTS, Empty())
 
     async def presence(self, agent: str, instance: str, state: str = "idle") -> None:
         from hivewire.wire.agent import Presence
 
-        await self.transport.publish(
-            subjects.presence(agent), codec.encode(Presence(state=state, since=0.0, instance=instance))  # type: ignore[arg-type]
-        )
+        await self.client.emit(ops.PRESENCE, Presence(state=state, since=0.0, instance=instance),  # type: ignore[arg-type]
+                               agent=agent)
         await self.transport.flush()
 
     def wakes_for(self, agent: str) -> list[w.Wake]:
@@ -129,7 +131,7 @@ def broker_proc(settings: Settings, tmp_path: Path) -> Iterator[ServiceProcess]:
 
 async def ready(client: HiveClient) -> None:
     async def up() -> bool:
-        await client.call(subjects.broker_registry("list"), Empty(), w.RegistryReply, timeout=0.5)
+        await client.request(ops.REGISTRY_LIST, Empty(), timeout=0.5)
         return True
 
     await wait_for(up, timeout=20)

@@ -20,6 +20,7 @@ from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import ready
 from support.procs import ServiceProcess, wait_for
@@ -44,7 +45,7 @@ async def test_a_send_whose_reply_was_late_is_retried_and_stored_once(
     broker_proc.start()
     await ready(client)
     for name in ("alice", "bob"):
-        await client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name=name), w.RegistryReply)
+        await client.request(ops.REGISTRY_UPSERT, w.RegistryRequest(name=name))
     bridge = Bridge("alice", client, send_timeout=0.5, retry_backoff=0.2)
 
     attempts: list[bytes] = []

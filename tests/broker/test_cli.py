@@ -9,11 +9,11 @@ import typer
 from typer.testing import CliRunner
 
 from hive_broker.cli import register
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import ready
 from support.procs import ServiceProcess
@@ -29,13 +29,12 @@ async def _setup(nats_url: str) -> tuple[str, str]:
     t = await NatsTransport.connect(nats_url, name="cli-test", forever=False)
     c = HiveClient(t)
     await ready(c)
-    await c.call(subjects.broker_registry("upsert"), w.RegistryRequest(name="alice"), w.RegistryReply)
-    ap = await c.call(subjects.broker("manager", "approve"),
-                      w.ApproveRequest(kind="apply_commit", agent="alice", commit_ref="deadbee"), w.ApproveReply)
-    q = await c.call(subjects.broker("alice", "ask"), w.AskRequest(question="tabs or spaces?",
-                                                                   options=["tabs", "spaces"]), w.AskReply)
-    await c.call(subjects.broker("alice", "send"), w.SendRequest(to="operator", body="platypus report ready"),
-                 w.SendReply)
+    await c.request(ops.REGISTRY_UPSERT, w.RegistryRequest(name="alice"))
+    ap = await c.request(ops.BROKER_APPROVE, w.ApproveRequest(kind="apply_commit", agent="alice",
+                                                              commit_ref="deadbee"), agent="manager")
+    q = await c.request(ops.BROKER_ASK, w.AskRequest(question="tabs or spaces?", options=["tabs", "spaces"]),
+                        agent="alice")
+    await c.request(ops.BROKER_SEND, w.SendRequest(to="operator", body="platypus report ready"), agent="alice")
     await t.close()
     return ap.approval_id, q.question_id
 

@@ -13,11 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import ready
 from support.procs import ServiceProcess
@@ -40,8 +40,8 @@ async def _send(nats_url: str, body: str) -> str:
     try:
         c = HiveClient(t)
         await ready(c)
-        await c.call(subjects.broker_registry("upsert"), w.RegistryRequest(name="alice"), w.RegistryReply)
-        r = await c.call(subjects.broker("alice", "send"), w.SendRequest(to="operator", body=body), w.SendReply)
+        await c.request(ops.REGISTRY_UPSERT, w.RegistryRequest(name="alice"))
+        r = await c.request(ops.BROKER_SEND, w.SendRequest(to="operator", body=body), agent="alice")
         return r.id
     finally:
         await t.close()

@@ -9,12 +9,12 @@ import random
 import pytest
 
 from hive_broker import store
-from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import Bus
 from .conftest import ready as _ready
@@ -45,9 +45,8 @@ async def test_kill9_during_concurrent_sends(
             cid = f"{sender}-{i}"
             while True:
                 try:
-                    r = await client.call(subjects.broker(sender, "send"),
-                                          w.SendRequest(to="manager", body=f"payload {cid}", id=cid),
-                                          w.SendReply, timeout=1.0)
+                    req = w.SendRequest(to="manager", body=f"payload {cid}", id=cid)
+                    r = await client.request(ops.BROKER_SEND, req, timeout=1.0, agent=sender)
                     acked[(sender, cid)] = r.id
                     break
                 except HiveError as err:

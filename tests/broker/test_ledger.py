@@ -18,8 +18,9 @@ from hivewire.db import connect
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
-from hivewire.wire.common import Empty, Ok
+from hivewire.wire.common import Empty
 
 from .conftest import Bus
 from support.procs import wait_for
@@ -81,11 +82,7 @@ async def fresh_stream(nats_transport: NatsTransport) -> AsyncIterator[Any]:
 
 
 async def publish(js: Any, agent: str, row: TurnStats) -> None:
-    await js.publish(subjects.ledger_turn(agent), codec.encode(row), headers={"Nats-Msg-Id": row.turn_id})
-
-
-async def op(bus: Bus, verb: str, req: Any, reply: type[Any]) -> Any:
-    return await bus.client.call(subjects.ledger(verb), req, reply)
+    await js.publish(ops.LEDGER.subject_for(agent=agent), codec.encode(row), headers={"Nats-Msg-Id": row.turn_id})
 
 
 async def test_jetstream_rows_counted_once_even_resent_and_agent_is_the_subject(
@@ -99,14 +96,14 @@ async def test_jetstream_rows_counted_once_even_resent_and_agent_is_the_subject(
     await publish(fresh_stream, "alice", liar)
 
     async def total() -> w.CostsReply | None:
-        rep = await op(bus, "costs", w.CostsRequest(by="agent"), w.CostsReply)
+        rep = await bus.operator(ops.LEDGER_COSTS, w.CostsRequest(by="agent"))
         return rep if rep.turns == 6 else None
 
     rep = await wait_for(total)
     assert [(r.key, r.cost_usd, r.turns) for r in rep.rows] == [("alice", 10.25, 6)]
     # a row delivered again after the duplicate window (ledger key, not the stream) still counts once
     await broker.ledger.db.write(lambda c: ledger.ingest(c, [ledger.row_values("alice", rows[1], 99)]))
-    assert (await op(bus, "costs", w.CostsRequest(), w.CostsReply)).turns == 6
+    assert (await bus.operator(ops.LEDGER_COSTS, w.CostsRequest())).turns == 6
 
 
 async def _true(v: bool) -> bool:
@@ -117,40 +114,39 @@ async def test_budgets_over_nats_spend_wakes_and_alerts_once(
         fresh_stream: Any, broker: BrokerService, bus: Bus) -> None:
     await wait_for(lambda: _true(broker.ledger.ready.is_set()))
     with pytest.raises(HiveError) as err:
-        await op(bus, "budget_set", w.BudgetSetRequest(agent="alice", swarm=True, usd=1.0), w.BudgetStatus)
+        await bus.operator(ops.BUDGET_SET, w.BudgetSetRequest(agent="alice", swarm=True, usd=1.0))
     assert err.value.code == "bad_request"
-    st = await op(bus, "budget_set", w.BudgetSetRequest(agent="alice", usd=1.0, per="week"), w.BudgetStatus)
+    st = await bus.operator(ops.BUDGET_SET, w.BudgetSetRequest(agent="alice", usd=1.0, per="week"))
     assert (st.budget.agent, st.budget.usd, st.budget.per, st.over) == ("alice", 1.0, "week", False)
     await wait_for(lambda: _true(any(wk.ref == "budget" for wk in bus.wakes_for("alice"))))
-    await op(bus, "budget_set", w.BudgetSetRequest(swarm=True, tokens=10_000), w.BudgetStatus)
+    await bus.operator(ops.BUDGET_SET, w.BudgetSetRequest(swarm=True, tokens=10_000))
     await wait_for(lambda: _true(any(wk.ref == "budget" for wk in bus.wakes_for("bob"))))  # swarm: everyone
 
     for usd in (0.5, 0.35, 0.1, 0.2):  # 50%, 85% (alert 80), 95%, 115% (alert 100)
         await publish(fresh_stream, "alice", turn(usd=usd, tokens=10, at=time.time()))
 
     async def alerts() -> list[w.Message]:
-        msgs = (await bus.client.call(subjects.operator("messages", "list"),
-                                      w.MessagesListRequest(agent="operator", limit=50), w.MessagesListReply)).messages
+        msgs = (await bus.client.request(ops.MESSAGES_LIST, w.MessagesListRequest(agent="operator", limit=50))).messages
         got = [m for m in msgs if m.body.startswith("[budget]")]
         return got if len(got) >= 2 else []
 
     got = sorted(m.body for m in await wait_for(alerts))
     assert len(got) == 2 and all(m.startswith("[budget] agent alice has used") for m in got)
     assert "100%" in got[0] and "parked" in got[0] and "80%" in got[1]
-    spend = await bus.call("alice", "spend", Empty(), w.SpendReply)
+    spend = await bus.call("alice", ops.BROKER_SPEND, Empty())
     mine = {("agent" if b.budget.agent else "swarm"): b for b in spend.budgets}
     assert mine["agent"].over and mine["agent"].spent_usd == pytest.approx(1.15)
     assert mine["swarm"].spent_tokens == 40 and mine["swarm"].agent_spent_tokens == 40
-    manager = await bus.call("manager", "spend", Empty(), w.SpendReply)
+    manager = await bus.call("manager", ops.BROKER_SPEND, Empty())
     assert manager.budgets == []  # the swarm budget leaves manager out unless include_manager
-    shown = await op(bus, "budget_show", Empty(), w.BudgetShowReply)
+    shown = await bus.operator(ops.BUDGET_SHOW, Empty())
     assert [b.budget.agent for b in shown.budgets] == [None, "alice"]
-    assert (await op(bus, "budget_clear", w.BudgetClearRequest(agent="alice"), Ok)).ok
-    assert not (await op(bus, "budget_clear", w.BudgetClearRequest(agent="alice"), Ok)).ok
+    assert (await bus.operator(ops.BUDGET_CLEAR, w.BudgetClearRequest(agent="alice"))).ok
+    assert not (await bus.operator(ops.BUDGET_CLEAR, w.BudgetClearRequest(agent="alice"))).ok
     await publish(fresh_stream, "alice", turn(usd=0.01, at=time.time()))
     await wait_for(lambda: _count_turns(bus, 5))
     assert len(await alerts()) == 2  # no new alert: alice's budget is gone and the swarm's is at 0.5%
 
 
 async def _count_turns(bus: Bus, n: int) -> bool:
-    return (await op(bus, "costs", w.CostsRequest(), w.CostsReply)).turns == n
+    return (await bus.operator(ops.LEDGER_COSTS, w.CostsRequest())).turns == n

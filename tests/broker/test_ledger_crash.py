@@ -17,6 +17,7 @@ from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
 
 from .conftest import ready
@@ -45,7 +46,7 @@ async def _run(t: NatsTransport, broker_proc: ServiceProcess, settings: Settings
     await ready(client)
 
     async def ingested() -> int:
-        return (await client.call(subjects.ledger("costs"), w.CostsRequest(), w.CostsReply, timeout=2.0)).turns
+        return (await client.request(ops.LEDGER_COSTS, w.CostsRequest(), timeout=2.0)).turns
 
     await wait_for(lambda: _stream_up(js), timeout=20)
     agents = [f"agent-{i}" for i in range(20)]
@@ -57,7 +58,8 @@ async def _run(t: NatsTransport, broker_proc: ServiceProcess, settings: Settings
             row = TurnStats(agent=agent, model="haiku", wake_from="bob", result_kind="ok", started_at=0.0,
                             ended_at=1.0, duration_ms=0, cost_usd=round(random.uniform(0.001, 0.1), 6),
                             input_tokens=random.randint(1, 1000), turn_id=uuid.uuid4().hex)
-            await js.publish(subjects.ledger_turn(agent), codec.encode(row), headers={"Nats-Msg-Id": row.turn_id})
+            await js.publish(ops.LEDGER.subject_for(agent=agent), codec.encode(row),
+                             headers={"Nats-Msg-Id": row.turn_id})
             sent[row.turn_id] = (agent, row.cost_usd)
             await asyncio.sleep(random.random() * 0.004)
 

@@ -9,6 +9,7 @@ import pytest
 from hive_broker.service import BrokerService
 from hivewire.errors import HiveError
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import Bus, eventually
 
@@ -25,7 +26,7 @@ async def test_send_recv_ack_roundtrip(bus: Bus) -> None:
     assert await bus.recv("bob") == []
     assert await bus.ack("bob", [sent.id]) == 1
     assert await bus.ack("bob", [sent.id]) == 0  # already acked
-    listed = await bus.op("messages", "list", w.MessagesListRequest(agent="bob"), w.MessagesListReply)
+    listed = await bus.operator(ops.MESSAGES_LIST, w.MessagesListRequest(agent="bob"))
     assert listed.messages[0].acked_at is not None
 
 
@@ -169,8 +170,7 @@ async def test_broadcast_reaches_every_known_agent_but_sender(bus: Bus) -> None:
 
 async def test_operator_inbox(bus: Bus) -> None:
     await bus.send("alice", "operator", "need a hand")
-    inbox = await bus.op("messages", "list", w.MessagesListRequest(recipient="operator", unread=True),
-                         w.MessagesListReply)
+    inbox = await bus.operator(ops.MESSAGES_LIST, w.MessagesListRequest(recipient="operator", unread=True))
     assert [m.body for m in inbox.messages] == ["need a hand"]
     # the operator speaks as `operator`
     await bus.send("operator", "alice", "on it")
@@ -192,19 +192,18 @@ async def test_registry_and_presence_make_agents_known(bus: Bus) -> None:
 
     await eventually(known)
     # the deployer removes an agent: unknown again, even with a later heartbeat
-    from hivewire import subjects
 
-    r = await bus.client.call(subjects.broker_registry("remove"), w.RegistryRequest(name="dave"), w.RegistryReply)
+    r = await bus.client.request(ops.REGISTRY_REMOVE, w.RegistryRequest(name="dave"))
     assert "dave" not in r.agents
     await bus.presence("dave", "inst-2")
     await asyncio.sleep(0.1)
     with pytest.raises(HiveError):
         await bus.send("alice", "dave", "hi again")
     with pytest.raises(HiveError) as e:
-        await bus.client.call(subjects.broker_registry("remove"), w.RegistryRequest(name="manager"), w.RegistryReply)
+        await bus.client.request(ops.REGISTRY_REMOVE, w.RegistryRequest(name="manager"))
     assert e.value.code == "forbidden"
     with pytest.raises(HiveError) as e:
-        await bus.client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name="operator"), w.RegistryReply)
+        await bus.client.request(ops.REGISTRY_UPSERT, w.RegistryRequest(name="operator"))
     assert e.value.code == "bad_name"
 
 
@@ -331,24 +330,23 @@ async def test_counts(bus: Bus) -> None:
 async def test_list_paging_and_search(bus: Bus) -> None:
     for i in range(5):
         await bus.send("alice", "bob", f"note number {i} about kangaroos" if i % 2 else f"note {i}")
-    page1 = await bus.op("messages", "list", w.MessagesListRequest(agent="bob", limit=2), w.MessagesListReply)
+    page1 = await bus.operator(ops.MESSAGES_LIST, w.MessagesListRequest(agent="bob", limit=2))
     assert [m.body for m in page1.messages] == ["note 4", "note number 3 about kangaroos"]
-    page2 = await bus.op("messages", "list",
-                         w.MessagesListRequest(agent="bob", limit=2, before_id=page1.next_before_id),
-                         w.MessagesListReply)
+    page2 = await bus.operator(ops.MESSAGES_LIST,
+                               w.MessagesListRequest(agent="bob", limit=2, before_id=page1.next_before_id))
     assert [m.body for m in page2.messages] == ["note 2", "note number 1 about kangaroos"]
-    found = await bus.op("messages", "search", w.MessagesSearchRequest(query="kangaroos"), w.MessagesListReply)
+    found = await bus.operator(ops.MESSAGES_SEARCH, w.MessagesSearchRequest(query="kangaroos"))
     assert sorted(m.body for m in found.messages) == ["note number 1 about kangaroos", "note number 3 about kangaroos"]
     # FTS syntax in user input is taken literally, never an error
-    odd = await bus.op("messages", "search", w.MessagesSearchRequest(query='"AND OR ( NEAR*'), w.MessagesListReply)
+    odd = await bus.operator(ops.MESSAGES_SEARCH, w.MessagesSearchRequest(query='"AND OR ( NEAR*'))
     assert odd.messages == []
     with pytest.raises(HiveError) as e:
-        await bus.op("messages", "search", w.MessagesSearchRequest(query="  "), w.MessagesListReply)
+        await bus.operator(ops.MESSAGES_SEARCH, w.MessagesSearchRequest(query="  "))
     assert e.value.code == "bad_request"
     with pytest.raises(HiveError) as e:
-        await bus.op("messages", "list", w.MessagesListRequest(before_id="abc"), w.MessagesListReply)
+        await bus.operator(ops.MESSAGES_LIST, w.MessagesListRequest(before_id="abc"))
     assert e.value.code == "bad_request"
-    since = await bus.op("messages", "list", w.MessagesListRequest(since=9e18), w.MessagesListReply)
+    since = await bus.operator(ops.MESSAGES_LIST, w.MessagesListRequest(since=9e18))
     assert since.messages == []
 
 

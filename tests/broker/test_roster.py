@@ -9,11 +9,11 @@ import pytest
 
 from hive_broker import known
 from hive_broker.service import BrokerService
-from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import FAST, Bus, settle
 
@@ -37,7 +37,8 @@ async def test_roster_follows_every_registry_change_and_a_send_sees_it(bus: Bus,
             await bus.presence(name, f"inst-{step}")
             await settle()
         else:
-            await bus.client.call(subjects.broker_registry(how), w.RegistryRequest(name=name), w.RegistryReply)
+            await bus.client.request(ops.REGISTRY_UPSERT if how == "upsert" else ops.REGISTRY_REMOVE,
+                                     w.RegistryRequest(name=name))
         wanted = {*NAMES, "manager", "operator", "nobody"}
         in_file = known_in_file(broker.settings, wanted)
         assert broker.roster.known_among(wanted) == in_file, f"step {step}: {how} {name}"
@@ -58,7 +59,7 @@ async def test_a_restarted_broker_knows_who_was_registered(
     first = BrokerService(nats_transport, settings, config=FAST)
     await first.start()
     await bus.register("alice", "carol", "dave")
-    await bus.client.call(subjects.broker_registry("remove"), w.RegistryRequest(name="dave"), w.RegistryReply)
+    await bus.client.request(ops.REGISTRY_REMOVE, w.RegistryRequest(name="dave"))
     await first.stop()
     second = BrokerService(nats_transport, settings, config=FAST)
     await second.start()

@@ -18,6 +18,7 @@ from hive_broker.service import BrokerService
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import FAST, Bus
 
@@ -143,7 +144,7 @@ async def test_sends_are_answered_while_an_index_batch_holds_the_index(
     release.set()
     assert await asyncio.wait_for(indexing, 5) >= 1
     monkeypatch.setattr(search_index, "index_batch", real)
-    found = await bus.op("messages", "search", w.MessagesSearchRequest(query="dingo", limit=10), w.MessagesListReply)
+    found = await bus.operator(ops.MESSAGES_SEARCH, w.MessagesSearchRequest(query="dingo", limit=10))
     assert len(found.messages) == 6
 
 
@@ -171,7 +172,7 @@ async def test_retention_prunes_the_index_and_a_lost_index_is_rebuilt(
     svc = BrokerService(nats_transport, settings, config=FAST)
     await svc.start()
     try:
-        found = await bus.op("messages", "search", w.MessagesSearchRequest(query="kookaburra"), w.MessagesListReply)
+        found = await bus.operator(ops.MESSAGES_SEARCH, w.MessagesSearchRequest(query="kookaburra"))
         assert [m.body for m in found.messages] == ["open kookaburra"]
         assert settings.broker_search_db.exists()
     finally:
@@ -193,7 +194,7 @@ async def test_an_index_file_sqlite_cannot_open_is_set_aside_and_rebuilt(
     await svc.start()  # the broker starts all the same
     t = await NatsTransport.connect(nats_url, name="search-index-test", forever=False)
     try:
-        found = await Bus(t).op("messages", "search", w.MessagesSearchRequest(query="emu"), w.MessagesListReply)
+        found = await Bus(t).operator(ops.MESSAGES_SEARCH, w.MessagesSearchRequest(query="emu"))
         assert [m.body for m in found.messages] == ["emu kept"]
         aside = list(settings.home.glob("broker-search.sqlite.broken-*"))
         assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a database")

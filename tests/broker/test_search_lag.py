@@ -14,6 +14,7 @@ from hivewire.config import ConfigError
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .conftest import FAST, Bus
 
@@ -64,8 +65,7 @@ async def test_a_search_during_a_flood_finds_every_message(busy: tuple[BrokerSer
         await bus.send("alice", "bob", f"numbat {i}")
     await svc.background._index_pass()
     assert await lag(svc) == BUSY.index_max_lag  # the newest 20 wait
-    found = await bus.op("messages", "search", w.MessagesSearchRequest(query="numbat", limit=100),
-                         w.MessagesListReply)
+    found = await bus.operator(ops.MESSAGES_SEARCH, w.MessagesSearchRequest(query="numbat", limit=100))
     assert sorted(int(m.body.split()[1]) for m in found.messages) == list(range(30))
     assert await lag(svc) == 0
 

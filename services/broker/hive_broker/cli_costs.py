@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TypeVar
 
 import typer
 
-from hivewire import subjects
 from hivewire.cli.app import JSON_HELP, console, print_json, print_rows, run_client
 from hivewire.service import HiveClient
 from hivewire.wire import broker as w
-from hivewire.wire.common import Empty, Ok
+from hivewire.wire import ops
+from hivewire.wire.common import Empty
+from hivewire.wire.op import Op
 
 UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 JSON = typer.Option(False, "--json", help=JSON_HELP)
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -30,9 +33,9 @@ def parse_since(text: str, now: float | None = None) -> float:
         raise typer.BadParameter(f"{text!r}: use a duration like 30m, 12h, 7d, 2w or a date YYYY-MM-DD") from None
 
 
-def _call(subject: str, req: Any, reply: type[Any]) -> Any:
-    async def go(c: HiveClient) -> Any:
-        return await c.call(subject, req, reply)
+def _call(op: Op[Req, Rep], req: Req) -> Rep:
+    async def go(c: HiveClient) -> Rep:
+        return await c.request(op, req)
 
     return run_client(go)
 
@@ -67,7 +70,7 @@ def register(app: typer.Typer) -> None:
         if by not in ("agent", "model", "day", "session"):
             raise typer.BadParameter("--by takes agent, model, day or session")
         req = w.CostsRequest(by=by, since=parse_since(since) if since else None, agent=agent)  # type: ignore[arg-type]
-        rep: w.CostsReply = _call(subjects.ledger("costs"), req, w.CostsReply)
+        rep = _call(ops.LEDGER_COSTS, req)
         if as_json:
             print_json(rep)
             return
@@ -95,7 +98,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--per takes day, week or month")
         req = w.BudgetSetRequest(agent=agent, swarm=swarm, usd=usd, tokens=tokens, per=per,  # type: ignore[arg-type]
                                  include_manager=include_manager)
-        st: w.BudgetStatus = _call(subjects.ledger("budget_set"), req, w.BudgetStatus)
+        st = _call(ops.BUDGET_SET, req)
         if as_json:
             print_json(st)
             return
@@ -106,7 +109,7 @@ def register(app: typer.Typer) -> None:
     @budget.command("show")
     def budget_show(as_json: bool = JSON) -> None:
         """Every budget with this period's spend."""
-        rep: w.BudgetShowReply = _call(subjects.ledger("budget_show"), Empty(), w.BudgetShowReply)
+        rep = _call(ops.BUDGET_SHOW, Empty())
         if as_json:
             print_json(rep)
             return
@@ -119,7 +122,7 @@ def register(app: typer.Typer) -> None:
         swarm: bool = typer.Option(False, "--swarm", help="The swarm-wide budget."),
     ) -> None:
         """Remove a budget; agents it parked resume within seconds."""
-        rep: Ok = _call(subjects.ledger("budget_clear"), w.BudgetClearRequest(agent=agent, swarm=swarm), Ok)
+        rep = _call(ops.BUDGET_CLEAR, w.BudgetClearRequest(agent=agent, swarm=swarm))
         who = "swarm" if swarm else agent
         console.print(f"budget {who}: cleared" if rep.ok else f"budget {who}: there was none",
                       markup=False, highlight=False)

@@ -33,7 +33,7 @@ from hivewire import codec, subjects
 from hivewire.db import Database
 from hivewire.errors import HiveError
 from hivewire.names import validate_agent_name
-from hivewire.service import Context, Endpoint
+from hivewire.service import Context, Endpoint, encode_event
 from hivewire.transport import Transport
 from hivewire.wire import broker as w
 from hivewire.wire import ops
@@ -278,5 +278,5 @@ class Ledger:
         agents = await self.broker.db.read(known.known_agents) if scope == ledger.SWARM else [scope]
         for agent in agents:
             await self.broker._publish_wake(agent, "system", "budget")
-        await self.broker._publish_raw(subjects.BROKER_CHANGED, codec.encode(
-            w.Changed(table="budgets", id=scope, op="update")))
+        await self.broker._publish_raw(*encode_event(ops.BROKER_CHANGED, w.Changed(table="budgets", id=scope,
+                                                                                      op="update")))

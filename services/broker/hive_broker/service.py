@@ -29,7 +29,7 @@ from hive_broker.waiters import Waiters
 from hivewire import codec, subjects
 from hivewire.errors import HiveError
 from hivewire.names import MANAGER, OPERATOR, validate_agent_name
-from hivewire.service import BatchEndpoint, Context, Endpoint, MicroService
+from hivewire.service import BatchEndpoint, Context, Endpoint, MicroService, encode_event
 from hivewire.settings import Settings
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire import broker as w
@@ -49,7 +49,6 @@ def _caller(subject: str) -> str:
     return validate_agent_name(subjects.token(subject, 2), allow_reserved=True)
 
 
-_wake_subject = functools.lru_cache(maxsize=4096)(subjects.wake)
 
 
 class BrokerService(MicroService):
@@ -167,13 +166,12 @@ class BrokerService(MicroService):
         for agent in eff.pollers:
             self.pending.added(agent)  # before the waiters look again
             self.waiters.notify(agent)
-        encode = codec.encode
-        out = [(_wake_subject(agent), encode(w.Wake(reason=reason, ref=ref)))  # type: ignore[arg-type]
+        out = [encode_event(ops.WAKE, w.Wake(reason=reason, ref=ref), agent=agent)  # type: ignore[arg-type]
                for agent, reason, ref in eff.wakes]
         for table, id_, op in eff.changes:
             if table == "known_agents":
                 self.roster.apply(id_, op)
-            out.append((subjects.BROKER_CHANGED, encode(w.Changed(table=table, id=id_, op=op))))  # type: ignore[arg-type]
+            out.append(encode_event(ops.BROKER_CHANGED, w.Changed(table=table, id=id_, op=op)))  # type: ignore[arg-type]
         if out:
             try:  # in one batch: a send publishes two of these
                 await self.transport.publish_many(out)
@@ -196,9 +194,10 @@ class BrokerService(MicroService):
             raise got[0]
 
     async def _publish_wake(self, agent: str, reason: str, ref: str) -> None:
-        await self._publish_raw(_wake_subject(agent), codec.encode(w.Wake(reason=reason, ref=ref)))  # type: ignore[arg-type]
+        await self._publish_raw(*encode_event(ops.WAKE, w.Wake(reason=reason, ref=ref), agent=agent))  # type: ignore[arg-type]
 
     async def _publish_raw(self, subject: str, data: bytes) -> None:
+        """Publish one event encoded by `encode_event`, counting a failure instead of raising."""
         try:
             await self.transport.publish(subject, data)
         except Exception as exc:
