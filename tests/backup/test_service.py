@@ -19,17 +19,13 @@ from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
+from hivewire.wire import ops
 from hivewire.wire.backup import (
     BackupDone,
     ListRequest,
-    PruneReply,
     PruneRequest,
-    RestoreReply,
     RestoreRequest,
     RunRequest,
-    Snapshot,
-    SnapshotList,
-    VerifyReply,
     VerifyRequest,
 )
 from hivewire.wire.common import ErrorReply
@@ -76,7 +72,7 @@ async def test_endpoints_and_jetstream_round_trip(service: BackupService, nats_t
                                                   settings: Settings, tmp_path: Path,
                                                   done_events: list[BackupDone], bucket: str) -> None:
     client = HiveClient(nats_transport, timeout=LONG)
-    snap = await client.call(subjects.backup("run"), RunRequest(), Snapshot)
+    snap = await client.request(ops.BACKUP_RUN, RunRequest())
     assert snap.verified is True
     assert {f.source for f in snap.files} >= {"broker.sqlite", "secrets", "meta"}
 
@@ -90,32 +86,27 @@ async def test_endpoints_and_jetstream_round_trip(service: BackupService, nats_t
     done = next(d for d in done_events if d.snapshot_id == snap.snapshot_id)
     assert done.ok and done.bytes == snap.bytes and done.verified is True
 
-    listed = await client.call(subjects.backup("list"), ListRequest(), SnapshotList)
+    listed = await client.request(ops.BACKUP_LIST, ListRequest())
     assert [s.snapshot_id for s in listed.snapshots] == [snap.snapshot_id]
     ident = str(settings.home / "backup" / "identity.txt")
-    rep = await client.call(subjects.backup("verify"), VerifyRequest(snapshot_id=snap.snapshot_id, identity=ident),
-                            VerifyReply)
+    rep = await client.request(ops.BACKUP_VERIFY, VerifyRequest(snapshot_id=snap.snapshot_id, identity=ident))
     assert rep.ok and rep.checked == len(snap.files)
 
     # the JetStream object store holds the same snapshot, manifest included
-    js = await client.call(subjects.backup("list"), ListRequest(target="jetstream"), SnapshotList)
+    js = await client.request(ops.BACKUP_LIST, ListRequest(target="jetstream"))
     assert [s.snapshot_id for s in js.snapshots] == [snap.snapshot_id]
     assert js.snapshots[0].files == snap.files
-    rep = await client.call(subjects.backup("verify"),
-                            VerifyRequest(snapshot_id=snap.snapshot_id, target="jetstream", identity=ident),
-                            VerifyReply)
+    rep = await client.request(ops.BACKUP_VERIFY,
+                               VerifyRequest(snapshot_id=snap.snapshot_id, target="jetstream", identity=ident))
     assert rep.ok
     dest = tmp_path / "from-js"
-    restored = await client.call(
-        subjects.backup("restore"),
-        RestoreRequest(snapshot_id=snap.snapshot_id, dest=str(dest), target="jetstream", identity=ident),
-        RestoreReply,
-    )
+    restored = await client.request(ops.BACKUP_RESTORE, RestoreRequest(
+        snapshot_id=snap.snapshot_id, dest=str(dest), target="jetstream", identity=ident))
     assert "broker.sqlite" in restored.restored and "operator.token" in restored.restored
     assert rows(dest / "broker.sqlite") == 200
     assert (dest / "meta" / "flake.nix").exists()
 
-    pruned = await client.call(subjects.backup("prune"), PruneRequest(dry_run=True), PruneReply)
+    pruned = await client.request(ops.BACKUP_PRUNE, PruneRequest(dry_run=True))
     assert pruned.kept == [snap.snapshot_id] and pruned.deleted == []
 
 
@@ -144,9 +135,9 @@ async def test_garbage_payloads_get_structured_errors(service: BackupService, na
         assert err.error.code == code, (verb, payload, err)
         assert msg.headers.get(codec.HIVE_CODE_HEADER) == code
     client = HiveClient(nats_transport, timeout=LONG)
-    assert (await client.call(subjects.backup("list"), ListRequest(), SnapshotList)).snapshots == []
+    assert (await client.request(ops.BACKUP_LIST, ListRequest())).snapshots == []
     with pytest.raises(HiveError) as exc:
-        await client.call(subjects.backup("verify"), VerifyRequest(snapshot_id="nope"), VerifyReply)
+        await client.request(ops.BACKUP_VERIFY, VerifyRequest(snapshot_id="nope"))
     assert exc.value.code == "bad_request"
 
 

@@ -28,12 +28,10 @@ from pathlib import Path
 import structlog
 
 from hive_backup import metrics, safetar
-from hivewire import subjects
 from hivewire.names import validate_agent_name
 from hivewire.service import HiveClient
 from hivewire.wire import ops
-from hivewire.wire.common import Ok
-from hivewire.wire.hosts import Chunk, ChunkRequest, DropRequest, HostList, HostNameRequest, PackReply, PackRequest
+from hivewire.wire.hosts import ChunkRequest, DropRequest, HostNameRequest, PackRequest
 
 log = structlog.get_logger("hive_backup.remote")
 MIRROR = "remote"
@@ -43,7 +41,7 @@ CHUNK = 256 * 1024
 async def pull(client: HiveClient, home: Path) -> list[str]:
     """Refresh `remote/` from every online agent host; returns what could not be (hosts, agents)."""
     try:
-        hosts: HostList = await client.call(ops.HOSTS_LIST.subject, HostNameRequest(name=""), HostList, timeout=10)
+        hosts = await client.request(ops.HOSTS_LIST, HostNameRequest(name=""), timeout=10)
     except Exception as exc:  # no deployer (a single-host test hive): no other hosts to ask
         log.info("backup_remote_skipped", reason=str(exc))
         return []
@@ -73,14 +71,14 @@ async def pull_agent(client: HiveClient, home: Path, host: str, agent: str) -> i
     incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
     arch, scratch = incoming / f"{tid}.tar.gz", incoming / tid
     try:
-        p: PackReply = await client.call(subjects.host(host, "pack"), PackRequest(agent=agent, transfer=tid, live=True),
-                                         PackReply, timeout=300)
+        p = await client.request(ops.HOST_PACK, PackRequest(agent=agent, transfer=tid, live=True), timeout=300,
+                                 host=host)
         digest = hashlib.sha256()
         with open(arch, "wb") as f:
             offset = 0
             while offset < p.size:
-                c: Chunk = await client.call(subjects.host(host, "read"),
-                                             ChunkRequest(transfer=tid, offset=offset, length=CHUNK), Chunk, timeout=60)
+                c = await client.request(ops.HOST_READ, ChunkRequest(transfer=tid, offset=offset, length=CHUNK),
+                                         timeout=60, host=host)
                 if not c.data:
                     raise OSError(f"the archive ended at {offset} of {p.size} bytes")
                 f.write(c.data)
@@ -92,7 +90,7 @@ async def pull_agent(client: HiveClient, home: Path, host: str, agent: str) -> i
         return p.size
     finally:
         try:
-            await client.call(subjects.host(host, "drop"), DropRequest(agent=agent, transfer=tid), Ok, timeout=30)
+            await client.request(ops.HOST_DROP, DropRequest(agent=agent, transfer=tid), timeout=30, host=host)
         except Exception as exc:
             log.warning("backup_remote_drop_failed", host=host, agent=agent, error=str(exc))
         arch.unlink(missing_ok=True)

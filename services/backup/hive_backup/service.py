@@ -11,7 +11,6 @@ from hive_backup import remote
 from hive_backup.config import Config, load_config
 from hive_backup.ops import Backups
 from hive_backup.schedule import Clock, RealClock, Scheduler
-from hivewire import codec
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import Context, Endpoint, HiveClient, MicroService
@@ -92,11 +91,10 @@ class BackupService(MicroService):
         )
 
     async def _publish_quietly(self, event: Op[T, None], obj: T) -> None:
-        subject = event.subject_for()
         try:
-            await self.transport.publish(subject, codec.encode(obj))
+            await self.emit(event, obj)
         except Exception as exc:  # progress is best effort
-            log.warning("backup_publish_failed", subject=subject, error=str(exc))
+            log.warning("backup_publish_failed", subject=event.subject, error=str(exc))
 
     async def _done(self, done: BackupDone) -> None:
         await self._publish_quietly(ops.BACKUP_DONE, done)
