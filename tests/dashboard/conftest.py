@@ -28,11 +28,11 @@ from litestar.testing import AsyncTestClient
 from playwright.async_api import Page, async_playwright, expect
 
 from hive_dashboard.app import create_app
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from tests.dashboard.fakes import FakeBackup, FakeDeployer, FakeHarness
 from tests.support.procs import ServiceProcess
 
@@ -150,32 +150,29 @@ def real_stack(nats_url: str, hive_home: Path) -> Iterator[Stack]:
 async def add_approval(stack: Stack, commit_ref: str) -> str:
     """The manager asks for an apply_commit of its own config at `commit_ref`; the broker's id."""
     c = HiveClient(stack.transport)
-    ap = await stack.run(c.call(subjects.broker("manager", "approve"),
-                                wb.ApproveRequest(kind="apply_commit", agent="manager", commit_ref=commit_ref),
-                                wb.ApproveReply))
+    req = wb.ApproveRequest(kind="apply_commit", agent="manager", commit_ref=commit_ref)
+    ap = await stack.run(c.request(ops.BROKER_APPROVE, req, agent="manager"))
     return str(ap.approval_id)
 
 
 async def send_as(stack: Stack, sender: str, to: str, body: str) -> str:
     c = HiveClient(stack.transport)
-    return str((await stack.run(c.call(subjects.broker(sender, "send"), wb.SendRequest(to=to, body=body),
-                                       wb.SendReply))).id)
+    return str((await stack.run(c.request(ops.BROKER_SEND, wb.SendRequest(to=to, body=body), agent=sender))).id)
 
 
 async def _seed(s: Stack, home: Path) -> None:
     """What the old fake broker held: an approval, an open question, one message to the operator, one between agents."""
     c = HiveClient(s.transport)
-    s.ids["approval"] = str((await c.call(
-        subjects.broker("manager", "approve"),
+    s.ids["approval"] = str((await c.request(
+        ops.BROKER_APPROVE,
         wb.ApproveRequest(kind="apply_commit", agent="manager", commit_ref=config_commit(home, "manager")),
-        wb.ApproveReply)).approval_id)
-    s.ids["question"] = str((await c.call(
-        subjects.broker("alice", "ask"),
+        agent="manager")).approval_id)
+    s.ids["question"] = str((await c.request(
+        ops.BROKER_ASK,
         wb.AskRequest(question="Which test suites should I run?", options=["unit", "integration", "e2e"],
-                      multi=True), wb.AskReply)).question_id)
+                      multi=True), agent="alice")).question_id)
     for key, to, body in (("inbox", "operator", "hello operator"), ("flow", "manager", "status: tests green")):
-        s.ids[key] = str((await c.call(subjects.broker("alice", "send"), wb.SendRequest(to=to, body=body),
-                                       wb.SendReply)).id)
+        s.ids[key] = str((await c.request(ops.BROKER_SEND, wb.SendRequest(to=to, body=body), agent="alice")).id)
 
 
 def _stack(nats_url: str, hive_home: Path, seeded: bool) -> Iterator[Stack]:
@@ -199,8 +196,7 @@ def _stack(nats_url: str, hive_home: Path, seeded: bool) -> Iterator[Stack]:
         await t.flush()
         if seeded:
             for name in AGENTS:
-                await HiveClient(t).call(subjects.broker_registry("upsert"), wb.RegistryRequest(name=name),
-                                         wb.RegistryReply)
+                await HiveClient(t).request(ops.REGISTRY_UPSERT, wb.RegistryRequest(name=name))
             await _seed(s, hive_home)
         return s
 

@@ -12,10 +12,10 @@ import time
 import uuid
 from typing import Any
 
-from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.service import Context, Endpoint, MicroService
 from hivewire.transport import Transport
+from hivewire.wire import ops
 from hivewire.wire.agent import (
     AgentState,
     HistoryReply,
@@ -46,13 +46,14 @@ class FakeDeployer(MicroService):
 
     def endpoints(self) -> list[Endpoint[Any]]:
         eps: list[Endpoint[Any]] = [
-            Endpoint("list", subjects.deployer("list"), Empty, self.list),
-            Endpoint("destroy", subjects.deployer("destroy"), DestroyRequest, self.destroy),
+            Endpoint.of(ops.DEPLOYER_LIST, self.list),
+            Endpoint.of(ops.DEPLOYER_DESTROY, self.destroy),
+            Endpoint.of(ops.DEPLOYER_SPAWN, self._verb("spawn")),
+            Endpoint.of(ops.HOSTS_LIST, self.hosts_list),
         ]
-        eps.append(Endpoint("spawn", subjects.deployer("spawn"), SpawnRequest, self._verb("spawn")))  # as the real one
-        eps.append(Endpoint("hosts_list", subjects.hosts("list"), HostNameRequest, self.hosts_list))
-        for verb in ("revive", "start", "stop", "restart", "kill", "rebuild"):
-            eps.append(Endpoint(verb, subjects.deployer(verb), NameRequest, self._verb(verb)))
+        for op in (ops.DEPLOYER_REVIVE, ops.DEPLOYER_START, ops.DEPLOYER_STOP, ops.DEPLOYER_RESTART, ops.DEPLOYER_KILL,
+                   ops.DEPLOYER_REBUILD):
+            eps.append(Endpoint.of(op, self._verb(op.name)))
         return eps
 
     async def hosts_list(self, ctx: Context, req: HostNameRequest) -> HostList:
@@ -70,17 +71,17 @@ class FakeDeployer(MicroService):
             del self.infos[req.name]
         else:
             info.state = "destroyed"
-        await self.publish(subjects.deployer_state(req.name), info)
+        await self.emit(ops.DEPLOYER_STATE, info, agent=req.name)
         return info
 
     def _verb(self, verb: str) -> Any:
-        async def handler(ctx: Context, req: NameRequest) -> AgentInfo:
+        async def handler(ctx: Context, req: NameRequest | SpawnRequest) -> AgentInfo:
             if verb != "spawn" and req.name not in self.infos:
                 raise HiveError("not_found", f"no agent {req.name}")
             self.calls.append((verb, req.name))
             info = self.infos.setdefault(req.name, AgentInfo(name=req.name, state="running"))
             info.state = "stopped" if verb in ("stop", "kill") else "running"
-            await self.publish(subjects.deployer_state(req.name), info)
+            await self.emit(ops.DEPLOYER_STATE, info, agent=req.name)
             return info
 
         return handler
@@ -97,8 +98,7 @@ class FakeBackup(MicroService):
         self.runs = 0
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        return [Endpoint("list", subjects.backup("list"), ListRequest, self.list),
-                Endpoint("run", subjects.backup("run"), RunRequest, self.run)]
+        return [Endpoint.of(ops.BACKUP_LIST, self.list), Endpoint.of(ops.BACKUP_RUN, self.run)]
 
     async def list(self, ctx: Context, req: ListRequest) -> SnapshotList:
         return SnapshotList(snapshots=self.snapshots)
@@ -107,8 +107,7 @@ class FakeBackup(MicroService):
         self.runs += 1
         snap = Snapshot(snapshot_id=f"snap-{self.runs}", created_at=time.time(), classes=req.classes or ["databases"])
         self.snapshots.insert(0, snap)  # like hive-backup: newest first
-        await self.publish(subjects.BACKUP_DONE, BackupDone(snapshot_id=snap.snapshot_id, ok=True, duration_s=0.2,
-                                                            bytes=4096))
+        await self.emit(ops.BACKUP_DONE, BackupDone(snapshot_id=snap.snapshot_id, ok=True, duration_s=0.2, bytes=4096))
         return snap
 
 
@@ -146,21 +145,22 @@ class FakeHarness(MicroService):
         self.events.append(ev)
         return ev
 
-    async def emit(self, kind: str, payload: dict[str, Any]) -> None:
-        await self.publish(subjects.events(self.agent), self.add_event(kind, payload))
+    async def event(self, kind: str, payload: dict[str, Any]) -> None:
+        """One LiveEvent of this agent, as its harness publishes it."""
+        await self.emit(ops.EVENTS, self.add_event(kind, payload), agent=self.agent)
 
     def endpoints(self) -> list[Endpoint[Any]]:
-        c = subjects.ctl
+        a = self.agent
         return [
-            Endpoint("state", c(self.agent, "state"), Empty, self.get_state),
-            Endpoint("history", c(self.agent, "history"), HistoryRequest, self.history),
-            Endpoint("prompt", c(self.agent, "prompt"), PromptRequest, self.prompt),
-            Endpoint("model", c(self.agent, "model"), ModelRequest, self.set_model),
-            Endpoint("compact", c(self.agent, "compact"), Empty, self._control("compact")),
-            Endpoint("cancel", c(self.agent, "cancel"), Empty, self._control("cancel")),
-            Endpoint("new_session", c(self.agent, "new_session"), Empty, self._control("new_session")),
-            Endpoint("login", c(self.agent, "login"), LoginRequest, self.login),
-            Endpoint("resume", c(self.agent, "resume"), Empty, self.resume),
+            Endpoint.of(ops.CTL_STATE, self.get_state, agent=a),
+            Endpoint.of(ops.CTL_HISTORY, self.history, agent=a),
+            Endpoint.of(ops.CTL_PROMPT, self.prompt, agent=a),
+            Endpoint.of(ops.CTL_MODEL, self.set_model, agent=a),
+            Endpoint.of(ops.CTL_COMPACT, self._control("compact"), agent=a),
+            Endpoint.of(ops.CTL_CANCEL, self._control("cancel"), agent=a),
+            Endpoint.of(ops.CTL_NEW_SESSION, self._control("new_session"), agent=a),
+            Endpoint.of(ops.CTL_LOGIN, self.login, agent=a),
+            Endpoint.of(ops.CTL_RESUME, self.resume, agent=a),
         ]
 
     async def get_state(self, ctx: Context, req: Empty) -> AgentState:
@@ -173,15 +173,15 @@ class FakeHarness(MicroService):
         evs = [e for e in self.events if req.before_id is None or e.id < req.before_id]
         return HistoryReply(events=evs[-req.limit:])
 
-    async def set_model(self, ctx: Context, req: ModelRequest) -> Ok:
+    async def set_model(self, ctx: Context, req: ModelRequest) -> AgentState:
         self.model = req.model
-        await self.emit("model_changed", {"model": req.model})
-        return Ok()
+        await self.event("model_changed", {"model": req.model})
+        return await self.get_state(ctx, Empty())
 
     def _control(self, verb: str) -> Any:
         async def handler(ctx: Context, req: Empty) -> Ok:
             self.controls.append(verb)
-            await self.emit("note", {"text": f"operator: {verb}"})
+            await self.event("note", {"text": f"operator: {verb}"})
             return Ok()
 
         return handler
@@ -194,9 +194,13 @@ class FakeHarness(MicroService):
             self.status = "online"
         return Ok(ok=was)
 
-    async def login(self, ctx: Context, req: LoginRequest) -> dict[str, Any]:
+    async def login(self, ctx: Context, req: LoginRequest) -> AgentState:
+        """As the real harness: the agent's state, with the login URL once started."""
         self.controls.append(f"login_{req.action}")
-        return {"login_url": "https://claude.example/oauth?code=xyz"} if req.action == "start" else {"ok": True}
+        st = await self.get_state(ctx, Empty())
+        if req.action == "start":
+            st.login_url = "https://claude.example/oauth?code=xyz"
+        return st
 
     async def prompt(self, ctx: Context, req: PromptRequest) -> Ok:
         self.prompts.append(req.text)
@@ -206,21 +210,21 @@ class FakeHarness(MicroService):
     async def play_turn(self, text: str) -> None:
         started = time.time()
         await self.set_presence("thinking")
-        await self.emit("turn_start", {"wake_from": "operator", "unread": 0})
+        await self.event("turn_start", {"wake_from": "operator", "unread": 0})
         if text.startswith("fail"):
-            await self.emit("turn_end", {"result_kind": "failed", "duration_ms": 10,
+            await self.event("turn_end", {"result_kind": "failed", "duration_ms": 10,
                                          "note": "API Error: 500 simulated upstream failure"})
             await self.set_presence("idle")
             return
-        await self.emit("thinking", {"text": "the operator asked something"})
-        await self.emit("tool_use", {"name": "Bash", "input": {"command": "ls -la /work"}})
-        await self.emit("tool_result", {"content": "total 0\n" + "drwxr-xr-x file\n" * 20})
-        await self.emit("assistant_text", {"text": f"Done: {text}"})
+        await self.event("thinking", {"text": "the operator asked something"})
+        await self.event("tool_use", {"name": "Bash", "input": {"command": "ls -la /work"}})
+        await self.event("tool_result", {"content": "total 0\n" + "drwxr-xr-x file\n" * 20})
+        await self.event("assistant_text", {"text": f"Done: {text}"})
         self._turns += 1
         ctx = 40_000 + 30_000 * self._turns
-        await self.emit("token_usage_changed", {"ctx": ctx, "cost": 100_000 + ctx})
-        await self.emit("turn_end", {"result_kind": "ok", "duration_ms": 1234})
-        await self.publish(subjects.turns(self.agent), TurnStats(
+        await self.event("token_usage_changed", {"ctx": ctx, "cost": 100_000 + ctx})
+        await self.event("turn_end", {"result_kind": "ok", "duration_ms": 1234})
+        await self.emit(ops.TURNS, agent=self.agent, payload=TurnStats(
             agent=self.agent, model=self.model, wake_from="operator", result_kind="ok", started_at=started,
             ended_at=time.time(), duration_ms=1234, input_tokens=1000, output_tokens=200, last_input_tokens=ctx,
             context_window=200_000, tool_call_count=1, tool_calls_json='{"Bash": 1}'))
@@ -231,14 +235,14 @@ class FakeHarness(MicroService):
         await self.beat()
 
     async def beat(self) -> None:
-        await self.publish(subjects.presence(self.agent), Presence(
+        await self.emit(ops.PRESENCE, agent=self.agent, payload=Presence(
             state=self.state, reason=self.reason, since=self.since, instance=self.instance, ts=time.time(),  # type: ignore[arg-type]
             until=self.rate_limited_until))
 
     async def rate_limit(self, until: float, plan: dict[str, dict[str, Any]]) -> None:
         """As the real harness parks on a usage limit: status rate_limited, presence waiting/rate_limit until."""
         self.status, self.rate_limited_until, self.plan = "rate_limited", until, plan
-        await self.emit("status_changed", {"status": "rate_limited", "reason": "rate_limit"})
+        await self.event("status_changed", {"status": "rate_limited", "reason": "rate_limit"})
         await self.set_presence("waiting", "rate_limit")
 
     async def on_start(self) -> None:

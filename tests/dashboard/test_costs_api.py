@@ -19,6 +19,7 @@ from hivewire import codec, subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
 from tests.dashboard.conftest import Stack
 from tests.support.ledger import fresh_ledger_stream
@@ -56,13 +57,13 @@ async def put(nats: NatsTransport, *rows: TurnStats) -> None:
     """Publish turn rows as a harness (or the deployer, for a session) does, and wait until the ledger has them."""
     js = nats.nc.jetstream()
     c = HiveClient(nats)
-    before = (await c.call(subjects.ledger("costs"), wb.CostsRequest(), wb.CostsReply)).turns
+    before = (await c.request(ops.LEDGER_COSTS, wb.CostsRequest())).turns
     for r in rows:
         subject = subjects.SESSION_LEDGER if r.session else subjects.ledger_turn(r.agent)
         await js.publish(subject, codec.encode(r), headers={"Nats-Msg-Id": r.turn_id})
 
     async def ingested() -> bool:
-        return (await c.call(subjects.ledger("costs"), wb.CostsRequest(), wb.CostsReply)).turns == before + len(rows)
+        return (await c.request(ops.LEDGER_COSTS, wb.CostsRequest())).turns == before + len(rows)
 
     await wait_for(ingested, timeout=30)
 

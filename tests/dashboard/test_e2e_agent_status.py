@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 async def needs_login(h: object) -> None:
     h.status = "needs_login"  # type: ignore[attr-defined]
-    await h.emit("status_changed", {"status": "needs_login", "reason": "needs_login"})  # type: ignore[attr-defined]
+    await h.event("status_changed", {"status": "needs_login", "reason": "needs_login"})  # type: ignore[attr-defined]
     await h.set_presence("waiting", "needs_login")  # type: ignore[attr-defined]
 
 
@@ -62,7 +62,7 @@ async def test_stale_needs_login_clears_once_the_agent_is_online(page: Page, das
     # cancelling a login flow is a step, not a status: an online agent stays online
     await page.goto(dashboard.url + "/agents/alice")
     await expect(badge).to_have_text("idle")
-    await stack.run(alice.emit("status_changed", {"status": "needs_login_cancelled"}))
+    await stack.run(alice.event("status_changed", {"status": "needs_login_cancelled"}))
     await expect(page.locator("#log .ln.note").filter(has_text="needs_login_cancelled")).to_have_count(1)
     await expect(badge).to_have_text("idle")
     await expect(prompt).to_be_enabled()

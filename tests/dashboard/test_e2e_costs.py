@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
 from tests.dashboard.conftest import Dashboard, Stack
 from tests.dashboard.test_costs_api import fresh_ledger, ledger_stack, seeded  # noqa: F401  (fixtures)
@@ -30,14 +30,13 @@ pytestmark = pytest.mark.e2e
 
 
 async def budgets(nats: NatsTransport) -> dict[str | None, wb.BudgetStatus]:
-    rep = await HiveClient(nats).call(subjects.ledger("budget_show"), Empty(), wb.BudgetShowReply)
+    rep = await HiveClient(nats).request(ops.BUDGET_SHOW, Empty())
     return {b.budget.agent: b for b in rep.budgets}
 
 
 async def test_home_spend_card_shows_today_against_budgets(
         page: Page, dashboard: Dashboard, seeded: dict[str, Any], nats_transport: NatsTransport) -> None:  # noqa: F811
-    await HiveClient(nats_transport).call(subjects.ledger("budget_set"),
-                                          wb.BudgetSetRequest(agent="alice", usd=0.5, per="day"), wb.BudgetStatus)
+    await HiveClient(nats_transport).request(ops.BUDGET_SET, wb.BudgetSetRequest(agent="alice", usd=0.5, per="day"))
     await log_in(page, dashboard)
     card = page.locator("#spend")
     await expect(card).to_contain_text("today (UTC): $0.9700 · 9.7k tokens · 4 turns")

@@ -7,22 +7,16 @@ import pytest
 from litestar.testing import AsyncTestClient
 from playwright.async_api import Page, expect
 
-from hivewire import subjects
 from hivewire.service import HiveClient
+from hivewire.wire import ops
 from hivewire.wire.broker import (
     ApprovalsListReply,
     ApprovalsListRequest,
-    ApproveReply,
     ApproveRequest,
-    AskReply,
     AskRequest,
-    QuestionsListReply,
     QuestionsListRequest,
-    RecvReply,
     RecvRequest,
-    RegistryReply,
     RegistryRequest,
-    SendReply,
     SendRequest,
 )
 from tests.dashboard.conftest import TOKEN, Dashboard, Stack
@@ -38,13 +32,13 @@ async def seed(stack: Stack) -> tuple[str, str]:
 
     async def go() -> tuple[str, str]:
         for name in ("alice", "manager"):
-            await c.call(subjects.broker_registry("upsert"), RegistryRequest(name=name), RegistryReply)
-        ap = await c.call(subjects.broker("manager", "approve"),
-                          ApproveRequest(kind="apply_commit", agent="alice", commit_ref="abcdef1"), ApproveReply)
-        q = await c.call(subjects.broker("alice", "ask"),
-                         AskRequest(question="Which suites?", options=["unit", "integration", "e2e"], multi=True),
-                         AskReply)
-        await c.call(subjects.broker("alice", "send"), SendRequest(to="operator", body="hi from alice"), SendReply)
+            await c.request(ops.REGISTRY_UPSERT, RegistryRequest(name=name))
+        ap = await c.request(ops.BROKER_APPROVE,
+                             ApproveRequest(kind="apply_commit", agent="alice", commit_ref="abcdef1"), agent="manager")
+        q = await c.request(ops.BROKER_ASK,
+                            AskRequest(question="Which suites?", options=["unit", "integration", "e2e"], multi=True),
+                            agent="alice")
+        await c.request(ops.BROKER_SEND, SendRequest(to="operator", body="hi from alice"), agent="alice")
         return ap.approval_id, q.question_id
 
     return await stack.run(go())
@@ -52,8 +46,7 @@ async def seed(stack: Stack) -> tuple[str, str]:
 
 async def approvals(stack: Stack) -> ApprovalsListReply:
     c = HiveClient(stack.transport)
-    return await stack.run(c.call(subjects.operator("approvals", "list"), ApprovalsListRequest(status="all"),
-                                  ApprovalsListReply))
+    return await stack.run(c.request(ops.APPROVALS_LIST, ApprovalsListRequest(status="all")))
 
 
 async def test_api_against_the_real_broker(client: Client, real_stack: Stack) -> None:
@@ -73,8 +66,7 @@ async def test_api_against_the_real_broker(client: Client, real_stack: Stack) ->
     r = await client.post(f"/api/questions/{question_id}/answer", json={"answer": ["unit", "e2e"]}, headers=h)
     assert r.status_code == 201, r.text
     c = HiveClient(real_stack.transport)
-    qs = await real_stack.run(c.call(subjects.operator("questions", "list"), QuestionsListRequest(open_only=False),
-                                     QuestionsListReply))
+    qs = await real_stack.run(c.request(ops.QUESTIONS_LIST, QuestionsListRequest(open_only=False)))
     assert qs.questions[0].answer in (["unit", "e2e"], msgspec.json.encode(["unit", "e2e"]).decode())
 
     r = await client.post("/api/messages", json={"to": "alice", "body": "from the operator"}, headers=h)
@@ -83,7 +75,7 @@ async def test_api_against_the_real_broker(client: Client, real_stack: Stack) ->
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_recipient"
 
     async def alice_got_it() -> bool:
-        got = await real_stack.run(c.call(subjects.broker("alice", "recv"), RecvRequest(max=10), RecvReply))
+        got = await real_stack.run(c.request(ops.BROKER_RECV, RecvRequest(max=10), agent="alice"))
         return any(m.body == "from the operator" and m.sender == "operator" for m in got.messages)
 
     await wait_for(alice_got_it)

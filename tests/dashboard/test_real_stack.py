@@ -17,13 +17,12 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from hive_harness.simmodel import Script, SimModel, Step
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.wire import broker as wb
-from hivewire.wire.agent import AgentState
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentInfo, AgentList, SpawnRequest
+from hivewire.wire.deployer import SpawnRequest
 from tests.dashboard.conftest import TOKEN, free_port
 from tests.support.procs import ServiceProcess, wait_for
 
@@ -78,9 +77,9 @@ async def real(hive_home: Path, nats_url: str, tmp_path: Path) -> AsyncIterator[
             return "service_started" in procs["deployer"].log()
 
         await wait_for(started, timeout=30)
-        await client.call(subjects.deployer("list"), Empty(), AgentList, timeout=5)
-        await client.call(subjects.deployer("spawn"), SpawnRequest(name="alice"), AgentInfo, timeout=30)
-        st = await wait_for(lambda: client.call(subjects.ctl("alice", "state"), Empty(), AgentState, timeout=1),
+        await client.request(ops.DEPLOYER_LIST, Empty(), timeout=5)
+        await client.request(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"), timeout=30)
+        st = await wait_for(lambda: client.request(ops.CTL_STATE, Empty(), timeout=1, agent="alice"),
                             timeout=40)
         assert st.status == "online", st
         procs["dashboard"] = ServiceProcess("dashboard", env, tmp_path / "logs").start()
@@ -166,8 +165,7 @@ async def _drive(real: RealStack, page: Page, artifacts_dir: Path) -> None:
     await expect(page.locator("#messages")).to_contain_text("please rebase onto main", timeout=10_000)
 
     async def stored() -> bool:
-        rep = await real.client.call(subjects.operator("messages", "list"), wb.MessagesListRequest(agent="alice"),
-                                     wb.MessagesListReply, timeout=2)
+        rep = await real.client.request(ops.MESSAGES_LIST, wb.MessagesListRequest(agent="alice"), timeout=2)
         return any(m.to == "alice" and m.body == "please rebase onto main" and m.sender == "operator"
                    for m in rep.messages)
 

@@ -16,23 +16,20 @@ from hive_dashboard import approvals as deploy_diffs
 from hive_dashboard.hub import Hub, PresenceView
 from hive_dashboard.schemas import AgentView, ApprovalView, BackupView, Overview, PlanWindow, StorageView
 from hive_dashboard.upstream import Upstream
-from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import OPERATOR
 from hivewire.settings import Settings
+from hivewire.wire import ops
 from hivewire.wire.agent import AgentState
-from hivewire.wire.backup import SnapshotList
+from hivewire.wire.backup import ListRequest
 from hivewire.wire.broker import (
     Approval,
-    ApprovalsListReply,
     ApprovalsListRequest,
-    MessagesListReply,
     MessagesListRequest,
-    QuestionsListReply,
     QuestionsListRequest,
 )
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentInfo, AgentList
+from hivewire.wire.deployer import AgentInfo
 
 log = structlog.get_logger("hive_dashboard.overview")
 T = TypeVar("T")
@@ -96,17 +93,17 @@ class OverviewBuilder:
     def __init__(self, up: Upstream, hub: Hub, settings: Settings) -> None:
         self.up, self.hub, self.settings = up, hub, settings
 
-    async def _section(self, errors: dict[str, str], name: str, coro: Awaitable[T], default: T) -> T:
+    async def _section(self, errors: dict[str, str], name: str, coro: Awaitable[T]) -> T | None:
+        """A section's reply, or None with its error noted in `errors`."""
         try:
             return await coro
         except HiveError as err:
             errors[name] = f"{err.code}: {err.message}"
-            return default
+            return None
 
     async def agent_state(self, name: str) -> AgentState | None:
         try:
-            return await self.up.call(subjects.ctl(name, "state"), Empty(), AgentState,
-                                      timeout=self.up.cfg.state_timeout_s)
+            return await self.up.request(ops.CTL_STATE, Empty(), timeout=self.up.cfg.state_timeout_s, agent=name)
         except HiveError:
             return None
 
@@ -143,14 +140,11 @@ class OverviewBuilder:
         errors: dict[str, str] = {}
         s = self._section
         deployed, approvals, questions, messages, snaps = await asyncio.gather(
-            s(errors, "agents", self.up.call(subjects.deployer("list"), Empty(), AgentList), None),
-            s(errors, "approvals", self.up.call(subjects.operator("approvals", "list"),
-                                                ApprovalsListRequest(status="pending"), ApprovalsListReply), None),
-            s(errors, "questions", self.up.call(subjects.operator("questions", "list"),
-                                                QuestionsListRequest(open_only=True), QuestionsListReply), None),
-            s(errors, "messages", self.up.call(subjects.operator("messages", "list"),
-                                               MessagesListRequest(limit=100), MessagesListReply), None),
-            s(errors, "backups", self.up.call(subjects.backup("list"), Empty(), SnapshotList), None),
+            s(errors, "agents", self.up.request(ops.DEPLOYER_LIST, Empty())),
+            s(errors, "approvals", self.up.request(ops.APPROVALS_LIST, ApprovalsListRequest(status="pending"))),
+            s(errors, "questions", self.up.request(ops.QUESTIONS_LIST, QuestionsListRequest(open_only=True))),
+            s(errors, "messages", self.up.request(ops.MESSAGES_LIST, MessagesListRequest(limit=100))),
+            s(errors, "backups", self.up.request(ops.BACKUP_LIST, ListRequest())),
         )
         infos = {a.name: a for a in (deployed.agents if deployed else [])}
         live = [n for n, a in infos.items() if a.state != "destroyed"]
@@ -190,14 +184,13 @@ class OverviewBuilder:
 
     async def pending_approval(self, approval_id: str) -> ApprovalView | None:
         """One pending approval as the home page shows it (None: not pending, the broker decides)."""
-        reply = await self.up.call(subjects.operator("approvals", "list"), ApprovalsListRequest(status="pending"),
-                                   ApprovalsListReply)
+        reply = await self.up.request(ops.APPROVALS_LIST, ApprovalsListRequest(status="pending"))
         a = next((x for x in reply.approvals if x.approval_id == approval_id), None)
         if a is None:
             return None
         infos: dict[str, AgentInfo] | None
         try:
-            deployed = await self.up.call(subjects.deployer("list"), Empty(), AgentList)
+            deployed = await self.up.request(ops.DEPLOYER_LIST, Empty())
             infos = {i.name: i for i in deployed.agents}
         except HiveError:
             infos = None

@@ -9,12 +9,12 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from hive_dashboard import approvals as deploy_diffs
 from hive_dashboard.auth import api_guard
-from hive_dashboard.controllers.common import Json, act
+from hive_dashboard.controllers.common import act
 from hive_dashboard.deps import OverviewDep, UpDep
 from hive_dashboard.schemas import ActionResult, AnswerBody, Overview, ResolveBody, SendBody
-from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.names import OPERATOR, validate_agent_name
+from hivewire.wire import ops
 from hivewire.wire.broker import (
     ApprovalsListReply,
     ApprovalsListRequest,
@@ -23,7 +23,6 @@ from hivewire.wire.broker import (
     MessagesSearchRequest,
     OperatorAnswerRequest,
     ResolveRequest,
-    SendReply,
     SendRequest,
 )
 
@@ -45,7 +44,7 @@ class BrokerController(Controller):
         status: Annotated[str, QueryParameter(pattern="^(pending|approved|denied|failed|deployed|all)$")] = "pending",
     ) -> ApprovalsListReply:
         req = ApprovalsListRequest(status=status, limit=200)  # type: ignore[arg-type]
-        return await up.call(subjects.operator("approvals", "list"), req, ApprovalsListReply)
+        return await up.request(ops.APPROVALS_LIST, req)
 
     @post("/approvals/{approval_id:str}/resolve", summary="Approve or deny, with an optional note")
     async def resolve(self, approval_id: Id, data: JSONBody[ResolveBody], up: UpDep, ob: OverviewDep) -> ActionResult:
@@ -54,12 +53,12 @@ class BrokerController(Controller):
             if view is not None and view.confirm_required:
                 raise HiveError("bad_request", deploy_diffs.refusal(view))
         req = ResolveRequest(approval_id=approval_id, decision=data.decision, note=data.note or None)
-        return await act(data.decision, up.call(subjects.operator("approvals", "resolve"), req, Json))
+        return await act(data.decision, up.request(ops.APPROVALS_RESOLVE, req))
 
     @post("/questions/{question_id:str}/answer", summary="Answer an operator question (free text or options)")
     async def answer(self, question_id: Id, data: JSONBody[AnswerBody], up: UpDep) -> ActionResult:
         req = OperatorAnswerRequest(question_id=question_id, answer=data.answer)
-        return await act("answer", up.call(subjects.operator("questions", "answer"), req, Json))
+        return await act("answer", up.request(ops.QUESTIONS_ANSWER, req))
 
     @get("/messages", summary="Message flow, newest last; `q` searches")
     async def messages(
@@ -72,11 +71,10 @@ class BrokerController(Controller):
             validate_agent_name(agent, allow_reserved=True)
         if q:
             req = MessagesSearchRequest(query=q, agent=agent, limit=limit)
-            return await up.call(subjects.operator("messages", "search"), req, MessagesListReply)
-        return await up.call(subjects.operator("messages", "list"),
-                             MessagesListRequest(agent=agent, limit=limit), MessagesListReply)
+            return await up.request(ops.MESSAGES_SEARCH, req)
+        return await up.request(ops.MESSAGES_LIST, MessagesListRequest(agent=agent, limit=limit))
 
     @post("/messages", summary="Send a message as the operator")
     async def send(self, data: JSONBody[SendBody], up: UpDep) -> ActionResult:
         req = SendRequest(to=data.to, body=data.body, in_reply_to=data.in_reply_to)
-        return await act("send", up.call(subjects.broker(OPERATOR, "send"), req, SendReply))
+        return await act("send", up.request(ops.BROKER_SEND, req, agent=OPERATOR))

@@ -13,7 +13,6 @@ from hive_dashboard.schemas import ActionResult
 from hivewire.errors import HiveError
 
 log = structlog.get_logger("hive_dashboard.actions")
-Json = dict[str, Any]
 
 
 async def act(kind: str, call: Awaitable[Any]) -> ActionResult:

@@ -22,7 +22,7 @@ class HostsController(Controller):
 
     @get("/", summary="Every host: capacity, agents, version, last heartbeat, lost or online")
     async def hosts(self, up: UpDep) -> HostList:
-        got: HostList = await up.call(ops.HOSTS_LIST.subject, HostNameRequest(name=""), HostList)
+        got: HostList = await up.request(ops.HOSTS_LIST, HostNameRequest(name=""))
         return got
 
 

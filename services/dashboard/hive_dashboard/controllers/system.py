@@ -12,14 +12,13 @@ from litestar.response import Response, Stream
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hive_dashboard.auth import api_guard
-from hive_dashboard.controllers.common import Json, act
+from hive_dashboard.controllers.common import act
 from hive_dashboard.deps import HubDep, UpDep
 from hive_dashboard.hub import Client
 from hive_dashboard.schemas import ActionResult, BackupRunBody, BackupView
-from hivewire import subjects
 from hivewire.names import validate_agent_name
-from hivewire.wire.backup import RunRequest, SnapshotList
-from hivewire.wire.common import Empty
+from hivewire.wire import ops
+from hivewire.wire.backup import ListRequest, RunRequest
 
 
 class BackupsController(Controller):
@@ -29,13 +28,13 @@ class BackupsController(Controller):
 
     @get("/", summary="Snapshots and the last backup result")
     async def backups(self, up: UpDep, hub: HubDep) -> BackupView:
-        snaps = await up.call(subjects.backup("list"), Empty(), SnapshotList)
+        snaps = await up.request(ops.BACKUP_LIST, ListRequest())
         return BackupView(snapshots=snaps.snapshots[-50:], last_done=hub.last_backup)
 
     @post("/run", summary="Take a snapshot now")
     async def run(self, up: UpDep, data: JSONBody[BackupRunBody | None] = None) -> ActionResult:
         req = RunRequest(classes=data.classes if data else [])
-        return await act("backup_run", up.call(subjects.backup("run"), req, Json, timeout=120.0))
+        return await act("backup_run", up.request(ops.BACKUP_RUN, req, timeout=120.0))
 
 
 async def sse_stream(hub: HubDep, client: Client, ping_s: float) -> AsyncIterator[bytes]:
