@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from hivewire import hostauth, natsauth, subjects
+from hivewire import codec, hostauth, natsauth, subjects
 from hivewire.errors import HiveError
-from hivewire.service import BatchEndpoint, Context, Endpoint, HiveClient, MicroService
+from hivewire.service import BatchEndpoint, Context, Endpoint, HiveClient, MicroService, encode_event
 from hivewire.transport import MemoryTransport
 from hivewire.wire import agent as wa
 from hivewire.wire import broker as wb
@@ -65,6 +65,33 @@ def test_subject_for_needs_every_parameter_and_valid_names() -> None:
         ops.BROKER_SEND.subject_for()
     with pytest.raises(HiveError):
         ops.BROKER_SEND.subject_for(agent="*")
+
+
+def test_a_cached_subject_is_only_returned_for_the_same_parameter() -> None:
+    """subject_for keeps what it built, keyed by the value of the op's one parameter: a second
+    call returns it, and a call with another parameter's name or a bad value still raises."""
+    for _ in range(2):
+        assert ops.WAKE.subject_for(agent="bob") == subjects.wake("bob")
+        assert ops.BROKER_CHANGED.subject_for() == subjects.BROKER_CHANGED
+        with pytest.raises(ValueError, match="needs"):
+            ops.WAKE.subject_for(host="bob")
+        with pytest.raises(ValueError, match="needs"):
+            ops.WAKE.subject_for(agent="bob", host="bob")
+        with pytest.raises(ValueError, match="needs"):
+            ops.BROKER_CHANGED.subject_for(agent="bob")
+        with pytest.raises(HiveError):
+            ops.WAKE.subject_for(agent="Bob")
+
+
+def test_encode_event_checks_the_op_and_the_payload() -> None:
+    wake = wb.Wake(reason="message", ref="7")
+    assert encode_event(ops.WAKE, wake, agent="bob") == (subjects.wake("bob"), codec.encode(wake))
+    with pytest.raises(TypeError, match="takes Wake"):
+        encode_event(ops.WAKE, wb.Changed(table="messages", id="7", op="insert"), agent="bob")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="is a request"):
+        encode_event(ops.BROKER_SEND, wb.SendRequest(to="bob", body="hi"), agent="bob")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs"):
+        encode_event(ops.WAKE, wake)
 
 
 def test_every_subject_helper_is_in_the_contract() -> None:

@@ -93,8 +93,10 @@ class Op(Generic[Req, Rep]):
     params: tuple[str, ...] = field(init=False)
     pattern: str = field(init=False)  # the NATS wildcard: each parameter a `*`
     _tokens: tuple[str | None, ...] = field(init=False, repr=False)  # None: a parameter
-    # concrete subjects already built: the broker builds one per wake it publishes
-    _subjects: dict[tuple[tuple[str, str], ...], str] = field(init=False, repr=False, default_factory=dict)
+    # concrete subjects already built (the broker builds one per wake it publishes), keyed by the
+    # value of an op's one parameter, else by (name, value) pairs
+    _subjects: dict[object, str] = field(init=False, repr=False, default_factory=dict)
+    _only: str = field(init=False, repr=False)  # the one parameter's name ("" for any other count)
 
     def __post_init__(self) -> None:
         params = tuple(_PARAM.findall(self.subject))
@@ -112,6 +114,7 @@ class Op(Generic[Req, Rep]):
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "pattern", ".".join("*" if t is None else t for t in tokens))
         object.__setattr__(self, "_tokens", tokens)
+        object.__setattr__(self, "_only", params[0] if len(params) == 1 else "")
 
     @property
     def id(self) -> str:
@@ -120,7 +123,13 @@ class Op(Generic[Req, Rep]):
 
     def subject_for(self, **params: str) -> str:
         """The concrete subject: every parameter given, each a valid name."""
-        key = tuple(params.items())
+        return self.subject_of(params)
+
+    def subject_of(self, params: dict[str, str]) -> str:
+        """`subject_for` with the parameters as a dict (`encode_event` passes its own on).
+        Hot: the broker builds a wake's subject per send, so a cached subject costs one
+        lookup by the parameter's value (a str, its hash cached), not a tuple built and hashed."""
+        key: object = params.get(self._only) if len(params) == 1 else tuple(params.items())
         got = self._subjects.get(key)
         if got is not None:
             return got
