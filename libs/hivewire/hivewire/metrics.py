@@ -8,8 +8,9 @@ that in tests over every registered metric.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 
-from prometheus_client import REGISTRY, Gauge, start_http_server
+from prometheus_client import REGISTRY, Gauge, Histogram, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 BUILD_INFO = Gauge("hive_build_info", "Version of the running Hive service.", ["service", "version"])
@@ -29,6 +30,21 @@ def check_name(name: str, kind: str) -> list[str]:
     if kind == "counter" and name.endswith("_total") is False:
         problems.append(f"{name}: counters end in _total")
     return problems
+
+
+def observe_many(hist: Histogram, amount: float, n: int) -> None:
+    """`n` observations of `amount` in a labelled histogram, at the cost of one: a batch
+    endpoint's requests share their latency, and `observe` per request (two locked
+    increments and a bucket search each) showed in the broker's CPU per send. Falls back
+    to `observe` per request where prometheus_client's internals differ (tests/lib/test_metrics.py
+    checks both read as n observations)."""
+    buckets, bounds, total = (getattr(hist, a, None) for a in ("_buckets", "_upper_bounds", "_sum"))
+    if not (isinstance(buckets, list) and isinstance(bounds, list) and total is not None):
+        for _ in range(n):
+            hist.observe(amount)
+        return
+    total.inc(amount * n)
+    buckets[bisect_left(bounds, amount)].inc(n)  # the first bound >= amount, as observe picks; the last is +Inf
 
 
 def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> tuple[str, int, object]:
