@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 
 from hive_harness.simmodel import Script, SimModel
-from hivewire import subjects
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.natsd import NatsServer
 from hivewire.service import HiveClient
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from support.procs import ServiceProcess, ping_names, wait_for
 
@@ -56,8 +56,8 @@ class Traffic:
     async def send(self, sender: str, to: str, cid: str) -> None:
         while True:
             try:
-                r = await self.client.call(subjects.broker(sender, "send"),
-                                           w.SendRequest(to=to, body=f"chaos {cid}", id=cid), w.SendReply, timeout=2.0)
+                r = await self.client.request(ops.BROKER_SEND, w.SendRequest(to=to, body=f"chaos {cid}", id=cid),
+                                              timeout=2.0, agent=sender)
                 self.acked[(sender, cid)] = r.id
                 return
             except HiveError as err:
@@ -78,9 +78,8 @@ class Traffic:
         instance = uuid.uuid4().hex[:8]
         while True:
             try:
-                r = await self.client.call(subjects.broker(me, "recv"),
-                                           w.RecvRequest(max=8, wait_s=0.5, instance=instance), w.RecvReply,
-                                           timeout=3.0)
+                r = await self.client.request(ops.BROKER_RECV, w.RecvRequest(max=8, wait_s=0.5, instance=instance),
+                                              timeout=3.0, agent=me)
                 for m in r.messages:
                     self.handled.setdefault(m.id, []).append(m.redelivered)
                 if r.messages:
@@ -101,8 +100,8 @@ class Traffic:
 
         for _ in range(50):
             try:
-                await self.client.publish(subjects.presence(me),
-                                          Presence(state="idle", since=time.time(), instance=instance, ts=time.time()))
+                await self.client.emit(ops.PRESENCE, Presence(state="idle", since=time.time(), instance=instance,
+                                                              ts=time.time()), agent=me)
                 await self.transport.flush()
                 return
             except Exception:
@@ -111,7 +110,7 @@ class Traffic:
     async def _ack(self, me: str, ids: list[str]) -> None:
         while True:
             try:
-                await self.client.call(subjects.broker(me, "ack"), w.AckRequest(ids=ids), w.AckReply, timeout=2.0)
+                await self.client.request(ops.BROKER_ACK, w.AckRequest(ids=ids), timeout=2.0, agent=me)
                 return
             except Exception:
                 await asyncio.sleep(0.2)
@@ -168,8 +167,7 @@ async def test_kill9_each_service_and_restart_nats_under_traffic(chaos_env: Any)
     t = await NatsTransport.connect(server.url, name="chaos-driver", forever=True)
     client = HiveClient(t, timeout=3.0)
     for name in ("alice", *VIRTUAL):
-        await wait_for(lambda n=name: client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name=n),
-                                                  w.RegistryReply), timeout=20)
+        await wait_for(lambda n=name: client.request(ops.REGISTRY_UPSERT, w.RegistryRequest(name=n)), timeout=20)
     for short in ("deployer", "backup", "harness"):
         procs[short].start()
     want = {"hive-broker", "hive-deployer", "hive-backup", "hive-harness"}

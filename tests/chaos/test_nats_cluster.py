@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from hivewire import subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.natsd import nats_server_binary
 from hivewire.procs import die_with_parent, free_port, stop_process, wait_port
 from hivewire.service import HiveClient
 from hivewire.wire import broker as w
+from hivewire.wire import ops
 
 from .test_kill_everything import Traffic, _true, integrity_errors
 from support.procs import ServiceProcess, wait_for
@@ -84,8 +84,7 @@ async def test_cluster_loses_the_brokers_node_mid_traffic(cluster: list[Node], t
         t = await NatsTransport.connect(urls, name="chaos-cluster", forever=True)
         client = HiveClient(t, timeout=3.0)
         for name in ("bob", "carol"):
-            await wait_for(lambda n=name: client.call(subjects.broker_registry("upsert"), w.RegistryRequest(name=n),
-                                                      w.RegistryReply), timeout=20)
+            await wait_for(lambda n=name: client.request(ops.REGISTRY_UPSERT, w.RegistryRequest(name=n)), timeout=20)
         traffic = Traffic(client, t)
         tasks = [asyncio.create_task(traffic.receiver(a)) for a in ("bob", "carol")]
         senders = [asyncio.create_task(traffic.sender("bob", ["carol"], 0.02)),

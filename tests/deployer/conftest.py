@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,10 +23,15 @@ from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.deployer import AgentInfo
+from hivewire.wire.op import Op
 from tests.support.procs import running
 
 UNCONFINED = ProcessRuntime(allow_unconfined=True)  # deployer logic only: these fake harnesses run no agent CLI
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 
 
 class BrokerView:
@@ -50,8 +55,8 @@ class Env:
     broker: BrokerView | None
     states: list[AgentInfo]
 
-    async def call(self, verb: str, req: Any, reply: type[Any], timeout: float = 30.0) -> Any:
-        return await self.client.call(subjects.deployer(verb), req, reply, timeout=timeout)
+    async def call(self, op: Op[Req, Rep], req: Req, timeout: float = 30.0) -> Rep:
+        return await self.client.request(op, req, timeout=timeout)
 
 
 def fast_options(**kw: Any) -> Options:
@@ -74,8 +79,7 @@ async def make_deployer(
     async def the_broker() -> BrokerView:
         if not brokers:
             svc = await stack.enter_async_context(running(build_broker, nats_transport, settings))
-            await HiveClient(nats_transport).call(subjects.broker_registry("upsert"),
-                                                  wb.RegistryRequest(name="manager"), wb.RegistryReply)
+            await HiveClient(nats_transport).request(ops.REGISTRY_UPSERT, wb.RegistryRequest(name="manager"))
             brokers.append(BrokerView(svc))
         return brokers[0]
 

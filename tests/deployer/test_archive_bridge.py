@@ -11,12 +11,10 @@ import pytest
 from hive_deployer import git
 from hivewire import codec, subjects
 from hivewire.errors import HiveError
+from hivewire.wire import ops
 from hivewire.wire.broker import Approval, ApprovalsListReply, ApprovalsListRequest, Changed
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import (
-    AgentInfo,
-    AgentList,
-    ArchiveReply,
     DeployEvent,
     ExportRequest,
     ImportRequest,
@@ -29,7 +27,7 @@ from tests.support.procs import wait_for
 @pytest.mark.slow
 async def test_export_then_import_on_a_fresh_home(make_deployer, tmp_path: Path) -> None:
     src = await make_deployer()
-    await src.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    await src.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"))
     db = src.home / "agents/alice/state/turn-stats.sqlite"
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -39,14 +37,14 @@ async def test_export_then_import_on_a_fresh_home(make_deployer, tmp_path: Path)
     (src.home / "agents/alice/state/notes.md").write_text("hello\n")
     (src.home / "agents/alice/creds/secret.json").write_text("{}")
     archive = tmp_path / "out/alice.tar.gz"
-    rep = await src.call("export", ExportRequest(name="alice", path=str(archive)), ArchiveReply)
+    rep = await src.call(ops.DEPLOYER_EXPORT, ExportRequest(name="alice", path=str(archive)))
     assert rep.bytes > 0 and archive.is_file()
     conn.close()
     await src.svc.stop()
 
     fresh = tmp_path / "fresh-home"
     dst = await make_deployer(home=fresh)
-    info = await dst.call("import", ImportRequest(path=str(archive)), AgentInfo)
+    info = await dst.call(ops.DEPLOYER_IMPORT, ImportRequest(path=str(archive)))
     assert info.name == "alice" and info.state == "stopped" and not info.has_credentials
     c2 = sqlite3.connect(fresh / "agents/alice/state/turn-stats.sqlite")
     assert c2.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 500
@@ -56,17 +54,17 @@ async def test_export_then_import_on_a_fresh_home(make_deployer, tmp_path: Path)
     assert "alice = nixpkgs.lib.nixosSystem" in (fresh / "meta/flake.nix").read_text()
 
     with pytest.raises(HiveError) as err:
-        await dst.call("import", ImportRequest(path=str(archive)), AgentInfo)
+        await dst.call(ops.DEPLOYER_IMPORT, ImportRequest(path=str(archive)))
     assert err.value.code == "conflict"
-    renamed = await dst.call("import", ImportRequest(path=str(archive), name="alice2"), AgentInfo)
+    renamed = await dst.call(ops.DEPLOYER_IMPORT, ImportRequest(path=str(archive), name="alice2"))
     assert renamed.name == "alice2" and (fresh / "agents/alice2/state/notes.md").exists()
     (fresh / "agents/alice/state/notes.md").write_text("changed\n")
-    forced = await dst.call("import", ImportRequest(path=str(archive), force=True), AgentInfo)
+    forced = await dst.call(ops.DEPLOYER_IMPORT, ImportRequest(path=str(archive), force=True))
     assert forced.state == "stopped" and (fresh / "agents/alice/state/notes.md").read_text() == "hello\n"
-    started = await dst.call("start", NameRequest(name="alice"), AgentInfo)
+    started = await dst.call(ops.DEPLOYER_START, NameRequest(name="alice"))
     assert started.state == "running"
     with pytest.raises(HiveError) as err:
-        await dst.call("import", ImportRequest(path=str(archive), name="../x"), AgentInfo)
+        await dst.call(ops.DEPLOYER_IMPORT, ImportRequest(path=str(archive), name="../x"))
     assert err.value.code == "bad_name"
 
 
@@ -105,7 +103,7 @@ async def test_approvals_from_the_broker_are_executed(deployer, nats_transport) 
     await changed("1")
     ev = await wait_for(lambda: _event(events, "1"), timeout=20)
     assert ev.outcome == "deployed"
-    assert [a.name for a in (await env.call("list", Empty(), AgentList)).agents] == ["bob"]
+    assert [a.name for a in (await env.call(ops.DEPLOYER_LIST, Empty())).agents] == ["bob"]
 
     # apply_commit: pending -> proposal tag at once; approved -> deployed
     cfg = env.home / "agents/bob/config"

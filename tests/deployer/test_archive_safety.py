@@ -14,7 +14,8 @@ import pytest
 from hive_deployer import archive, git, repos
 from hive_deployer.layout import Layout
 from hivewire.errors import HiveError
-from hivewire.wire.deployer import AgentInfo, ArchiveReply, ExportRequest, ImportRequest, SpawnRequest
+from hivewire.wire import ops
+from hivewire.wire.deployer import ExportRequest, ImportRequest, SpawnRequest
 from tests.support import evilgit
 
 MANIFEST = {"format": archive.FORMAT, "name": "mallory", "exported_at": 0, "include_creds": False, "agent": {},
@@ -140,10 +141,10 @@ def test_export_never_follows_an_agents_symlinks(tmp_path: Path) -> None:
 @pytest.mark.slow
 async def test_refused_forced_import_keeps_the_existing_agent(make_deployer, tmp_path: Path) -> None:
     env = await make_deployer()
-    await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"))
     (env.home / "agents/alice/state/notes.md").write_text("keep\n")
     good = tmp_path / "alice.tar.gz"
-    await env.call("export", ExportRequest(name="alice", path=str(good)), ArchiveReply)
+    await env.call(ops.DEPLOYER_EXPORT, ExportRequest(name="alice", path=str(good)))
     bad = tmp_path / "bad.tar.gz"
     with tarfile.open(good) as src, tarfile.open(bad, "w:gz") as dst:
         for m in src.getmembers():
@@ -151,9 +152,9 @@ async def test_refused_forced_import_keeps_the_existing_agent(make_deployer, tmp
         dst.addfile(info("state/evil", type=tarfile.SYMTYPE, linkname="/etc/passwd"))
     before = snapshot(env.home / "agents") | snapshot(env.home / "applied")
     with pytest.raises(HiveError) as err:
-        await env.call("import", ImportRequest(path=str(bad), force=True), AgentInfo)
+        await env.call(ops.DEPLOYER_IMPORT, ImportRequest(path=str(bad), force=True))
     assert err.value.code == "bad_request" and "symlink" in err.value.message
     assert snapshot(env.home / "agents") | snapshot(env.home / "applied") == before
     assert not [p for p in env.home.iterdir() if p.name.startswith(".hive-import-")]
-    again = await env.call("import", ImportRequest(path=str(good), name="alice2"), AgentInfo)
+    again = await env.call(ops.DEPLOYER_IMPORT, ImportRequest(path=str(good), name="alice2"))
     assert again.name == "alice2" and (env.home / "agents/alice2/state/notes.md").read_text() == "keep\n"

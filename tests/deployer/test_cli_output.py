@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from hive_deployer import cli
 from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, SessionList
+from hivewire.wire.op import Op
 
 
 @pytest.fixture
@@ -21,9 +22,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     seen: list[tuple[str, Any]] = []
     replies: dict[str, Any] = {}
 
-    def fake(subject: str, req: Any, reply: type[Any], timeout: float = 60.0) -> Any:
-        seen.append((subject, req))
-        return replies[subject.rsplit(".", 1)[-1]](req)
+    def fake(op: Op[Any, Any], req: Any, timeout: float = 60.0, **params: str) -> Any:
+        assert isinstance(req, op.request), (op.id, req)
+        seen.append((op.id, req))
+        return replies[op.name](req)
 
     monkeypatch.setattr(cli, "_call", fake)
     monkeypatch.setattr(cli, "agent_states", lambda names: {})  # each harness's ctl.state: none here

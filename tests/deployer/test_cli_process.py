@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hivewire import subjects
-from hivewire.wire.agent import AgentState
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
 from tests.support.procs import ServiceProcess, wait_for
 
@@ -32,7 +31,7 @@ async def test_deployer_process_and_cli(hive_home: Path, nats_url: str, nats_tra
         from hivewire.service import HiveClient
 
         client = HiveClient(nats_transport)
-        st = await wait_for(lambda: client.call(subjects.ctl("manager", "state"), Empty(), AgentState, timeout=1),
+        st = await wait_for(lambda: client.request(ops.CTL_STATE, Empty(), timeout=1, agent="manager"),
                             timeout=40)
         assert st.status == "online"
         out = hive("agents", "list", "--json", env=env)

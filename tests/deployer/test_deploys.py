@@ -11,14 +11,12 @@ import pytest
 from hive_deployer import git, repos
 from hive_deployer.layout import Layout
 from hivewire.errors import HiveError
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import (
     AgentInfo,
-    AgentList,
-    DeployReply,
     DeployRequest,
     NameRequest,
-    PathReply,
     SpawnRequest,
 )
 from tests.support.procs import wait_for
@@ -94,20 +92,20 @@ def test_pure_approval_flow(tmp_path: Path) -> None:
 
 async def test_approve_path_over_nats(deployer) -> None:
     env = deployer
-    info = await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    info = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"))
     cfg = env.home / "agents/alice/config"
     sha = commit(cfg, {"hive.env": "AGENT_PROFILE=v2\n"}, "profile v2")
 
-    prop = await env.call("propose", DeployRequest(name="alice", id="41", commit_ref=sha[:8]), DeployReply)
+    prop = await env.call(ops.DEPLOYER_PROPOSE, DeployRequest(name="alice", id="41", commit_ref=sha[:8]))
     assert prop.outcome == "proposed" and prop.sha == sha
-    done = await env.call("approve", DeployRequest(name="alice", id="41"), DeployReply)
+    done = await env.call(ops.DEPLOYER_APPROVE, DeployRequest(name="alice", id="41"))
     assert done.outcome == "deployed", done.error
     assert done.tags == ["proposal/41", "approved/41", "building/41", "deployed/41"]
     assert git.log_subjects(env.home / "meta", 1) == [f"deploy alice deployed/41 {sha[:12]}"]
     assert parses(env.home / "meta/flake.nix")
     assert git.head(env.home / "applied/alice") == sha
 
-    agents = await env.call("list", Empty(), AgentList)
+    agents = await env.call(ops.DEPLOYER_LIST, Empty())
     a = agents.agents[0]
     assert a.deployed == "deployed/41" and a.pid != info.pid and a.state == "running"
     assert config_env(a.pid)["AGENT_PROFILE"] == "v2" and environ(a.pid)["HIVE_DEPLOYED_REV"] == sha
@@ -116,12 +114,11 @@ async def test_approve_path_over_nats(deployer) -> None:
 
     # a failing build: failed/<id> with the error, the previous deploy still running, untouched
     bad = commit(cfg, {"agent.nix": "{ this is = not nix"}, "broken")
-    failed = await env.call("approve", DeployRequest(name="alice", id="42", commit_ref=bad), DeployReply)
+    failed = await env.call(ops.DEPLOYER_APPROVE, DeployRequest(name="alice", id="42", commit_ref=bad))
     assert failed.outcome == "failed" and "agent.nix" in (failed.error or "")
     assert failed.tags == ["proposal/42", "approved/42", "building/42", "failed/42"]
     assert "agent.nix" in git.tag_message(env.home / "applied/alice", "failed/42")
-    b = (await env.call("list", Empty(),
-                        AgentList)).agents[0]
+    b = (await env.call(ops.DEPLOYER_LIST, Empty())).agents[0]
     assert b.pid == a.pid and b.deployed == "deployed/41" and b.state == "running" and b.transient is None
     assert git.head(env.home / "applied/alice") == sha
     assert git.log_subjects(env.home / "meta", 1) == [f"deploy alice deployed/41 {sha[:12]}"]
@@ -131,9 +128,9 @@ async def test_approve_path_over_nats(deployer) -> None:
     good_nix = repos.AGENT_NIX.format(name="alice")
     steer = commit(cfg, {"agent.nix": good_nix, "hive.env": "HIVE_NATS_URL=nats://127.0.0.1:1\nPYTHONHOME=/x\n"},
                    "steer the harness")
-    ok = await env.call("approve", DeployRequest(name="alice", id="50", commit_ref=steer), DeployReply)
+    ok = await env.call(ops.DEPLOYER_APPROVE, DeployRequest(name="alice", id="50", commit_ref=steer))
     assert ok.outcome == "deployed", ok.error
-    c = (await env.call("list", Empty(), AgentList)).agents[0]
+    c = (await env.call(ops.DEPLOYER_LIST, Empty())).agents[0]
     assert "PYTHONHOME" not in environ(c.pid) and environ(c.pid)["HIVE_NATS_URL"] != "nats://127.0.0.1:1"
     assert config_env(c.pid) == {}
 
@@ -142,13 +139,13 @@ async def test_approve_path_over_nats(deployer) -> None:
     env.svc.agents.opts.harness_cmd = "false"
     try:
         again = commit(cfg, {"hive.env": "AGENT_PROFILE=v4\n"}, "v4")
-        rt = await env.call("approve", DeployRequest(name="alice", id="51", commit_ref=again), DeployReply)
+        rt = await env.call(ops.DEPLOYER_APPROVE, DeployRequest(name="alice", id="51", commit_ref=again))
     finally:
         env.svc.agents.opts.harness_cmd = harness_cmd
     assert rt.outcome == "failed" and "runtime" in (rt.error or "")
 
     async def restored() -> AgentInfo | None:  # the restart that puts deployed/43 back (crash watch, backoff)
-        d = (await env.call("list", Empty(), AgentList)).agents[0]
+        d = (await env.call(ops.DEPLOYER_LIST, Empty())).agents[0]
         return d if d.state == "running" and d.pid else None
 
     d = await wait_for(restored, timeout=20)
@@ -156,13 +153,13 @@ async def test_approve_path_over_nats(deployer) -> None:
 
     # deny
     other = commit(cfg, {"hive.env": "AGENT_PROFILE=v3\n"}, "v3")
-    await env.call("propose", DeployRequest(name="alice", id="44", commit_ref=other), DeployReply)
-    denied = await env.call("deny", DeployRequest(name="alice", id="44", note="not now"), DeployReply)
+    await env.call(ops.DEPLOYER_PROPOSE, DeployRequest(name="alice", id="44", commit_ref=other))
+    denied = await env.call(ops.DEPLOYER_DENY, DeployRequest(name="alice", id="44", note="not now"))
     assert denied.outcome == "denied" and denied.tags == ["proposal/44", "denied/44"]
     with pytest.raises(HiveError) as err:
-        await env.call("approve", DeployRequest(name="alice", id="44"), DeployReply)
+        await env.call(ops.DEPLOYER_APPROVE, DeployRequest(name="alice", id="44"))
     assert err.value.code == "conflict"
 
     # init_config for a future agent: the template, committed
-    await env.call("init_config", NameRequest(name="zed"), PathReply)
+    await env.call(ops.DEPLOYER_INIT_CONFIG, NameRequest(name="zed"))
     assert git.head(env.home / "agents/zed/config") and parses(env.home / "agents/zed/config/agent.nix")

@@ -28,14 +28,16 @@ import pytest
 from hive_deployer.runtimes import BwrapRuntime
 from hive_deployer.service import DeployerService
 from hive_harness.simmodel import SimModel
-from hivewire import codec, subjects
+from hivewire import codec, promsd, subjects
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
-from hivewire.wire.agent import AgentState, Presence
+from hivewire.wire import ops
+from hivewire.wire.agent import Presence
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import AgentInfo, DestroyRequest, NameRequest, SpawnRequest
+from hivewire.wire.op import Op
 from tests.deployer.conftest import fast_options
 from tests.support.claude import claude_cli, missing_hint
 from tests.support.procs import running, wait_for
@@ -85,19 +87,16 @@ async def hive(settings: Settings, nats_transport: NatsTransport, sim_model: Sim
             await sub.unsubscribe()
 
 
-async def call(client: HiveClient, verb: str, req: Any) -> AgentInfo:
-    r: AgentInfo = await client.call(subjects.deployer(verb), req, AgentInfo, timeout=60)
-    return r
+async def call(client: HiveClient, op: Op[Any, AgentInfo], req: Any) -> AgentInfo:
+    return await client.request(op, req, timeout=60)
 
 
 async def turn_works(client: HiveClient, agent: str, body: str) -> None:
     """The operator's message to `agent` is handled by a turn and acked."""
-    mid = (await client.call(subjects.broker("operator", "send"), wb.SendRequest(to=agent, body=body),
-                             wb.SendReply)).id
+    mid = (await client.request(ops.BROKER_SEND, wb.SendRequest(to=agent, body=body), agent="operator")).id
 
     async def acked() -> bool:
-        r = await client.call(subjects.operator("messages", "list"), wb.MessagesListRequest(agent=agent, limit=50),
-                              wb.MessagesListReply)
+        r = await client.request(ops.MESSAGES_LIST, wb.MessagesListRequest(agent=agent, limit=50))
         return any(m.id == mid and m.acked_at is not None for m in r.messages)
 
     await wait_for(acked, timeout=120)
@@ -105,7 +104,7 @@ async def turn_works(client: HiveClient, agent: str, body: str) -> None:
 
 async def answers(client: HiveClient, agent: str) -> bool:
     try:
-        await client.call(subjects.ctl(agent, "state"), Empty(), AgentState, timeout=3)
+        await client.request(ops.CTL_STATE, Empty(), timeout=3, agent=agent)
         return True
     except Exception:
         return False
@@ -118,11 +117,13 @@ async def new_instance(inst: dict[str, str], agent: str, old: str | None) -> str
 
 async def test_pool_runs_agents_isolates_failures_and_verbs(hive: dict[str, Any]) -> None:
     client, inst, svc = hive["client"], hive["instances"], hive["svc"]
-    infos = [await call(client, "spawn", SpawnRequest(name=a)) for a in AGENTS]
+    infos = [await call(client, ops.DEPLOYER_SPAWN, SpawnRequest(name=a)) for a in AGENTS]
     pids = {i.pid for i in infos}
     assert len(pids) == 1 and None not in pids  # one process for all three
     pool_pid = pids.pop()
     assert pool_pid == svc.agents.procs.pool.pid
+    # the pool says where its /metrics listens (an agent host reports its port: hive_agenthost)
+    assert promsd.url_port(svc.agents.procs.pool.metrics_url) > 0
     for a in AGENTS:
         await wait_for(lambda a=a: new_instance(inst, a, None), timeout=60)
     assert len({inst[a] for a in AGENTS}) == 3  # each its own harness instance
@@ -131,11 +132,11 @@ async def test_pool_runs_agents_isolates_failures_and_verbs(hive: dict[str, Any]
     # --- one agent fails inside the pool: only it crashes --------------------------------------
     before = dict(inst)
     state = hive["home"] / "agents/carol/state"
-    await call(client, "stop", NameRequest(name="carol"))
+    await call(client, ops.DEPLOYER_STOP, NameRequest(name="carol"))
     state.rename(state.with_name("state.aside"))
     state.write_text("not a directory")  # carol's harness cannot make its state dir: it fails at start
     try:  # the pool takes it, then its start fails inside the pool: a crash of carol alone
-        await call(client, "start", NameRequest(name="carol"))
+        await call(client, ops.DEPLOYER_START, NameRequest(name="carol"))
     except Exception:  # or it is already reported crashed when the reply is made
         pass
 
@@ -155,15 +156,15 @@ async def test_pool_runs_agents_isolates_failures_and_verbs(hive: dict[str, Any]
 
     # --- lifecycle verbs touch only their agent ------------------------------------------------
     before = dict(inst)
-    await call(client, "stop", NameRequest(name="bob"))
+    await call(client, ops.DEPLOYER_STOP, NameRequest(name="bob"))
     assert not await answers(client, "bob")
     assert await answers(client, "alice") and await answers(client, "carol")
-    await call(client, "start", NameRequest(name="bob"))
+    await call(client, ops.DEPLOYER_START, NameRequest(name="bob"))
     await wait_for(lambda: new_instance(inst, "bob", before["bob"]), timeout=60)
-    await call(client, "restart", NameRequest(name="alice"))
+    await call(client, ops.DEPLOYER_RESTART, NameRequest(name="alice"))
     await wait_for(lambda: new_instance(inst, "alice", before["alice"]), timeout=60)
     assert inst["carol"] == before["carol"]
-    await call(client, "destroy", DestroyRequest(name="carol"))
+    await call(client, ops.DEPLOYER_DESTROY, DestroyRequest(name="carol"))
     assert not await answers(client, "carol")
     await asyncio.gather(turn_works(client, "alice", "after the verbs, alice"),
                          turn_works(client, "bob", "after the verbs, bob"))

@@ -9,8 +9,9 @@ import pytest
 
 from hive_harness.store import EventStore, TurnStatsStore
 from hivewire.errors import HiveError
-from hivewire.wire.agent import HistoryReply, LiveEvent, TurnStats
-from hivewire.wire.deployer import AgentHistoryRequest, TurnStatsReply, TurnStatsRequest
+from hivewire.wire import ops
+from hivewire.wire.agent import LiveEvent, TurnStats
+from hivewire.wire.deployer import AgentHistoryRequest, TurnStatsRequest
 from tests.deployer.conftest import Env
 
 
@@ -40,13 +41,13 @@ async def test_history_and_turns_of_a_stopped_agent_read_only(deployer: Env) -> 
     await harness_files(state)
     before = {p.name: p.stat().st_mtime_ns for p in state.iterdir() if p.suffix == ".sqlite"}
 
-    reply = await deployer.call("history", AgentHistoryRequest(name="alice", limit=3), HistoryReply)
+    reply = await deployer.call(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="alice", limit=3))
     assert [e.id for e in reply.events] == [5, 4, 3]  # newest first, like ctl.history
     assert reply.events[0].payload == {"text": "note 5"} and reply.events[0].kind == "note"
-    page = await deployer.call("history", AgentHistoryRequest(name="alice", limit=10, before_id=3), HistoryReply)
+    page = await deployer.call(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="alice", limit=10, before_id=3))
     assert [e.id for e in page.events] == [2, 1]
 
-    turns = await deployer.call("turn_stats", TurnStatsRequest(name="alice", limit=2), TurnStatsReply)
+    turns = await deployer.call(ops.DEPLOYER_TURN_STATS, TurnStatsRequest(name="alice", limit=2))
     assert [t.last_input_tokens for t in turns.turns] == [100, 200]  # the newest two, oldest first
     assert turns.turns[-1].model == "haiku" and turns.turns[-1].context_window == 200_000
     after = {p.name: p.stat().st_mtime_ns for p in state.iterdir() if p.suffix == ".sqlite"}
@@ -57,18 +58,18 @@ async def test_missing_files_are_not_created_and_bad_names_refused(deployer: Env
     state = deployer.home / "agents" / "bob" / "state"
     state.mkdir(parents=True)
     with pytest.raises(HiveError) as e:
-        await deployer.call("history", AgentHistoryRequest(name="bob"), HistoryReply)
+        await deployer.call(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="bob"))
     assert e.value.code == "not_found"
     with pytest.raises(HiveError) as e:
-        await deployer.call("turn_stats", TurnStatsRequest(name="bob"), TurnStatsReply)
+        await deployer.call(ops.DEPLOYER_TURN_STATS, TurnStatsRequest(name="bob"))
     assert e.value.code == "not_found"
     assert files(state) == set()  # no sqlite file (or -wal/-shm) appeared
     with pytest.raises(HiveError) as e:
-        await deployer.call("history", AgentHistoryRequest(name="nobody"), HistoryReply)
+        await deployer.call(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="nobody"))
     assert e.value.code == "not_found"
     for bad in ("../bob", "Bob", "bob/state", "bob\n"):
         with pytest.raises(HiveError) as e:
-            await deployer.call("history", AgentHistoryRequest(name=bad), HistoryReply)
+            await deployer.call(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name=bad))
         assert e.value.code == "bad_name", bad
 
 
@@ -80,9 +81,9 @@ async def test_a_planted_symlink_is_not_followed(deployer: Env, tmp_path: Path) 
     state.mkdir(parents=True)
     os.symlink(elsewhere / "events.sqlite", state / "events.sqlite")  # the agent can write its state dir
     with pytest.raises(HiveError) as e:
-        await deployer.call("history", AgentHistoryRequest(name="carol"), HistoryReply)
+        await deployer.call(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="carol"))
     assert e.value.code == "forbidden"
     os.symlink(elsewhere, deployer.home / "agents" / "dave")  # a whole agent dir that points elsewhere
     with pytest.raises(HiveError) as e:
-        await deployer.call("turn_stats", TurnStatsRequest(name="dave"), TurnStatsReply)
+        await deployer.call(ops.DEPLOYER_TURN_STATS, TurnStatsRequest(name="dave"))
     assert e.value.code == "forbidden"

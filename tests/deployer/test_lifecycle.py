@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from hive_deployer.lifecycle import Options
-from hivewire import subjects
 from hivewire.errors import HiveError
+from hivewire.wire import ops
 from hivewire.wire.agent import AgentState
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest, SpawnRequest
+from hivewire.wire.deployer import AgentInfo, DestroyRequest, NameRequest, SpawnRequest
 from tests.support.procs import wait_for
 
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 async def answers(env, name: str, timeout: float = 20.0) -> AgentState:
     return await wait_for(
-        lambda: env.client.call(subjects.ctl(name, "state"), Empty(), AgentState, timeout=1), timeout=timeout
+        lambda: env.client.request(ops.CTL_STATE, Empty(), timeout=1, agent=name), timeout=timeout
     )
 
 
@@ -44,7 +44,7 @@ def alive(pid: int) -> bool:
 
 async def test_spawn_and_every_verb(deployer) -> None:
     env = deployer
-    info = await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    info = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"))
     assert info.state == "running" and info.pid and info.transient is None
     assert info.deployed == "deployed/0"
     assert (await answers(env, "alice")).status == "online"
@@ -56,78 +56,78 @@ async def test_spawn_and_every_verb(deployer) -> None:
     assert (env.home / "applied/alice/.git").is_dir()
 
     with pytest.raises(HiveError) as err:
-        await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+        await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"))
     assert err.value.code == "conflict"
 
     pid1 = info.pid
-    stopped = await env.call("stop", NameRequest(name="alice"), AgentInfo)
+    stopped = await env.call(ops.DEPLOYER_STOP, NameRequest(name="alice"))
     assert stopped.state == "stopped" and stopped.pid is None and not alive(pid1)
 
-    started = await env.call("start", NameRequest(name="alice"), AgentInfo)
+    started = await env.call(ops.DEPLOYER_START, NameRequest(name="alice"))
     assert started.state == "running" and started.pid != pid1
     await answers(env, "alice")
 
-    restarted = await env.call("restart", NameRequest(name="alice"), AgentInfo)
+    restarted = await env.call(ops.DEPLOYER_RESTART, NameRequest(name="alice"))
     assert restarted.state == "running" and restarted.pid not in (None, started.pid)
     assert not alive(started.pid)
     await answers(env, "alice")
 
-    rebuilt = await env.call("rebuild", NameRequest(name="alice"), AgentInfo)
+    rebuilt = await env.call(ops.DEPLOYER_REBUILD, NameRequest(name="alice"))
     assert rebuilt.state == "running" and rebuilt.pid != restarted.pid
     await told(env, "alice", "rebuilt")
 
-    killed = await env.call("kill", NameRequest(name="alice"), AgentInfo)
+    killed = await env.call(ops.DEPLOYER_KILL, NameRequest(name="alice"))
     assert killed.state == "stopped" and not alive(rebuilt.pid)
     await told(env, "alice", "killed")
 
     # a kill is on purpose: the crash watch must not bring it back
-    lst = await env.call("list", Empty(), AgentList)
+    lst = await env.call(ops.DEPLOYER_LIST, Empty())
     assert lst.agents[0].state == "stopped" and lst.agents[0].crashes == 0
     assert all(s.transient is None for s in lst.agents)
 
 
 async def test_destroy_revive_keeps_state_and_purge_wipes(deployer) -> None:
     env = deployer
-    await env.call("spawn", SpawnRequest(name="bob"), AgentInfo)
+    await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="bob"))
     await answers(env, "bob")
     notes = env.home / "agents/bob/state/notes.md"
     notes.write_text("remember me\n")
     (env.home / "agents/bob/creds/.credentials.json").write_text("{}")
 
-    tomb = await env.call("destroy", DestroyRequest(name="bob"), AgentInfo)
+    tomb = await env.call(ops.DEPLOYER_DESTROY, DestroyRequest(name="bob"))
     assert tomb.state == "destroyed" and tomb.pid is None
     assert tomb.has_credentials and tomb.state_bytes > 0 and tomb.destroyed_at
     assert notes.exists()
     meta = (env.home / "meta/flake.nix").read_text()
     assert "nixosConfigurations" in meta and "bob =" not in meta
     with pytest.raises(HiveError) as err:
-        await env.call("start", NameRequest(name="bob"), AgentInfo)
+        await env.call(ops.DEPLOYER_START, NameRequest(name="bob"))
     assert err.value.code == "conflict"
 
-    back = await env.call("revive", NameRequest(name="bob"), AgentInfo)
+    back = await env.call(ops.DEPLOYER_REVIVE, NameRequest(name="bob"))
     assert back.state == "running" and back.destroyed_at is None and back.has_credentials
     assert notes.read_text() == "remember me\n"
     await answers(env, "bob")
     assert "bob = nixpkgs.lib.nixosSystem" in (env.home / "meta/flake.nix").read_text()
 
-    gone = await env.call("destroy", DestroyRequest(name="bob", purge=True), AgentInfo)
+    gone = await env.call(ops.DEPLOYER_DESTROY, DestroyRequest(name="bob", purge=True))
     assert gone.purged and gone.state == "destroyed"
     assert not (env.home / "agents/bob").exists() and not (env.home / "applied/bob").exists()
-    lst = await env.call("list", Empty(), AgentList)
+    lst = await env.call(ops.DEPLOYER_LIST, Empty())
     assert lst.agents == []
     # the name is free again, with a fresh state
-    again = await env.call("spawn", SpawnRequest(name="bob"), AgentInfo)
+    again = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="bob"))
     assert again.state == "running" and not (env.home / "agents/bob/state/notes.md").exists()
 
 
 async def test_manager_is_ensured_and_protected(make_deployer) -> None:
     env = await make_deployer(ensure_manager=True)
-    lst = await env.call("list", Empty(), AgentList)
+    lst = await env.call(ops.DEPLOYER_LIST, Empty())
     assert [a.name for a in lst.agents] == ["manager"] and lst.agents[0].state == "running"
     await answers(env, "manager")
     for purge in (False, True):
         with pytest.raises(HiveError) as err:
-            await env.call("destroy", DestroyRequest(name="manager", purge=purge), AgentInfo)
+            await env.call(ops.DEPLOYER_DESTROY, DestroyRequest(name="manager", purge=purge))
         assert err.value.code == "forbidden"
     assert (env.home / "agents/manager/state").is_dir()
     assert "manager = nixpkgs.lib.nixosSystem" in (env.home / "meta/flake.nix").read_text()
@@ -138,10 +138,12 @@ async def test_manager_is_ensured_and_protected(make_deployer) -> None:
 async def test_bad_names_refused_before_any_path(deployer, bad: str) -> None:
     env = deployer
     before = sorted(str(p) for p in env.home.rglob("*"))
-    for verb, req in (("spawn", SpawnRequest(name=bad)), ("start", NameRequest(name=bad)),
-                      ("destroy", DestroyRequest(name=bad, purge=True)), ("revive", NameRequest(name=bad))):
+    for op, req in ((ops.DEPLOYER_SPAWN, SpawnRequest(name=bad)), (ops.DEPLOYER_START, NameRequest(name=bad)),
+                    (ops.DEPLOYER_DESTROY, DestroyRequest(name=bad, purge=True)),
+                    (ops.DEPLOYER_REVIVE, NameRequest(name=bad))):
+        verb = op.name
         with pytest.raises(HiveError) as err:
-            await env.call(verb, req, AgentInfo)
+            await env.call(op, req)
         assert err.value.code in ("bad_name", "not_found") if bad == "operator" and verb != "spawn" \
             else err.value.code == "bad_name", (verb, err.value.code)
     after = sorted(str(p) for p in env.home.rglob("*"))
@@ -150,30 +152,30 @@ async def test_bad_names_refused_before_any_path(deployer, bad: str) -> None:
 
 async def test_transient_state_clears_when_the_action_fails(make_deployer) -> None:
     env = await make_deployer()
-    await env.call("spawn", SpawnRequest(name="carol"), AgentInfo)
-    await env.call("stop", NameRequest(name="carol"), AgentInfo)
+    await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="carol"))
+    await env.call(ops.DEPLOYER_STOP, NameRequest(name="carol"))
     env.svc.agents.opts.harness_cmd = "/nonexistent/harness"
     with pytest.raises(HiveError) as err:
-        await env.call("start", NameRequest(name="carol"), AgentInfo)
+        await env.call(ops.DEPLOYER_START, NameRequest(name="carol"))
     assert err.value.code == "internal" and "could not start" in err.value.message
     with pytest.raises(HiveError):
-        await env.call("rebuild", NameRequest(name="carol"), AgentInfo)
-    lst = await env.call("list", Empty(), AgentList)
+        await env.call(ops.DEPLOYER_REBUILD, NameRequest(name="carol"))
+    lst = await env.call(ops.DEPLOYER_LIST, Empty())
     assert lst.agents[0].transient is None and lst.agents[0].state == "stopped"
     assert "start failed" in (lst.agents[0].last_error or "")
     assert env.states[-1].transient is None
     env.svc.agents.opts.harness_cmd = ""
-    assert (await env.call("start", NameRequest(name="carol"), AgentInfo)).state == "running"
+    assert (await env.call(ops.DEPLOYER_START, NameRequest(name="carol"))).state == "running"
 
 
 async def test_kill9_is_noticed_and_restarted_by_the_crash_watch(deployer) -> None:
     env = deployer
-    info = await env.call("spawn", SpawnRequest(name="dave"), AgentInfo)
+    info = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="dave"))
     await answers(env, "dave")
     os.kill(info.pid, signal.SIGKILL)
 
     async def restarted() -> AgentInfo | None:
-        a = (await env.call("list", Empty(), AgentList)).agents[0]
+        a = (await env.call(ops.DEPLOYER_LIST, Empty())).agents[0]
         return a if a.state == "running" and a.pid not in (None, info.pid) else None
 
     again = await wait_for(restarted, timeout=20)
@@ -186,7 +188,7 @@ async def test_kill9_is_noticed_and_restarted_by_the_crash_watch(deployer) -> No
 async def test_stale_presence_counts_as_a_crash(make_deployer, tmp_path: Path) -> None:
     # a "harness" that lives but never heartbeats
     env = await make_deployer(harness_cmd="sleep 600", presence_stale_s=1.0)
-    info = await env.call("spawn", SpawnRequest(name="erin"), AgentInfo)
+    info = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="erin"))
 
     async def crashed() -> bool:
         return any(s.name == "erin" and s.state == "crashed" and "presence stale" in (s.last_error or "")
@@ -200,7 +202,7 @@ async def test_stale_presence_counts_as_a_crash(make_deployer, tmp_path: Path) -
 
 
 async def _running(env, name: str) -> AgentInfo | None:
-    for a in (await env.call("list", Empty(), AgentList)).agents:
+    for a in (await env.call(ops.DEPLOYER_LIST, Empty())).agents:
         if a.name == name and a.state == "running":
             return a
     return None

@@ -16,7 +16,8 @@ from hive_deployer.runtimes import Launch, ProcessRuntime, Runtime
 from hive_deployer.store import Store
 from hivewire import natsauth, promsd
 from hivewire.settings import Settings
-from hivewire.wire.deployer import AgentInfo, DestroyRequest, NameRequest, SpawnRequest
+from hivewire.wire import ops
+from hivewire.wire.deployer import DestroyRequest, NameRequest, SpawnRequest
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.slow
@@ -72,11 +73,11 @@ async def test_spawn_issues_and_destroy_revokes_the_agents_identity(
     monkeypatch.delenv("HIVE_NATS_CREDS", raising=False)
     natsauth.generate(settings.home)  # auth on for this HIVE_HOME (the harness cannot join the test's account)
     env = await make_deployer()  # type: ignore[operator]
-    info = await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    info = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"))
     own = natsauth.creds_path(settings.home, "agent_alice")
     assert "agent_alice" in natsauth.users(settings.home) and own.exists()
     assert environ(info.pid)["HIVE_NATS_CREDS"] == str(own)
-    await env.call("destroy", DestroyRequest(name="alice"), AgentInfo)
+    await env.call(ops.DEPLOYER_DESTROY, DestroyRequest(name="alice"))
     assert "agent_alice" not in natsauth.users(settings.home) and not own.exists()
     assert (settings.home / "agents/alice/state").is_dir()  # a tombstone keeps its state
 
@@ -86,7 +87,7 @@ async def test_a_running_agents_metrics_are_listed_while_it_runs(
 ) -> None:
     # auth off for this HIVE_HOME: the harness joins the test's own NATS account and heartbeats
     env = await make_deployer()  # type: ignore[operator]
-    await env.call("spawn", SpawnRequest(name="alice"), AgentInfo)
+    await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"))
 
     async def listed() -> str | None:
         return promsd.read_targets(promsd.sd_path(settings.home)).get("alice")
@@ -95,9 +96,9 @@ async def test_a_running_agents_metrics_are_listed_while_it_runs(
     assert url == promsd.announced(settings.home / "agents/alice/state")
     assert url.startswith("http://127.0.0.1:")
 
-    await env.call("stop", NameRequest(name="alice"), AgentInfo)
+    await env.call(ops.DEPLOYER_STOP, NameRequest(name="alice"))
     assert await listed() is None  # stopped on purpose: no scrape target
-    await env.call("start", NameRequest(name="alice"), AgentInfo)
+    await env.call(ops.DEPLOYER_START, NameRequest(name="alice"))
     assert await wait_for(listed, timeout=20)  # the new instance is listed again
-    await env.call("destroy", DestroyRequest(name="alice"), AgentInfo)
+    await env.call(ops.DEPLOYER_DESTROY, DestroyRequest(name="alice"))
     assert await listed() is None

@@ -9,8 +9,8 @@ from pathlib import Path
 from hive_deployer import git, migrate, retention
 from hive_deployer.layout import Layout
 from hive_deployer.store import Store
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentList
 
 
 def make_events(path: Path, n: int, old: int) -> None:
@@ -64,6 +64,6 @@ async def test_service_runs_migration_once(make_deployer, hive_home: Path) -> No
     (hive_home / "agents/legacy/state").mkdir(parents=True)
     env = await make_deployer()
     assert (hive_home / ".deployer-migration-done").is_file()
-    lst = await env.call("list", Empty(), AgentList)
+    lst = await env.call(ops.DEPLOYER_LIST, Empty())
     assert [(a.name, a.state) for a in lst.agents] == [("legacy", "stopped")]
     assert git.log_subjects(hive_home / "meta", 1) == ["startup migration: re-render meta"]

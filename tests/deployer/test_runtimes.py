@@ -18,11 +18,10 @@ from hive_deployer.runtimes import (
     bwrap_works,
     get_runtime,
 )
-from hivewire import subjects
 from hivewire.errors import HiveError
-from hivewire.wire.agent import AgentState
+from hivewire.wire import ops
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentInfo, AgentList, NameRequest, SpawnRequest
+from hivewire.wire.deployer import NameRequest, SpawnRequest
 from tests.support.procs import wait_for
 
 needs_bwrap = pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot create namespaces here")
@@ -58,9 +57,9 @@ def test_the_process_runtime_needs_an_explicit_yes(monkeypatch: pytest.MonkeyPat
 async def test_spawn_fails_closed_naming_the_fix(make_deployer: Any) -> None:
     env = await make_deployer(runtime=BwrapRuntime("/nonexistent/bwrap"))
     with pytest.raises(HiveError) as err:
-        await env.call("spawn", SpawnRequest(name="bee"), AgentInfo)
+        await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="bee"))
     assert err.value.code == "unavailable" and "apt-get install bubblewrap" in err.value.message
-    a = (await env.call("list", Empty(), AgentList)).agents[0]
+    a = (await env.call(ops.DEPLOYER_LIST, Empty())).agents[0]
     assert a.state == "stopped" and a.pid is None and "bubblewrap" in (a.last_error or "")
 
 
@@ -68,9 +67,9 @@ async def test_spawn_fails_closed_naming_the_fix(make_deployer: Any) -> None:
 @pytest.mark.slow
 async def test_bwrap_agent_answers_and_is_crash_watched(make_deployer) -> None:
     env = await make_deployer(runtime=BwrapRuntime("/usr/bin/bwrap"))
-    info = await env.call("spawn", SpawnRequest(name="bee"), AgentInfo)
+    info = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="bee"))
     assert info.runtime == "bwrap" and info.confined
-    st = await wait_for(lambda: env.client.call(subjects.ctl("bee", "state"), Empty(), AgentState, timeout=1), 20)
+    st = await wait_for(lambda: env.client.request(ops.CTL_STATE, Empty(), timeout=1, agent="bee"), 20)
     assert st.status == "online"
     # the harness runs on the host (it confines its agent CLI's turns), told to use bwrap
     environ = await asyncio.to_thread(Path(f"/proc/{info.pid}/environ").read_bytes)
@@ -79,13 +78,12 @@ async def test_bwrap_agent_answers_and_is_crash_watched(make_deployer) -> None:
     os.kill(info.pid, 9)
 
     async def back() -> bool:
-        from hivewire.wire.deployer import AgentList
 
-        a = (await env.call("list", Empty(), AgentList)).agents[0]
+        a = (await env.call(ops.DEPLOYER_LIST, Empty())).agents[0]
         return a.state == "running" and a.restarts >= 1
 
     await wait_for(back, timeout=30)
-    stopped = await env.call("stop", NameRequest(name="bee"), AgentInfo)
+    stopped = await env.call(ops.DEPLOYER_STOP, NameRequest(name="bee"))
     assert stopped.state == "stopped" and not _descendants(info.pid)
 
 
@@ -131,7 +129,7 @@ def test_nixos_container_commands(tmp_path: Path) -> None:
 
 async def test_an_unconfined_agent_says_so(make_deployer: Any) -> None:
     env = await make_deployer(runtime=ProcessRuntime(allow_unconfined=True))
-    info = await env.call("spawn", SpawnRequest(name="bee"), AgentInfo)
+    info = await env.call(ops.DEPLOYER_SPAWN, SpawnRequest(name="bee"))
     assert info.runtime == "process" and info.confined is False
-    listed = (await env.call("list", Empty(), AgentList)).agents[0]
+    listed = (await env.call(ops.DEPLOYER_LIST, Empty())).agents[0]
     assert listed.confined is False

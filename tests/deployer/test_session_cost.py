@@ -16,12 +16,12 @@ import pytest
 
 from hive_deployer import sessionout
 from hive_deployer.store import MIGRATIONS
-from hivewire import subjects
 from hivewire.migrations import Migrations
 from hivewire.nats_transport import NatsTransport
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
-from hivewire.wire.deployer import SessionCreate, SessionInfo, SessionRef, StatusReply
+from hivewire.wire import ops
+from hivewire.wire.deployer import SessionCreate, SessionRef, StatusReply
 from tests.support.ledger import drop_ledger_stream, fresh_ledger_stream
 from tests.support.procs import running, wait_for
 
@@ -128,16 +128,16 @@ async def test_a_session_cost_waits_for_the_ledger_across_a_deployer_restart(
         priced_cmd: None, make_deployer: Any, nats_transport: NatsTransport, settings: Settings) -> None:
     await drop_ledger_stream(nats_transport.nc)  # no ledger yet: the row cannot be published
     env = await make_deployer(with_broker=False)
-    s = await env.client.call(subjects.session("create"), SessionCreate(task="price me"), SessionInfo)
-    await env.client.call(subjects.session("start"), SessionRef(session_id=s.session_id), StatusReply)
+    s = await env.client.request(ops.SESSION_CREATE, SessionCreate(task="price me"))
+    await env.client.request(ops.SESSION_START, SessionRef(session_id=s.session_id))
 
     async def done() -> StatusReply | None:
-        st = await env.client.call(subjects.session("status"), SessionRef(session_id=s.session_id), StatusReply)
+        st = await env.client.request(ops.SESSION_STATUS, SessionRef(session_id=s.session_id))
         return st if st.status in ("completed", "failed") else None
 
     st = await wait_for(done, timeout=30)
     assert (st.status, st.cost_usd, st.tokens) == ("completed", 0.25, 1234)
-    got = await env.client.call(subjects.session("get"), SessionRef(session_id=s.session_id), SessionInfo)
+    got = await env.client.request(ops.SESSION_GET, SessionRef(session_id=s.session_id))
     assert got.model_costs == {"claude-a": 0.2, "claude-b": 0.05}
     assert "[result] all done" in _text(Path(got.log_file))
     assert json.loads(_text(Path(got.working_dir, "session.json")))["cost_usd"] == 0.25
@@ -151,7 +151,7 @@ async def test_a_session_cost_waits_for_the_ledger_across_a_deployer_restart(
         env2 = await make_deployer(with_broker=False)  # sends what is pending at start (to this broker)
 
         async def in_ledger() -> wb.CostRow | None:
-            rep = await env2.client.call(subjects.ledger("costs"), wb.CostsRequest(by="session"), wb.CostsReply)
+            rep = await env2.client.request(ops.LEDGER_COSTS, wb.CostsRequest(by="session"))
             return next((r for r in rep.rows if r.key == s.session_id), None)
 
         row = await wait_for(in_ledger, timeout=30)
@@ -161,7 +161,7 @@ async def test_a_session_cost_waits_for_the_ledger_across_a_deployer_restart(
             return await _pending(env2.home, s.session_id) is None
 
         await wait_for(sent, timeout=10)
-        by_model = await env2.client.call(subjects.ledger("costs"), wb.CostsRequest(by="model"), wb.CostsReply)
+        by_model = await env2.client.request(ops.LEDGER_COSTS, wb.CostsRequest(by="model"))
         assert {r.key: r.cost_usd for r in by_model.rows} == {"claude-a": 0.2, "claude-b": 0.05}
         await env2.svc.stop()
 

@@ -30,8 +30,9 @@ from hivewire.nats_transport import NatsTransport
 from hivewire.service import MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
-from hivewire.wire.deployer import PathReply, SessionCreate, SessionInfo, SessionRef, StatusReply
+from hivewire.wire.deployer import SessionCreate, SessionRef
 from tests.support.ledger import fresh_ledger_stream
 from tests.support.procs import running, wait_for
 
@@ -74,7 +75,7 @@ async def deployer(make_deployer: Any) -> Any:
 
 
 async def _status(env: Any, sid: str) -> str:
-    return (await env.client.call(subjects.session("status"), SessionRef(session_id=sid), StatusReply)).status
+    return (await env.client.request(ops.SESSION_STATUS, SessionRef(session_id=sid))).status
 
 
 async def _watch_states(env: Any, sid: str, seen: list[str], stop: list[bool]) -> None:
@@ -88,9 +89,8 @@ async def _watch_states(env: Any, sid: str, seen: list[str], stop: list[bool]) -
 async def test_real_cli_session_completes_and_writes_its_output(real_cli: SimModel, deployer: Any) -> None:
     env, sim = deployer, real_cli
     assert env.svc.sessions.settings.agent_cmd == str(CLAUDE)
-    s = await env.client.call(subjects.session("create"),
-                              SessionCreate(task="Summarise the hive in one file", priority="high",
-                                            metadata={"requester": "voice-system"}), SessionInfo)
+    req = SessionCreate(task="Summarise the hive in one file", priority="high", metadata={"requester": "voice-system"})
+    s = await env.client.request(ops.SESSION_CREATE, req)
     sid, out = s.session_id, Path(s.output_dir)
     sim.script.add(
         Step(kind="tool_use", tool_name="Write", match="Summarise the hive",
@@ -101,7 +101,7 @@ async def test_real_cli_session_completes_and_writes_its_output(real_cli: SimMod
     stop: list[bool] = []
     watcher = asyncio.create_task(_watch_states(env, sid, seen, stop))
     try:
-        r = await env.client.call(subjects.session("start"), SessionRef(session_id=sid), StatusReply)
+        r = await env.client.request(ops.SESSION_START, SessionRef(session_id=sid))
         assert r.status in ("running", "completed")
         await wait_for(lambda: _done(env, sid), timeout=60)
     finally:
@@ -109,7 +109,7 @@ async def test_real_cli_session_completes_and_writes_its_output(real_cli: SimMod
         await watcher
     if seen[-1] != (last := await _status(env, sid)):
         seen.append(last)  # the watcher may stop between two polls, before it saw the end
-    got = await env.client.call(subjects.session("get"), SessionRef(session_id=sid), SessionInfo)
+    got = await env.client.request(ops.SESSION_GET, SessionRef(session_id=sid))
     log_file = Path(got.log_file)
     assert got.status == "completed" and got.exit_code == 0, _text(log_file)
     # created -> (starting ->) running -> completed, in that order and nothing else
@@ -118,8 +118,7 @@ async def test_real_cli_session_completes_and_writes_its_output(real_cli: SimMod
     assert [order.index(x) for x in seen] == sorted(order.index(x) for x in seen)
     # the CLI really ran against the simulator: it wrote the output file through its Write tool
     assert _text(out / "summary.md") == "# the hive\nbees, mostly\n"
-    assert Path((await env.client.call(subjects.session("output_dir"), SessionRef(session_id=sid),
-                                       PathReply)).path) == out
+    assert Path((await env.client.request(ops.SESSION_OUTPUT_DIR, SessionRef(session_id=sid))).path) == out
     assert "SESSION-DONE: wrote summary.md" in _text(log_file)
     main = [r for r in sim.script.requests if r.path.startswith("/v1/messages") and r.body and r.body.get("tools")]
     assert main and "Summarise the hive in one file" in json.dumps(main[0].body)
@@ -131,10 +130,10 @@ async def test_real_cli_session_completes_and_writes_its_output(real_cli: SimMod
 async def test_real_cli_session_that_fails(real_cli: SimModel, deployer: Any) -> None:
     env, sim = deployer, real_cli
     sim.script.add(Step(kind="error", status=401, match="Doomed task"))
-    s = await env.client.call(subjects.session("create"), SessionCreate(task="Doomed task"), SessionInfo)
-    await env.client.call(subjects.session("start"), SessionRef(session_id=s.session_id), StatusReply)
+    s = await env.client.request(ops.SESSION_CREATE, SessionCreate(task="Doomed task"))
+    await env.client.request(ops.SESSION_START, SessionRef(session_id=s.session_id))
     assert await wait_for(lambda: _done(env, s.session_id), timeout=60) == "failed"
-    got = await env.client.call(subjects.session("get"), SessionRef(session_id=s.session_id), SessionInfo)
+    got = await env.client.request(ops.SESSION_GET, SessionRef(session_id=s.session_id))
     assert got.exit_code not in (None, 0)
     assert _text(Path(got.log_file)).strip()  # the CLI's error is in the log
     assert _listdir(Path(got.output_dir)) == []
@@ -168,10 +167,10 @@ async def test_a_session_runs_in_the_sandbox(deployer: Any, settings: Any, tmp_p
     monkeypatch.setenv("HIVE_SESSION_CMD", str(snoop))
     monkeypatch.setenv("HIVE_OPERATOR_TOKEN", "env-token-secret")
     env = deployer
-    s = await env.client.call(subjects.session("create"), SessionCreate(task="snoop", priority="low"), SessionInfo)
-    await env.client.call(subjects.session("start"), SessionRef(session_id=s.session_id), StatusReply)
+    s = await env.client.request(ops.SESSION_CREATE, SessionCreate(task="snoop", priority="low"))
+    await env.client.request(ops.SESSION_START, SessionRef(session_id=s.session_id))
     await wait_for(lambda: _done(env, s.session_id), timeout=60)
-    got = await env.client.call(subjects.session("get"), SessionRef(session_id=s.session_id), SessionInfo)
+    got = await env.client.request(ops.SESSION_GET, SessionRef(session_id=s.session_id))
     log_text = _text(Path(got.log_file))
     assert got.status == "completed" and got.exit_code == 0, log_text
     assert _text(Path(s.output_dir) / "ran") == "ran low\n"
@@ -193,14 +192,14 @@ async def _ready(svc: Any) -> bool:
 
 
 async def _by_session(env: Any) -> dict[str, wb.CostRow]:
-    rep = await env.client.call(subjects.ledger("costs"), wb.CostsRequest(by="session"), wb.CostsReply)
+    rep = await env.client.request(ops.LEDGER_COSTS, wb.CostsRequest(by="session"))
     return {r.key: r for r in rep.rows}
 
 
 async def test_real_cli_session_reports_its_cost_and_the_ledger_counts_it_once(
         real_cli: SimModel, ledger_broker: MicroService, deployer: Any, nats_transport: NatsTransport) -> None:
     env, sim = deployer, real_cli
-    s = await env.client.call(subjects.session("create"), SessionCreate(task="Price the hive"), SessionInfo)
+    s = await env.client.request(ops.SESSION_CREATE, SessionCreate(task="Price the hive"))
     sid, out = s.session_id, Path(s.output_dir)
     # usage big enough that the run's dollars are far from zero and from any default answer's
     big = {"input_tokens": 120_000, "output_tokens": 3_000, "cache_read_input_tokens": 40_000,
@@ -210,10 +209,10 @@ async def test_real_cli_session_reports_its_cost_and_the_ledger_counts_it_once(
              tool_input={"file_path": str(out / "price.md"), "content": "priced\n"}),
         Step(kind="text", text="SESSION-DONE: priced", usage=big),
     )
-    await env.client.call(subjects.session("start"), SessionRef(session_id=sid), StatusReply)
+    await env.client.request(ops.SESSION_START, SessionRef(session_id=sid))
     assert await wait_for(lambda: _done(env, sid), timeout=60) == "completed", _text(Path(s.log_file))
-    got = await env.client.call(subjects.session("get"), SessionRef(session_id=sid), SessionInfo)
-    st = await env.client.call(subjects.session("status"), SessionRef(session_id=sid), StatusReply)
+    got = await env.client.request(ops.SESSION_GET, SessionRef(session_id=sid))
+    st = await env.client.request(ops.SESSION_STATUS, SessionRef(session_id=sid))
     # the run's own figures, read straight from the CLI's stream-json as the deployer kept it
     events = [json.loads(line) for line in _text(Path(got.working_dir) / "session.jsonl").splitlines()]
     results = [e for e in events if e.get("type") == "result"]

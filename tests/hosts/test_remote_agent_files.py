@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hive_agenthost.service import AgentHostService
@@ -27,27 +27,21 @@ from hive_deployer.lifecycle import Options
 from hive_deployer.runtimes import ProcessRuntime, Runtime
 from hive_deployer.service import DeployerService
 from hive_deployer.store import AgentRow
-from hivewire import subjects
 from hivewire.cli import inspect
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient
 from hivewire.settings import Settings
-from hivewire.wire.agent import HistoryReply
+from hivewire.wire import ops
 from hivewire.wire.deployer import (
     AgentHistoryRequest,
-    AgentInfo,
-    ArchiveReply,
     ExportRequest,
     ImportRequest,
-    PathReply,
     SessionCreate,
-    SessionInfo,
     SessionRef,
-    StatusReply,
-    TurnStatsReply,
     TurnStatsRequest,
 )
+from hivewire.wire.op import Op
 from tests.deployer.test_history import harness_files
 from tests.support.procs import wait_for
 
@@ -62,6 +56,9 @@ case "$1" in fail) exit 3;; esac
 exit 0
 """
 
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+
 
 @dataclass
 class Hive:
@@ -71,11 +68,8 @@ class Hive:
     h2: Path
     host: AgentHostService | None
 
-    async def session(self, verb: str, req: Any, reply: type[Any]) -> Any:
-        return await self.client.call(subjects.session(verb), req, reply, timeout=30.0)
-
-    async def deployer(self, verb: str, req: Any, reply: type[Any]) -> Any:
-        return await self.client.call(subjects.deployer(verb), req, reply, timeout=30.0)
+    async def request(self, op: Op[Req, Rep], req: Req) -> Rep:
+        return await self.client.request(op, req, timeout=30.0)
 
 
 def registry(home: Path, placements: dict[str, str]) -> None:
@@ -133,7 +127,7 @@ async def make_hive(settings: Settings, nats_transport: NatsTransport, tmp_path:
 
 async def finished(hive: Hive, sid: str) -> str:
     async def done() -> str | None:
-        st = (await hive.session("status", SessionRef(session_id=sid), StatusReply)).status
+        st = (await hive.request(ops.SESSION_STATUS, SessionRef(session_id=sid))).status
         return st if st in ("completed", "failed") else None
 
     got = await wait_for(done, timeout=30)
@@ -144,23 +138,23 @@ async def finished(hive: Hive, sid: str) -> str:
 async def test_a_session_placed_on_an_agent_host_runs_there_and_its_output_comes_home(
         make_hive: Callable[..., Any], fake_agent: Path) -> None:
     hive: Hive = await make_hive()
-    s = await hive.session("create", SessionCreate(task="Build it", metadata={"k": 1}, host="h2"), SessionInfo)
+    s = await hive.request(ops.SESSION_CREATE, SessionCreate(task="Build it", metadata={"k": 1}, host="h2"))
     sid = s.session_id
     assert s.host == "h2" and s.status == "created"
     assert Path(s.output_dir) == hive.core / "session-output" / sid  # the caller's paths are the core host's
-    r = await hive.session("start", SessionRef(session_id=sid, args=["--x", "y"]), StatusReply)
+    r = await hive.request(ops.SESSION_START, SessionRef(session_id=sid, args=["--x", "y"]))
     assert r.status in ("running", "completed")
     assert await finished(hive, sid) == "completed"
 
-    out = Path((await hive.session("output_dir", SessionRef(session_id=sid), PathReply)).path)
+    out = Path((await hive.request(ops.SESSION_OUTPUT_DIR, SessionRef(session_id=sid))).path)
     assert (out / "result.txt").read_text() == f"result for {sid}\n"
     assert (out / "sub" / "n.txt").read_text() == "nested"
-    log = text(Path((await hive.session("log", SessionRef(session_id=sid), PathReply)).path))
+    log = text(Path((await hive.request(ops.SESSION_LOG, SessionRef(session_id=sid))).path))
     assert f"working in {hive.h2 / 'sessions' / sid}" in log  # it ran in h2's HIVE_HOME
     assert "plain line: task=Build it args=--x y" in log
     events = (hive.core / "sessions" / sid / "session.jsonl").read_text().splitlines()
     assert json.loads(events[-1])["type"] == "result"
-    got = await hive.session("get", SessionRef(session_id=sid), SessionInfo)
+    got = await hive.request(ops.SESSION_GET, SessionRef(session_id=sid))
     assert got.exit_code == 0 and got.cost_usd == 0.25 and got.tokens == 15 and got.host == "h2"
     # h2 kept nothing once the outputs were home
     assert not (hive.h2 / "sessions" / sid).exists() and not (hive.h2 / "session-output" / sid).exists()
@@ -169,25 +163,25 @@ async def test_a_session_placed_on_an_agent_host_runs_there_and_its_output_comes
 async def test_a_failing_remote_session_and_a_host_that_cannot_confine(make_hive: Callable[..., Any],
                                                                      fake_agent: Path) -> None:
     hive: Hive = await make_hive(host_runtime=ProcessRuntime(allow_unconfined=False))
-    s = await hive.session("create", SessionCreate(task="t", host="h2"), SessionInfo)
-    await hive.session("start", SessionRef(session_id=s.session_id), StatusReply)
+    s = await hive.request(ops.SESSION_CREATE, SessionCreate(task="t", host="h2"))
+    await hive.request(ops.SESSION_START, SessionRef(session_id=s.session_id))
     assert await finished(hive, s.session_id) == "failed"
     log = (hive.core / "sessions" / s.session_id / "session.log").read_text()
     assert "start failed on host h2" in log and "HIVE_ALLOW_UNCONFINED" in log  # fails closed, says why
     for bad, code in (("h9", "not_found"), ("../h2", "bad_name")):
         with pytest.raises(HiveError) as e:
-            await hive.session("create", SessionCreate(task="t", host=bad), SessionInfo)
+            await hive.request(ops.SESSION_CREATE, SessionCreate(task="t", host=bad))
         assert e.value.code == code
-    local = await hive.session("create", SessionCreate(task="t", host="core"), SessionInfo)
+    local = await hive.request(ops.SESSION_CREATE, SessionCreate(task="t", host="core"))
     assert local.host == ""  # the core host by name: a local session
 
 
 async def test_a_remote_session_exit_code_is_kept(make_hive: Callable[..., Any], fake_agent: Path) -> None:
     hive: Hive = await make_hive()
-    s = await hive.session("create", SessionCreate(task="t", host="h2"), SessionInfo)
-    await hive.session("start", SessionRef(session_id=s.session_id, args=["fail"]), StatusReply)
+    s = await hive.request(ops.SESSION_CREATE, SessionCreate(task="t", host="h2"))
+    await hive.request(ops.SESSION_START, SessionRef(session_id=s.session_id, args=["fail"]))
     assert await finished(hive, s.session_id) == "failed"
-    got = await hive.session("get", SessionRef(session_id=s.session_id), SessionInfo)
+    got = await hive.request(ops.SESSION_GET, SessionRef(session_id=s.session_id))
     assert got.exit_code == 3
     assert (Path(got.output_dir) / "result.txt").exists()  # outputs come home whatever the exit code
 
@@ -201,9 +195,9 @@ async def test_history_and_turn_stats_of_an_agent_on_an_agent_host(make_hive: Ca
     state.mkdir(parents=True)
     await harness_files(state)
     assert not (hive.core / "agents" / "bob" / "state" / "events.sqlite").exists()  # nothing of bob's here
-    reply = await hive.deployer("history", AgentHistoryRequest(name="bob", limit=3), HistoryReply)
+    reply = await hive.request(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="bob", limit=3))
     assert [e.id for e in reply.events] == [5, 4, 3]
-    turns = await hive.deployer("turn_stats", TurnStatsRequest(name="bob", limit=2), TurnStatsReply)
+    turns = await hive.request(ops.DEPLOYER_TURN_STATS, TurnStatsRequest(name="bob", limit=2))
     assert [t.last_input_tokens for t in turns.turns] == [100, 200]
 
     assert hive.host is not None
@@ -213,10 +207,10 @@ async def test_history_and_turn_stats_of_an_agent_on_an_agent_host(make_hive: Ca
         return hive.svc.hosts.lost("h2")
 
     assert await wait_for(lost, timeout=15)
-    for verb, req, rep in (("history", AgentHistoryRequest(name="bob"), HistoryReply),
-                           ("turn_stats", TurnStatsRequest(name="bob"), TurnStatsReply)):
+    for op, req in ((ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="bob")),
+                    (ops.DEPLOYER_TURN_STATS, TurnStatsRequest(name="bob"))):
         with pytest.raises(HiveError) as e:
-            await hive.deployer(verb, req, rep)
+            await hive.request(op, req)  # type: ignore[arg-type]
         assert e.value.code == "unavailable" and "h2" in e.value.message and "lost" in e.value.message
 
 
@@ -232,7 +226,7 @@ async def test_export_and_import_of_an_agent_on_an_agent_host(make_hive: Callabl
     await harness_files(state)
     (creds / "login.json").write_text('{"token": "t"}')
     dest = tmp_path / "bob.tar.gz"
-    got = await hive.deployer("export", ExportRequest(name="bob", path=str(dest), include_creds=True), ArchiveReply)
+    got = await hive.request(ops.DEPLOYER_EXPORT, ExportRequest(name="bob", path=str(dest), include_creds=True))
     assert got.bytes == dest.stat().st_size
     names = _members(dest)
     assert {"state/events.sqlite", "state/turn-stats.sqlite", "creds/login.json", "manifest.json"} <= names
@@ -240,11 +234,11 @@ async def test_export_and_import_of_an_agent_on_an_agent_host(make_hive: Callabl
     assert not list((hive.core / "run" / "moves").iterdir())  # and the core's scratch copy
 
     # importing over bob (force): the imported bob lives on the core host; h2 forgets his files
-    info = await hive.deployer("import", ImportRequest(path=str(dest), force=True), AgentInfo)
+    info = await hive.request(ops.DEPLOYER_IMPORT, ImportRequest(path=str(dest), force=True))
     assert info.name == "bob" and info.host == "core"
     assert hive.svc.hosts.placed("bob") is None and not state.exists() and not creds.exists()
     assert (hive.core / "agents" / "bob" / "creds" / "login.json").read_text() == '{"token": "t"}'
-    reply = await hive.deployer("history", AgentHistoryRequest(name="bob", limit=2), HistoryReply)
+    reply = await hive.request(ops.DEPLOYER_HISTORY, AgentHistoryRequest(name="bob", limit=2))
     assert [e.id for e in reply.events] == [5, 4]  # now read on the core host
 
 

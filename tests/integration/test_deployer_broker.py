@@ -29,9 +29,10 @@ from hivewire.nats_transport import NatsTransport
 from hivewire.service import HiveClient, MicroService
 from hivewire.settings import Settings
 from hivewire.wire import broker as wb
+from hivewire.wire import ops
 from hivewire.wire.agent import AgentState
 from hivewire.wire.common import Empty
-from hivewire.wire.deployer import AgentInfo, AgentList, DestroyRequest, NameRequest, SpawnRequest
+from hivewire.wire.deployer import AgentInfo, DestroyRequest, NameRequest, SpawnRequest
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.slow
@@ -62,16 +63,15 @@ class Stack:
     # --- as the manager (its MCP tools call these subjects under its own token) ---
     async def request(self, kind: str, agent: str, commit_ref: str | None = None) -> str:
         req = wb.ApproveRequest(kind=kind, agent=agent, commit_ref=commit_ref)  # type: ignore[arg-type]
-        return (await self.client.call(subjects.broker("manager", "approve"), req, wb.ApproveReply)).approval_id
+        return (await self.client.request(ops.BROKER_APPROVE, req, agent="manager")).approval_id
 
     # --- as the operator -------------------------------------------------------------
     async def resolve(self, aid: str, decision: str, note: str | None = None) -> wb.Approval:
         req = wb.ResolveRequest(approval_id=aid, decision=decision, note=note)  # type: ignore[arg-type]
-        return await self.client.call(subjects.operator("approvals", "resolve"), req, wb.Approval)
+        return await self.client.request(ops.APPROVALS_RESOLVE, req)
 
     async def approval(self, aid: str) -> wb.Approval:
-        got = await self.client.call(subjects.operator("approvals", "list"),
-                                     wb.ApprovalsListRequest(status="all", limit=500), wb.ApprovalsListReply)
+        got = await self.client.request(ops.APPROVALS_LIST, wb.ApprovalsListRequest(status="all", limit=500))
         return next(a for a in got.approvals if a.approval_id == aid)
 
     async def wait_status(self, aid: str, status: str, timeout: float = 30.0) -> wb.Approval:
@@ -83,26 +83,24 @@ class Stack:
         return await wait_for(check, timeout=timeout, interval=0.1)
 
     async def inbox(self, agent: str) -> list[wb.Message]:
-        r = await self.client.call(subjects.operator("messages", "list"),
-                                   wb.MessagesListRequest(recipient=agent, limit=200), wb.MessagesListReply)
+        r = await self.client.request(ops.MESSAGES_LIST, wb.MessagesListRequest(recipient=agent, limit=200))
         return r.messages
 
     async def system_messages(self, agent: str, contains: str) -> list[wb.Message]:
         return [m for m in await self.inbox(agent) if m.body.startswith(SYSTEM) and contains in m.body]
 
     async def send(self, to: str, body: str = "hello") -> wb.SendReply:
-        return await self.client.call(subjects.broker("operator", "send"), wb.SendRequest(to=to, body=body),
-                                      wb.SendReply)
+        return await self.client.request(ops.BROKER_SEND, wb.SendRequest(to=to, body=body), agent="operator")
 
     async def known(self) -> list[str]:
-        return (await self.client.call(subjects.broker_registry("list"), Empty(), wb.RegistryReply)).agents
+        return (await self.client.request(ops.REGISTRY_LIST, Empty())).agents
 
     async def agent(self, name: str) -> AgentInfo | None:
-        got = await self.client.call(subjects.deployer("list"), Empty(), AgentList, timeout=20)
+        got = await self.client.request(ops.DEPLOYER_LIST, Empty(), timeout=20)
         return next((a for a in got.agents if a.name == name), None)
 
     async def answers(self, name: str, timeout: float = 30.0) -> AgentState:
-        return await wait_for(lambda: self.client.call(subjects.ctl(name, "state"), Empty(), AgentState, timeout=1),
+        return await wait_for(lambda: self.client.request(ops.CTL_STATE, Empty(), timeout=1, agent=name),
                               timeout=timeout)
 
 
@@ -168,7 +166,7 @@ async def has_tag(repo: Path, tag: str) -> bool:
 
 async def test_apply_commit_deployed_failed_and_denied(stack: Stack) -> None:
     s = stack
-    await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="alice"), AgentInfo, timeout=30)
+    await s.client.request(ops.DEPLOYER_SPAWN, SpawnRequest(name="alice"), timeout=30)
     await wait_for(lambda: _contains(s.known(), "alice"))
     await s.answers("alice")
     cfg, applied = s.home / "agents/alice/config", s.home / "applied/alice"
@@ -273,7 +271,7 @@ async def test_spawn_and_init_config_approvals(stack: Stack) -> None:
 
 async def test_destroy_forgets_and_fails_pending_then_revive(stack: Stack) -> None:
     s = stack
-    await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="carol"), AgentInfo, timeout=30)
+    await s.client.request(ops.DEPLOYER_SPAWN, SpawnRequest(name="carol"), timeout=30)
     await wait_for(lambda: _contains(s.known(), "carol"))
     await s.send("carol", "before")
     cfg = s.home / "agents/carol/config"
@@ -281,7 +279,7 @@ async def test_destroy_forgets_and_fails_pending_then_revive(stack: Stack) -> No
     pending = await s.request("apply_commit", "carol", sha)
     await wait_for(lambda: has_tag(s.home / "applied/carol", f"proposal/{pending}"), timeout=20)
 
-    info = await s.client.call(subjects.deployer("destroy"), DestroyRequest(name="carol"), AgentInfo, timeout=30)
+    info = await s.client.request(ops.DEPLOYER_DESTROY, DestroyRequest(name="carol"), timeout=30)
     assert info.state == "destroyed"
     # the broker forgets carol: a send is an error, not an orphan
     await wait_for(lambda: _lacks(s.known(), "carol"))
@@ -301,8 +299,7 @@ async def test_destroy_forgets_and_fails_pending_then_revive(stack: Stack) -> No
     # revive = a spawn approval from the manager; carol is back with her kept state
     (s.home / "agents/carol/state/notes.md").write_text("kept\n")
     rid = await s.request("spawn", "carol")
-    again = await s.client.call(subjects.broker_registry("remove"), wb.RegistryRequest(name="carol"),
-                                wb.RegistryReply)
+    again = await s.client.request(ops.REGISTRY_REMOVE, wb.RegistryRequest(name="carol"))
     assert not again.changed and (await s.approval(rid)).status == "pending"  # a repeated remove fails nothing
     await s.resolve(rid, "approve")
     await s.wait_status(rid, "deployed", timeout=60)
@@ -317,10 +314,11 @@ async def test_destroy_forgets_and_fails_pending_then_revive(stack: Stack) -> No
 
 async def test_deployer_system_messages_reach_real_inboxes(stack: Stack) -> None:
     s = stack
-    await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="dave"), AgentInfo, timeout=30)
+    await s.client.request(ops.DEPLOYER_SPAWN, SpawnRequest(name="dave"), timeout=30)
     await s.answers("dave")
-    for verb, words in (("restart", "restarted"), ("stop", "stopping"), ("start", "started")):
-        await s.client.call(subjects.deployer(verb), NameRequest(name="dave"), AgentInfo, timeout=30)
+    for op, words in ((ops.DEPLOYER_RESTART, "restarted"), (ops.DEPLOYER_STOP, "stopping"),
+                      (ops.DEPLOYER_START, "started")):
+        await s.client.request(op, NameRequest(name="dave"), timeout=30)
         got = await wait_for(lambda w=words: s.system_messages("dave", w))  # type: ignore[misc]
         assert got[0].sender == "operator" and got[0].to == "dave" and got[0].kind == "message"
     # a crash is told to the manager, also through the broker
@@ -335,13 +333,13 @@ async def test_deployer_system_messages_reach_real_inboxes(stack: Stack) -> None
 async def test_registry_updates_lost_while_the_broker_was_down_are_reconciled(stack: Stack) -> None:
     s = stack
     for name in ("gina", "hank"):
-        await s.client.call(subjects.deployer("spawn"), SpawnRequest(name=name), AgentInfo, timeout=30)
+        await s.client.request(ops.DEPLOYER_SPAWN, SpawnRequest(name=name), timeout=30)
     await wait_for(lambda: _contains(s.known(), "hank"))
     await s.stop_broker()
     # while the broker is down: gina is destroyed (its `remove` is lost) and ivan spawned (its `upsert` too)
-    await s.client.call(subjects.deployer("destroy"), DestroyRequest(name="gina"), AgentInfo, timeout=30)
-    await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="ivan"), AgentInfo, timeout=30)
-    await s.client.call(subjects.deployer("stop"), NameRequest(name="ivan"), AgentInfo, timeout=30)  # no presence
+    await s.client.request(ops.DEPLOYER_DESTROY, DestroyRequest(name="gina"), timeout=30)
+    await s.client.request(ops.DEPLOYER_SPAWN, SpawnRequest(name="ivan"), timeout=30)
+    await s.client.request(ops.DEPLOYER_STOP, NameRequest(name="ivan"), timeout=30)  # no presence
     await s.start_broker()
     await wait_for(lambda: _lacks(s.known(), "gina"), timeout=20)
     await wait_for(lambda: _contains(s.known(), "ivan"), timeout=20)
@@ -354,7 +352,7 @@ async def test_registry_updates_lost_while_the_broker_was_down_are_reconciled(st
 
 async def test_a_deploy_outcome_the_broker_missed_is_told_again(stack: Stack) -> None:
     s = stack
-    await s.client.call(subjects.deployer("spawn"), SpawnRequest(name="jill"), AgentInfo, timeout=30)
+    await s.client.request(ops.DEPLOYER_SPAWN, SpawnRequest(name="jill"), timeout=30)
     sha = commit(s.home / "agents/jill/config", {"hive.env": "AGENT_PROFILE=j2\n"}, "j2")
     aid = await s.request("apply_commit", "jill", sha)
     await wait_for(lambda: has_tag(s.home / "applied/jill", f"proposal/{aid}"), timeout=20)

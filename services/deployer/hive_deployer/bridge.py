@@ -29,7 +29,8 @@ from hivewire.errors import HiveError
 from hivewire.service import HiveClient
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
-from hivewire.wire.broker import Approval, ApprovalsListReply, ApprovalsListRequest, Changed
+from hivewire.wire import ops
+from hivewire.wire.broker import Approval, ApprovalsListRequest, Changed
 from hivewire.wire.deployer import DeployEvent
 
 log = structlog.get_logger("hive_deployer.bridge")
@@ -79,8 +80,7 @@ class BrokerBridge:
                 log.exception("bridge_sync_failed")
 
     async def _list(self, status: Any) -> list[Approval]:
-        reply = await self.client.call(subjects.operator("approvals", "list"),
-                                       ApprovalsListRequest(status=status, limit=500), ApprovalsListReply)
+        reply = await self.client.request(ops.APPROVALS_LIST, ApprovalsListRequest(status=status, limit=500))
         return reply.approvals
 
     async def sync(self) -> None:
@@ -136,4 +136,4 @@ class BrokerBridge:
     async def _publish(self, a: Approval, outcome: Any, sha: str | None, error: str | None) -> None:
         ev = DeployEvent(agent=a.agent, id=repos.deploy_id(a.approval_id), approval_id=a.approval_id,
                          outcome=outcome, sha=sha, error=error, ts=time.time())
-        await self.client.publish(subjects.deployer_deploy(a.agent), ev)
+        await self.client.emit(ops.DEPLOYER_DEPLOY, ev, agent=a.agent)

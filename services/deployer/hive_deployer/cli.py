@@ -6,16 +6,16 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import TypeVar
 
 import typer
 
-from hivewire import subjects
 from hivewire.cli.app import JSON_HELP, console, err_console, print_json, print_rows, run_client
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
+from hivewire.wire import ops
 from hivewire.wire.agent import AgentState
-from hivewire.wire.common import Empty, Ok
+from hivewire.wire.common import Empty
 from hivewire.wire.deployer import (
     AgentInfo,
     AgentList,
@@ -27,22 +27,24 @@ from hivewire.wire.deployer import (
     ExportRequest,
     ImportRequest,
     NameRequest,
-    PathReply,
     SessionCleanup,
     SessionCreate,
     SessionInfo,
     SessionList,
     SessionRef,
     SpawnRequest,
-    StatusReply,
 )
+from hivewire.wire.op import Op
 
 LONG = 300.0  # deploys and spawns build and probe: allow minutes, not seconds
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 
 
-def _call(subject: str, req: Any, reply: type[Any], timeout: float = 60.0) -> Any:
-    async def go(c: HiveClient) -> Any:
-        return await c.call(subject, req, reply, timeout=timeout)
+def _call(op: Op[Req, Rep], req: Req, timeout: float = 60.0, **params: str) -> Rep:
+    """One request of the contract from the CLI (`params`: the op's `agent=` / `host=`)."""
+    async def go(c: HiveClient) -> Rep:
+        return await c.request(op, req, timeout=timeout, **params)
 
     return run_client(go, timeout=timeout)
 
@@ -92,7 +94,7 @@ def agent_states(names: list[str]) -> dict[str, AgentState]:
 
             async def one(name: str) -> AgentState | None:
                 try:
-                    return await c.call(subjects.ctl(name, "state"), Empty(), AgentState, timeout=2.0)
+                    return await c.request(ops.CTL_STATE, Empty(), timeout=2.0, agent=name)
                 except Exception:  # that agent's harness is away or busy: its status shows as -
                     return None
 
@@ -134,7 +136,7 @@ def register(app: typer.Typer) -> None:
     @agents.command("list")
     def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
         """Agents and tombstones (destroyed agents with kept state)."""
-        got: AgentList = _call(subjects.deployer("list"), Empty(), AgentList)
+        got: AgentList = _call(ops.DEPLOYER_LIST, Empty())
         if as_json:
             print_json(got)
             return
@@ -155,21 +157,22 @@ def register(app: typer.Typer) -> None:
                                                   "the most free capacity."),
               as_json: bool = JSON) -> None:
         """Create a new agent from the template and start it."""
-        _show(_call(subjects.deployer("spawn"), SpawnRequest(name=name, runtime=runtime, host=host), AgentInfo, LONG),
+        _show(_call(ops.DEPLOYER_SPAWN, SpawnRequest(name=name, runtime=runtime, host=host), timeout=LONG),
               as_json)
 
-    def verb(v: str, doc: str) -> None:
+    def verb(op: Op[NameRequest, AgentInfo], doc: str) -> None:
         def cmd(name: str = NAME, as_json: bool = JSON) -> None:
-            _show(_call(subjects.deployer(v), NameRequest(name=name), AgentInfo, LONG), as_json)
+            _show(_call(op, NameRequest(name=name), timeout=LONG), as_json)
 
         cmd.__doc__ = doc
-        agents.command(v)(cmd)
+        agents.command(op.name)(cmd)
 
-    for v, doc in (("start", "Start a stopped agent."), ("stop", "Stop an agent (graceful)."),
-                   ("restart", "Stop and start an agent."), ("kill", "SIGKILL an agent (no crash restart)."),
-                   ("rebuild", "Re-render an agent's meta config and restart it on the deployed config."),
-                   ("revive", "Bring a destroyed agent back with its kept state and login.")):
-        verb(v, doc)
+    for op, doc in ((ops.DEPLOYER_START, "Start a stopped agent."), (ops.DEPLOYER_STOP, "Stop an agent (graceful)."),
+                    (ops.DEPLOYER_RESTART, "Stop and start an agent."),
+                    (ops.DEPLOYER_KILL, "SIGKILL an agent (no crash restart)."),
+                    (ops.DEPLOYER_REBUILD, "Re-render an agent's meta config and restart it on the deployed config."),
+                    (ops.DEPLOYER_REVIVE, "Bring a destroyed agent back with its kept state and login.")):
+        verb(op, doc)
 
     @agents.command("move", short_help="Move a stopped agent's state and login to another host.")
     def move(name: str = NAME, to: str = typer.Option(..., "--to", help="The host to move it to (`hive hosts`)."),
@@ -178,12 +181,12 @@ def register(app: typer.Typer) -> None:
         source keeps its copy until the target confirms). Start it there with `hive agents start`."""
         from hivewire.wire.hosts import MoveRequest
 
-        _show(_call(subjects.hosts("move"), MoveRequest(name=name, to=to), AgentInfo, LONG), as_json)
+        _show(_call(ops.HOSTS_MOVE, MoveRequest(name=name, to=to), timeout=LONG), as_json)
 
     @agents.command("resume")
     def resume(name: str = NAME) -> None:
         """Lift a runaway park (the harness's ctl.resume); budget parks lift when the budget allows."""
-        rep = _call(subjects.ctl(name, "resume"), Empty(), Ok, timeout=10.0)
+        rep = _call(ops.CTL_RESUME, Empty(), timeout=10.0, agent=name)
         console.print(f"{name}: resumed" if rep.ok else f"{name}: was not parked as a runaway",
                       markup=False, highlight=False)
 
@@ -197,7 +200,7 @@ def register(app: typer.Typer) -> None:
         """Stop an agent and keep its state as a tombstone (or wipe everything with --purge)."""
         if purge and not yes and not typer.confirm(f"Purge {name}: wipe its state, creds and repos? No undo."):
             raise typer.Exit(1)
-        a: AgentInfo = _call(subjects.deployer("destroy"), DestroyRequest(name=name, purge=purge), AgentInfo, LONG)
+        a: AgentInfo = _call(ops.DEPLOYER_DESTROY, DestroyRequest(name=name, purge=purge), timeout=LONG)
         if as_json:
             print_json(a)
         elif purge or a.purged:
@@ -209,7 +212,7 @@ def register(app: typer.Typer) -> None:
     @agents.command("init-config")
     def init_config(name: str = NAME) -> None:
         """Create agents/<name>/config from the template (prints its path)."""
-        console.print(_call(subjects.deployer("init_config"), NameRequest(name=name), PathReply).path,
+        console.print(_call(ops.DEPLOYER_INIT_CONFIG, NameRequest(name=name)).path,
                       markup=False, highlight=False)
 
     def _deploy_line(r: DeployReply, as_json: bool) -> None:
@@ -225,16 +228,16 @@ def register(app: typer.Typer) -> None:
                 commit_ref: str = typer.Argument(..., help="The config repo commit to deploy."),
                 as_json: bool = JSON) -> None:
         """Copy a config commit into applied/<name> and tag proposal/<id>."""
-        _deploy_line(_call(subjects.deployer("propose"),
-                           DeployRequest(name=name, id=deploy_id, commit_ref=commit_ref), DeployReply), as_json)
+        _deploy_line(_call(ops.DEPLOYER_PROPOSE, DeployRequest(name=name, id=deploy_id, commit_ref=commit_ref)),
+                     as_json)
 
     @agents.command("approve")
     def approve(name: str = NAME, deploy_id: str = typer.Argument(..., help="The proposal's id."),
                 commit_ref: str = typer.Option(None, help="Deploy this commit instead of the proposal's."),
                 as_json: bool = JSON) -> None:
         """Build and deploy proposal/<id> now (operator-direct; approvals in the broker run by themselves)."""
-        r: DeployReply = _call(subjects.deployer("approve"),
-                               DeployRequest(name=name, id=deploy_id, commit_ref=commit_ref), DeployReply, LONG)
+        r: DeployReply = _call(ops.DEPLOYER_APPROVE, DeployRequest(name=name, id=deploy_id, commit_ref=commit_ref),
+                               timeout=LONG)
         _deploy_line(r, as_json)
         if r.outcome == "failed":
             raise typer.Exit(1)
@@ -243,7 +246,7 @@ def register(app: typer.Typer) -> None:
     def deny(name: str = NAME, deploy_id: str = typer.Argument(..., help="The proposal's id."),
              note: str = typer.Option(None, help="Why (the agent sees it)."), as_json: bool = JSON) -> None:
         """Refuse proposal/<id>."""
-        _deploy_line(_call(subjects.deployer("deny"), DeployRequest(name=name, id=deploy_id, note=note), DeployReply),
+        _deploy_line(_call(ops.DEPLOYER_DENY, DeployRequest(name=name, id=deploy_id, note=note)),
                      as_json)
 
     @agents.command("export")
@@ -251,9 +254,9 @@ def register(app: typer.Typer) -> None:
                with_creds: bool = typer.Option(False, "--with-creds", help="Include the agent's login credentials.")
                ) -> None:
         """Write one agent (config, applied, state; creds only if asked) to a .tar.gz on the deployer host."""
-        r: ArchiveReply = _call(subjects.deployer("export"),
+        r: ArchiveReply = _call(ops.DEPLOYER_EXPORT,
                                 ExportRequest(name=name, path=os.path.abspath(path), include_creds=with_creds),
-                                ArchiveReply, LONG)
+                                timeout=LONG)
         console.print(f"{r.path} ({r.bytes} bytes)", markup=False, highlight=False)
 
     @agents.command("import")
@@ -262,8 +265,8 @@ def register(app: typer.Typer) -> None:
                 force: bool = typer.Option(False, "--force", help="Replace an existing agent."),
                 as_json: bool = JSON) -> None:
         """Create an agent from an exported .tar.gz."""
-        _show(_call(subjects.deployer("import"), ImportRequest(path=os.path.abspath(path), name=name, force=force),
-                    AgentInfo, LONG), as_json)
+        _show(_call(ops.DEPLOYER_IMPORT, ImportRequest(path=os.path.abspath(path), name=name, force=force),
+                    timeout=LONG), as_json)
 
     @session.command("create")
     def s_create(task: str = typer.Argument(..., help="What the session should do."),
@@ -280,8 +283,8 @@ def register(app: typer.Typer) -> None:
         if priority not in ("high", "medium", "low"):
             err_console.print("[red]error[/red] priority must be high, medium or low")
             raise typer.Exit(2)
-        s: SessionInfo = _call(subjects.session("create"), SessionCreate(task=task, priority=priority,  # type: ignore[arg-type]
-                                                                           metadata=meta, host=host), SessionInfo)
+        s: SessionInfo = _call(ops.SESSION_CREATE, SessionCreate(task=task, priority=priority,  # type: ignore[arg-type]
+                                                                 metadata=meta, host=host))
         print(s.session_id)
         import sys
 
@@ -293,23 +296,22 @@ def register(app: typer.Typer) -> None:
     def s_start(session_id: str = SID,
                 args: list[str] = typer.Argument(None, help="Extra arguments for the session's command.")) -> None:
         """Start a created session (prints its status)."""
-        print(_call(subjects.session("start"), SessionRef(session_id=session_id, args=args or []),
-                    StatusReply).status)
+        print(_call(ops.SESSION_START, SessionRef(session_id=session_id, args=args or [])).status)
 
     @session.command("status")
     def s_status(session_id: str = SID) -> None:
         """Print a session's status (created, running, completed, failed, not_found)."""
-        print(_call(subjects.session("status"), SessionRef(session_id=session_id), StatusReply).status)
+        print(_call(ops.SESSION_STATUS, SessionRef(session_id=session_id)).status)
 
     @session.command("get")
     def s_get(session_id: str = SID) -> None:
         """Print everything about one session as JSON."""
-        print_json(_call(subjects.session("get"), SessionRef(session_id=session_id), SessionInfo))
+        print_json(_call(ops.SESSION_GET, SessionRef(session_id=session_id)))
 
     @session.command("list")
     def s_list(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
         """Every session, with status, what it cost (dollars, from its CLI's result) and task."""
-        got: SessionList = _call(subjects.session("list"), Empty(), SessionList)
+        got: SessionList = _call(ops.SESSION_LIST, Empty())
         if as_json:
             print_json(got)
             return
@@ -321,21 +323,20 @@ def register(app: typer.Typer) -> None:
     @session.command("output-dir")
     def s_output(session_id: str = SID) -> None:
         """Print the directory a session writes its results to."""
-        print(_call(subjects.session("output_dir"), SessionRef(session_id=session_id), PathReply).path)
+        print(_call(ops.SESSION_OUTPUT_DIR, SessionRef(session_id=session_id)).path)
 
     @session.command("log")
     def s_log(session_id: str = SID) -> None:
         """Print the path of a session's log file."""
-        print(_call(subjects.session("log"), SessionRef(session_id=session_id), PathReply).path)
+        print(_call(ops.SESSION_LOG, SessionRef(session_id=session_id)).path)
 
     @session.command("cleanup")
     def s_cleanup(max_age_hours: float = typer.Argument(24.0, help="Remove sessions older than this."),
                   remove_outputs: bool = typer.Option(False, "--remove-outputs", help="Delete their outputs too."),
                   as_json: bool = JSON) -> None:
         """Remove completed/failed sessions older than N hours (outputs kept unless --remove-outputs)."""
-        r: CleanupReply = _call(subjects.session("cleanup"),
-                                SessionCleanup(max_age_hours=max_age_hours, remove_outputs=remove_outputs),
-                                CleanupReply)
+        r: CleanupReply = _call(ops.SESSION_CLEANUP,
+                                SessionCleanup(max_age_hours=max_age_hours, remove_outputs=remove_outputs))
         if as_json:
             print_json(r)
         else:

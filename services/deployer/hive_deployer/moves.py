@@ -21,15 +21,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
 from hive_deployer import metrics, placement, transfer
 from hive_deployer.layout import check_name
-from hivewire import subjects
 from hivewire.errors import HiveError
-from hivewire.wire.common import Ok
+from hivewire.wire import ops
 from hivewire.wire.deployer import AgentInfo
 from hivewire.wire.hosts import (
     Chunk,
@@ -41,11 +40,14 @@ from hivewire.wire.hosts import (
     PackReply,
     PackRequest,
 )
+from hivewire.wire.op import Op
 
 if TYPE_CHECKING:
     from hive_deployer.hosts import Hosts
 
 log = structlog.get_logger("hive_deployer.moves")
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 
 
 class End:
@@ -56,39 +58,38 @@ class End:
         self.local = host == hosts.opts.name
         self.layout = hosts.agents.layout
 
-    async def _call(self, verb: str, req: Any, reply: type[Any], timeout: float = 60.0) -> Any:
-        return await self.hosts.client.call(subjects.host(self.host, verb), req, reply, timeout=timeout)
+    async def _call(self, op: Op[Req, Rep], req: Req, timeout: float = 60.0) -> Rep:
+        """`op` (`hive.host.<host>.<verb>`) of this end's agent host."""
+        return await self.hosts.client.request(op, req, timeout=timeout, host=self.host)
 
     async def pack(self, name: str, tid: str) -> PackReply:
         if self.local:
             return await asyncio.to_thread(transfer.pack, self.layout, name, tid)
-        r: PackReply = await self._call("pack", PackRequest(agent=name, transfer=tid), PackReply, 300.0)
-        return r
+        return await self._call(ops.HOST_PACK, PackRequest(agent=name, transfer=tid), 300.0)
 
     async def read(self, tid: str, offset: int) -> bytes:
         if self.local:
             return await asyncio.to_thread(transfer.read, self.layout, tid, offset, transfer.CHUNK)
-        r: Chunk = await self._call("read", ChunkRequest(transfer=tid, offset=offset, length=transfer.CHUNK), Chunk)
+        r = await self._call(ops.HOST_READ, ChunkRequest(transfer=tid, offset=offset, length=transfer.CHUNK))
         return r.data
 
     async def write(self, tid: str, offset: int, data: bytes) -> None:
         if self.local:
             await asyncio.to_thread(transfer.write, self.layout, tid, offset, data)
         else:
-            await self._call("write", Chunk(transfer=tid, offset=offset, data=data), Ok)
+            await self._call(ops.HOST_WRITE, Chunk(transfer=tid, offset=offset, data=data))
 
     async def commit(self, name: str, tid: str, p: PackReply) -> CommitReply:
         if self.local:
             return await asyncio.to_thread(transfer.commit, self.layout, name, tid, p.size, p.sha256, p.tree)
-        r: CommitReply = await self._call("commit", CommitRequest(agent=name, transfer=tid, size=p.size,
-                                                                  sha256=p.sha256, tree=p.tree), CommitReply, 300.0)
-        return r
+        return await self._call(ops.HOST_COMMIT, CommitRequest(agent=name, transfer=tid, size=p.size, sha256=p.sha256,
+                                                               tree=p.tree), 300.0)
 
     async def drop(self, name: str, tid: str, files: bool) -> None:
         if self.local:
             await asyncio.to_thread(transfer.drop, self.layout, name, tid, files)
         else:
-            await self._call("drop", DropRequest(agent=name, transfer=tid, files=files), Ok)
+            await self._call(ops.HOST_DROP, DropRequest(agent=name, transfer=tid, files=files))
 
 
 async def move(hosts: Hosts, req: MoveRequest) -> AgentInfo:

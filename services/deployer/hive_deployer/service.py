@@ -32,8 +32,8 @@ from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
 from hivewire.transport import Msg, Subscription, Transport
 from hivewire.wire import ops
-from hivewire.wire.agent import AgentState, HistoryReply, Presence
-from hivewire.wire.broker import RegistryReply, RegistryRequest, SendReply, SendRequest
+from hivewire.wire.agent import HistoryReply, Presence
+from hivewire.wire.broker import RegistryRequest, SendRequest
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import (
     AgentHistoryRequest,
@@ -61,6 +61,7 @@ from hivewire.wire.deployer import (
 
 log = structlog.get_logger("hive_deployer.service")
 SYSTEM_SENDER = OPERATOR
+REGISTRY = {"upsert": ops.REGISTRY_UPSERT, "remove": ops.REGISTRY_REMOVE}  # the broker's known agents
 
 
 class NatsNotifier:
@@ -83,7 +84,7 @@ class NatsNotifier:
         self._queue.put_nowait(item)
 
     async def state_changed(self, info: AgentInfo) -> None:
-        await self.svc.publish(subjects.deployer_state(info.name), info)
+        await self.svc.emit(ops.DEPLOYER_STATE, info, agent=info.name)
         want = "remove" if info.state == "destroyed" else "upsert"
         if self._registered.get(info.name) != want:
             self._registered[info.name] = want
@@ -98,11 +99,11 @@ class NatsNotifier:
 
     async def _reconcile(self) -> None:
         """Make the broker's known agents match the deployer's (updates lost while it was down)."""
-        known = set((await self.client.call(subjects.broker_registry("list"), Empty(), RegistryReply)).agents)
+        known = set((await self.client.request(ops.REGISTRY_LIST, Empty())).agents)
         for row in await self.svc.store.agents():
             want = "remove" if row.state == "destroyed" else "upsert"
             if (want == "upsert") != (row.name in known):
-                await self.client.call(subjects.broker_registry(want), RegistryRequest(name=row.name), RegistryReply)
+                await self.client.request(REGISTRY[want], RegistryRequest(name=row.name))
                 log.info("registry_reconciled", agent=row.name, action=want)
             self._registered[row.name] = want
 
@@ -113,10 +114,9 @@ class NatsNotifier:
                 if kind == "reconcile":
                     await self._reconcile()
                 elif kind == "registry":
-                    await self.client.call(subjects.broker_registry(a), RegistryRequest(name=b), RegistryReply)
+                    await self.client.request(REGISTRY[a], RegistryRequest(name=b))
                 else:
-                    await self.client.call(subjects.broker(SYSTEM_SENDER, "send"), SendRequest(to=a, body=b),
-                                           SendReply)
+                    await self.client.request(ops.BROKER_SEND, SendRequest(to=a, body=b), agent=SYSTEM_SENDER)
             except Exception as exc:  # the broker may be down or not know the agent yet
                 if kind == "registry":
                     self._registered.pop(b, None)  # retried by the next change or reconcile
@@ -269,7 +269,7 @@ class DeployerService(MicroService):
             if self.agents.procs.pid(name) is None:
                 return False
             try:
-                await self.client.call(subjects.ctl(name, "state"), Empty(), AgentState, timeout=1.0)
+                await self.client.request(ops.CTL_STATE, Empty(), timeout=1.0, agent=name)
                 return True
             except Exception:
                 await asyncio.sleep(0.2)

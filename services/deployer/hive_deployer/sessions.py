@@ -42,11 +42,12 @@ from hive_deployer import metrics, sessionout
 from hive_deployer.layout import Layout, check_session_id, wipe
 from hive_deployer.runtimes import Launch, Runtime
 from hive_deployer.store import Store
-from hivewire import codec, config, subjects
+from hivewire import codec, config
 from hivewire.errors import HiveError
 from hivewire.procs import die_with_parent
 from hivewire.settings import Settings
 from hivewire.tasks import cancel_and_wait
+from hivewire.wire import ops
 from hivewire.wire.agent import TurnStats
 from hivewire.wire.deployer import CleanupReply, SessionInfo, SessionList, StatusReply
 
@@ -68,7 +69,7 @@ LedgerPublish = Callable[[str, bytes], Awaitable[None]]
 def jetstream_publisher(nc: Any) -> LedgerPublish:
     """Publish a session's ledger row on the ledger's stream; returns once the stream acked it."""
     async def publish(msg_id: str, row: bytes) -> None:
-        await nc.jetstream().publish(subjects.SESSION_LEDGER, row, timeout=PUBLISH_TIMEOUT_S,
+        await nc.jetstream().publish(ops.SESSION_LEDGER.subject_for(), row, timeout=PUBLISH_TIMEOUT_S,
                                      headers={"Nats-Msg-Id": msg_id})
 
     return publish
