@@ -14,8 +14,10 @@ from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.service import BatchEndpoint, Context, Endpoint, HiveClient, MicroService
 from hivewire.transport import Batcher, Msg, _TaskSet, subject_matches
-from hivewire.wire.broker import RecvRequest, SendReply, SendRequest
+from hivewire.wire import ops
+from hivewire.wire.broker import RecvReply, RecvRequest, SendReply, SendRequest
 from hivewire.wire.common import Empty
+from hivewire.wire.dashboard import DashboardInfo
 
 
 class Echo(MicroService):
@@ -40,11 +42,11 @@ class Echo(MicroService):
         self.sent.append(req)
         return SendReply(id=ctx.token(2), sent_at=1.0)
 
-    async def slow(self, ctx: Context, req: RecvRequest) -> Empty:
+    async def slow(self, ctx: Context, req: RecvRequest) -> RecvReply:
         self.slow_started.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.release.wait(), req.wait_s)
-        return Empty()
+        return RecvReply(messages=[])
 
     async def boom(self, ctx: Context, req: Empty) -> Empty:
         raise RuntimeError("bug")
@@ -69,13 +71,13 @@ async def test_request_reply_and_errors(any_transport: Any) -> None:
     await svc.start()
     client = HiveClient(any_transport, timeout=2)
     try:
-        reply = await client.call("hive.broker.alice.send", SendRequest(to="bob", body="hi"), SendReply)
+        reply = await client.request(ops.BROKER_SEND, SendRequest(to="bob", body="hi"), agent="alice")
         assert reply.id == "alice"
         with pytest.raises(HiveError) as err:
-            await client.call("hive.broker.alice.send", SendRequest(to="bob", body=""), SendReply)
+            await client.request(ops.BROKER_SEND, SendRequest(to="bob", body=""), agent="alice")
         assert err.value.code == "bad_request"
         with pytest.raises(HiveError) as err:
-            await client.call("hive.broker.alice.counts", Empty(), Empty)
+            await client.request(ops.BROKER_COUNTS, Empty(), agent="alice")
         assert err.value.code == "internal"
         assert len(svc.sent) == 1
     finally:
@@ -93,7 +95,7 @@ async def test_garbage_gets_structured_error_and_service_keeps_answering(any_tra
         assert err.value.code == "bad_request"
         assert msg.headers.get(codec.ERROR_CODE_HEADER) == "400"
         assert svc.sent == []  # nothing changed
-        ok = await HiveClient(any_transport).call("hive.broker.alice.send", SendRequest(to="b", body="x"), SendReply)
+        ok = await HiveClient(any_transport).request(ops.BROKER_SEND, SendRequest(to="b", body="x"), agent="alice")
         assert ok.id == "alice"
     finally:
         await svc.stop()
@@ -104,9 +106,9 @@ async def test_a_slow_request_does_not_block_others(any_transport: Any) -> None:
     await svc.start()
     client = HiveClient(any_transport, timeout=5)
     try:
-        slow = asyncio.create_task(client.call("hive.broker.a.recv", RecvRequest(wait_s=30), Empty))
+        slow = asyncio.create_task(client.request(ops.BROKER_RECV, RecvRequest(wait_s=30), agent="a"))
         await asyncio.wait_for(svc.slow_started.wait(), 5)  # barrier: the slow one is in its handler
-        fast = await client.call("hive.broker.b.send", SendRequest(to="x", body="y"), SendReply)
+        fast = await client.request(ops.BROKER_SEND, SendRequest(to="x", body="y"), agent="b")
         assert fast.id == "b"
         assert not slow.done()  # the long poll is still waiting while we were answered
         svc.release.set()
@@ -117,8 +119,8 @@ async def test_a_slow_request_does_not_block_others(any_transport: Any) -> None:
 
 async def test_no_responders_is_unavailable(any_transport: Any) -> None:
     with pytest.raises(HiveError) as err:
-        await HiveClient(any_transport, timeout=1).call("hive.broker.nobody.send", SendRequest(to="a", body="b"),
-                                                        SendReply)
+        await HiveClient(any_transport, timeout=1).request(ops.BROKER_SEND, SendRequest(to="a", body="b"),
+                                                           agent="nobody")
     assert err.value.code in ("unavailable", "timeout")
 
 
@@ -176,10 +178,10 @@ class SlowToOpen(MicroService):
         await asyncio.sleep(0.5)  # e.g. opening and migrating a database
         self.ready = True
 
-    async def get(self, ctx: Context, req: Empty) -> Empty:
+    async def get(self, ctx: Context, req: Empty) -> DashboardInfo:
         if not self.ready:
             raise RuntimeError("store used before it was opened")
-        return Empty()
+        return DashboardInfo(url="", version="")
 
 
 async def test_no_request_reaches_a_service_before_it_is_prepared(any_transport: Any) -> None:
@@ -189,13 +191,13 @@ async def test_no_request_reaches_a_service_before_it_is_prepared(any_transport:
     outcomes: set[str] = set()
     while not starting.done():
         try:
-            await client.call("hive.dashboard.info", Empty(), Empty)
+            await client.request(ops.DASHBOARD_INFO, Empty())
             outcomes.add("ok")
         except HiveError as err:
             outcomes.add(err.code)
         await asyncio.sleep(0.05)
     await starting
-    await client.call("hive.dashboard.info", Empty(), Empty)
+    await client.request(ops.DASHBOARD_INFO, Empty())
     await svc.stop()
     assert "internal" not in outcomes
     assert outcomes <= {"unavailable", "timeout", "ok"}
@@ -228,7 +230,7 @@ async def send_batched(client: HiveClient, n: int, bad_every: int) -> list[SendR
     async def one(i: int) -> SendReply | HiveError:
         body = f"bad{i}" if i % bad_every == 0 else f"m{i}"
         try:
-            return await client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=body), SendReply)
+            return await client.request(ops.BROKER_SEND, SendRequest(to="x", body=body), agent=f"a{i}")
         except HiveError as err:
             return err
 
@@ -251,7 +253,7 @@ async def test_batch_endpoint_groups_concurrent_requests_and_answers_each(any_tr
         assert max(len(b) for b in svc.batches) > 1, svc.batches  # concurrent requests shared a call
         # malformed payload in a batch: refused alone, the others still answered
         bad = asyncio.ensure_future(any_transport.request("hive.broker.z.send", b"{not json", 5))
-        fine = await client.call("hive.broker.y.send", SendRequest(to="x", body="ok"), SendReply)
+        fine = await client.request(ops.BROKER_SEND, SendRequest(to="x", body="ok"), agent="y")
         assert fine.id == "y:ok"
         with pytest.raises(HiveError) as err:
             m = await bad
@@ -266,7 +268,7 @@ async def test_batch_endpoint_first_turn_splits_a_big_arrival_in_two(any_transpo
     await svc.start()
     client = HiveClient(any_transport, timeout=5)
     try:
-        got = await asyncio.gather(*(client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
+        got = await asyncio.gather(*(client.request(ops.BROKER_SEND, SendRequest(to="x", body=f"m{i}"), agent=f"a{i}")
                                      for i in range(20)))
         assert [r.id for r in got] == [f"a{i}:m{i}" for i in range(20)]
         assert sorted(b for batch in svc.batches for b in batch) == sorted(f"m{i}" for i in range(20))
@@ -348,7 +350,7 @@ async def test_batch_handler_failure_answers_every_request_with_internal(any_tra
     try:
         async def one(i: int) -> HiveError:
             with pytest.raises(HiveError) as err:
-                await client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)
+                await client.request(ops.BROKER_SEND, SendRequest(to="x", body=f"m{i}"), agent=f"a{i}")
             return err.value
 
         errors = await asyncio.gather(*(one(i) for i in range(5)))
@@ -365,7 +367,7 @@ async def test_stopping_answers_every_request_a_batch_already_took(any_transport
 
     async def one(i: int) -> str:
         try:
-            return (await client.call(f"hive.broker.a{i}.send", SendRequest(to="x", body=f"m{i}"), SendReply)).id
+            return (await client.request(ops.BROKER_SEND, SendRequest(to="x", body=f"m{i}"), agent=f"a{i}")).id
         except HiveError as err:
             return err.code
 
