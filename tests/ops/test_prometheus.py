@@ -55,6 +55,7 @@ def test_scrape_config_covers_every_service_and_agents() -> None:
     assert jobs["hive-backup"]["static_configs"][0]["targets"] == ["127.0.0.1:9413"]
     assert jobs["hive-dashboard"]["metrics_path"] == "/metrics"
     assert jobs["hive-agents"]["file_sd_configs"][0]["files"] == ["/var/lib/hive/prometheus/agents.json"]
+    assert jobs["hive-hosts"]["file_sd_configs"][0]["files"] == ["/var/lib/hive/prometheus/hosts.json"]
     from hivewire.settings import DEFAULT_METRICS_PORTS
 
     for short in ("broker", "deployer", "backup"):
@@ -184,7 +185,8 @@ def test_real_prometheus_scrapes_every_target(stack: Stack, tmp_path: Path) -> N
         if "static_configs" in job:
             job["static_configs"][0]["targets"] = [hostport[short]]
         else:
-            job["file_sd_configs"][0]["files"] = [str(promsd.sd_path(stack.home))]
+            sd = promsd.hosts_sd_path if short == "hosts" else promsd.sd_path
+            job["file_sd_configs"][0]["files"] = [str(sd(stack.home))]
             job["file_sd_configs"][0]["refresh_interval"] = "1s"
     promsd.set_agent(stack.home, "promtest", stack.urls["harness"])
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))

@@ -23,9 +23,21 @@ from hivewire.configvar import ALL as ALL
 from hivewire.configvar import VARS as VARS
 from hivewire.configvar import ConfigError as ConfigError
 from hivewire.configvar import Var as Var
+from hivewire.configvar import (
+    address,
+    choice,
+    flag,
+    integer,
+    limit,
+    number,
+    optional,
+    optional_integer,
+    path,
+    size,
+    text,
+)
 from hivewire.configvar import check as check
 from hivewire.configvar import check_or_exit as check_or_exit
-from hivewire.configvar import choice, flag, integer, limit, number, optional, optional_integer, path, size, text
 
 # --- shared by every service (hivewire.settings.Settings) ---------------------------------
 HOME = path("HIVE_HOME", "where Hive keeps everything (0700)", (ALL,),
@@ -118,6 +130,9 @@ HOST_AGENT_LIMIT = integer("HIVE_HOST_AGENT_LIMIT", 0, "the most agents placed o
                            minimum=0)
 HOST_HEARTBEAT_S = number("HIVE_HOST_HEARTBEAT_S", 2.0, "how often an agent host reports", ("agenthost",),
                           positive=True)
+HOST_METRICS_BIND = address("HIVE_HOST_METRICS_BIND", "the address an agent host's harnesses (and "
+                            "hive-agenthost's /metrics, unless HIVE_METRICS_ADDR) listen on for the core's Prometheus "
+                            "(blank: 127.0.0.1, and their ports are not reported)", ("agenthost",))
 JOIN_ADDR = text("HIVE_JOIN_ADDR", "", "host:port of the join endpoint agent hosts join through (blank: no joins)",
                  _DP)
 JOIN_URL = text("HIVE_JOIN_URL", "", "the join URL `hive host add` prints (blank: http://<HIVE_JOIN_ADDR>)", _DP)

@@ -9,6 +9,7 @@ a default in docs/configuration.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -73,6 +74,14 @@ def _declare(var: Var[T]) -> Var[T]:
 
 def text(name: str, default: str, doc: str, services: tuple[str, ...], *, lower: bool = False) -> Var[str]:
     return _declare(Var(name, (lambda v: v.lower()) if lower else str, default, "any text", doc, services))
+
+
+def address(name: str, doc: str, services: tuple[str, ...]) -> Var[str]:
+    """An IP address, as written back by `ipaddress` ("" when unset)."""
+    def parse(v: str) -> str:
+        return str(ipaddress.ip_address(v.strip("[]")))
+
+    return _declare(Var(name, parse, "", "an IP address", doc, services))
 
 
 def optional(

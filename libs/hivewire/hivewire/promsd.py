@@ -22,12 +22,19 @@ Format (prometheus.io/docs/guides/file-sd):
 
     [{"targets": ["127.0.0.1:40123"], "labels": {"agent": "alice",
       "service": "hive-harness", "__metrics_path__": "/metrics"}}]
+
+Agents on agent hosts (`set_host`, from the deployer's host heartbeats): their
+targets are `<registered address>:<port>` with the label `host="<host>"`, the
+address the host joined from and only the port from its report; the host's own
+services (`hive-agenthost`, its harness pool) go into `hosts.json` beside
+`agents.json` (job `hive-hosts`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -38,6 +45,7 @@ from hivewire import config
 from hivewire.names import validate_agent_name
 
 FILE_NAME = "agents.json"
+HOSTS_FILE_NAME = "hosts.json"  # agent hosts' own services (hive-agenthost, a harness pool), beside FILE_NAME
 ANNOUNCE_FILE = "metrics.json"  # in an agent's state dir: {"instance", "metrics_url"}
 METRICS_PATH = "/metrics"
 LOOPBACK = ("127.0.0.1", "::1")
@@ -85,7 +93,8 @@ def target_group(agent: str, metrics_url: str) -> dict[str, object]:
     }
     if u.scheme == "https":
         labels["__scheme__"] = "https"
-    return {"targets": [f"{u.hostname}:{u.port}"], "labels": labels}
+    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname  # an IPv6 address keeps its brackets
+    return {"targets": [f"{host}:{u.port}"], "labels": labels}
 
 
 def render(targets: Mapping[str, str]) -> str:
@@ -95,32 +104,18 @@ def render(targets: Mapping[str, str]) -> str:
 
 def read_targets(path: Path) -> dict[str, str]:
     """agent -> metrics URL, from a file this module wrote ({} when absent or unreadable)."""
-    try:
-        groups = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
     out: dict[str, str] = {}
-    for g in groups if isinstance(groups, list) else []:
-        labels = g.get("labels", {})
-        for t in g.get("targets", []):
-            scheme = labels.get("__scheme__", "http")
-            out[labels["agent"]] = f"{scheme}://{t}{labels.get('__metrics_path__', '/metrics')}"
+    for g in _read_groups(path):
+        labels, targets = _labels(g), g.get("targets")
+        for t in targets if isinstance(targets, list) and "agent" in labels else []:
+            scheme, mpath = labels.get("__scheme__", "http"), labels.get("__metrics_path__", METRICS_PATH)
+            out[labels["agent"]] = f"{scheme}://{t}{mpath}"
     return out
 
 
 def write_targets(path: Path, targets: Mapping[str, str]) -> None:
-    """Replace the whole file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render(targets)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.fchmod(fd, 0o644)  # readable by Prometheus whatever the service's umask (077)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Replace the whole file atomically (0644: readable by Prometheus whatever the service's umask)."""
+    _write_groups(path, [target_group(a, targets[a]) for a in sorted(targets)])
 
 
 @contextlib.contextmanager
@@ -132,6 +127,43 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _read_groups(path: Path) -> list[dict[str, object]]:
+    try:
+        groups = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    return [g for g in groups if isinstance(g, dict)] if isinstance(groups, list) else []
+
+
+def _labels(group: Mapping[str, object]) -> dict[str, str]:
+    labels = group.get("labels")
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def _write_groups(path: Path, groups: list[dict[str, object]]) -> bool:
+    """Replace the file atomically when `groups` differ from it; whether it changed."""
+    def key(g: dict[str, object]) -> tuple[str, str, str]:
+        lb = _labels(g)
+        return lb.get("agent", ""), lb.get("host", ""), lb.get("service", "")
+
+    groups = sorted(groups, key=key)
+    text = json.dumps(groups, indent=2) + "\n"
+    path = Path(path)
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.fchmod(fd, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return True
 
 
 def set_agent(home: Path, agent: str, metrics_url: str | None) -> dict[str, str]:
@@ -148,15 +180,54 @@ def set_agent(home: Path, agent: str, metrics_url: str | None) -> dict[str, str]
     if metrics_url and host:
         u = urlsplit(metrics_url)
         metrics_url = u._replace(netloc=f"{host}:{u.port}").geturl()
+    new = target_group(agent, metrics_url) if metrics_url else None  # validate before writing anything
     with _locked(path):
-        targets = read_targets(path)
-        if metrics_url:
-            target_group(agent, metrics_url)  # validate before writing anything
-            targets[agent] = metrics_url
-        else:
-            targets.pop(agent, None)
-        write_targets(path, targets)
-    return targets
+        groups = [g for g in _read_groups(path) if _labels(g).get("agent") != agent]
+        _write_groups(path, groups + ([new] if new else []))
+    return read_targets(path)
+
+
+def hosts_sd_path(home: Path) -> Path:
+    """Agent hosts' own services: `hosts.json` beside the agents' file."""
+    return sd_path(home).with_name(HOSTS_FILE_NAME)
+
+
+def remote_target(addr: str, port: object) -> str:
+    """`<addr>:<port>` of a scrape target on an agent host: `addr` the host's registered
+    address (an IP the hub recorded), `port` the only thing taken from the host's report;
+    ValueError for anything but an IP and a port in 1..65535."""
+    ip = ipaddress.ip_address(addr)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"not a port: {port!r}")
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def set_host(home: Path, host: str, addr: str | None, agents: Mapping[str, int],
+             services: Mapping[str, int]) -> bool:
+    """Replace every target of agent host `host`: `agents` (agent -> its harness's port) in the
+    agents' file, `services` (service name -> port: hive-agenthost, hive-harness-pool) in
+    `hosts.json`, all at `addr`; `addr` None removes them all. Whether a file changed.
+    ValueError (nothing written) for a bad address, name or port."""
+    host = validate_agent_name(host, allow_reserved=True)
+    agent_groups: list[dict[str, object]] = []
+    service_groups: list[dict[str, object]] = []
+    if addr is not None:
+        for agent, port in sorted(agents.items()):
+            agent_groups.append({"targets": [remote_target(addr, port)], "labels": {
+                "agent": validate_agent_name(agent, allow_reserved=True), "service": "hive-harness", "host": host,
+                "__metrics_path__": METRICS_PATH}})
+        for service, port in sorted(services.items()):
+            service_groups.append({"targets": [remote_target(addr, port)], "labels": {
+                "service": validate_agent_name(service, allow_reserved=True), "host": host,
+                "__metrics_path__": METRICS_PATH}})
+    changed = False
+    for path, mine in ((sd_path(home), agent_groups), (hosts_sd_path(home), service_groups)):
+        with _locked(path):
+            if not mine and not path.exists():
+                continue
+            others = [g for g in _read_groups(path) if _labels(g).get("host") != host]
+            changed = _write_groups(path, others + mine) or changed
+    return changed
 
 
 def announce(state_dir: Path, instance: str, metrics_url: str) -> Path:
@@ -182,3 +253,31 @@ def announced(state_dir: Path, instance: str | None = None) -> str | None:
     if url is None or url == "":
         return None
     return check_announced_url(url, any_bind=bool(config.PROMSD_HOST.get()))
+
+
+def announced_port(state_dir: Path) -> int | None:
+    """On an agent host: the port of the `/metrics` its harness announced (None when none).
+    Only the port goes into the host's heartbeat; the hub puts it at the host's registered
+    address. ValueError for anything but `http://<address>:<port>/metrics`."""
+    try:
+        data = json.loads((Path(state_dir) / ANNOUNCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    url = data.get("metrics_url") if isinstance(data, dict) else None
+    return url_port(url) if url else None
+
+
+def url_port(url: object) -> int:
+    """The port of a `http://<address>:<port>/metrics` URL this host serves, else ValueError."""
+    if not isinstance(url, str) or len(url) > 200:
+        raise ValueError("metrics URL refused: not a short string")
+    u = urlsplit(url)
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    if u.scheme != "http" or not u.hostname or "@" in u.netloc or port is None or not 0 < port < 65536 \
+            or u.path != METRICS_PATH or u.query or u.fragment:
+        raise ValueError(f"metrics URL refused: {url[:200]!r} is not http://<address>:<port>{METRICS_PATH}")
+    return port
+

@@ -3,6 +3,7 @@
 import os
 
 from hive_agenthost.join import load_host
+from hivewire import config
 from hivewire.runner import run_service
 from hivewire.settings import Settings
 
@@ -12,6 +13,9 @@ def main() -> None:
     host = load_host(Settings.from_env().home)
     os.environ.setdefault("HIVE_NATS_URL", host.nats_url)
     os.environ.setdefault("HIVE_NATS_CREDS", host.creds_file)
+    bind = config.HOST_METRICS_BIND.get()
+    if bind:  # its own /metrics where the core's Prometheus reaches it, like its harnesses'
+        os.environ.setdefault("HIVE_METRICS_ADDR", f"[{bind}]:0" if ":" in bind else f"{bind}:0")
     from hive_agenthost.service import build
 
     run_service("agenthost", build)

@@ -36,7 +36,7 @@ from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
 from hive_deployer.runtimes import Launch, Runtime, get_runtime
 from hive_deployer.supervise import Procs
-from hivewire import agentenv, config, natsauth, subjects
+from hivewire import agentenv, config, natsauth, promsd, subjects
 from hivewire.errors import HiveError
 from hivewire.runner import resolve_nats_url
 from hivewire.service import Context, Endpoint, HiveClient, MicroService
@@ -93,9 +93,14 @@ class AgentHostService(MicroService):
         self.nats_url = resolve_nats_url(settings)
         self.heartbeat_s = config.HOST_HEARTBEAT_S.get()
         self.agent_limit = config.HOST_AGENT_LIMIT.get()
+        # Harnesses listen where the core's Prometheus reaches them only when asked to; their ports are
+        # reported then, and the hub scrapes them at the address this host joined from.
+        self.metrics_bind = config.HOST_METRICS_BIND.get()
+        bind = self.metrics_bind or "127.0.0.1"
+        self.harness_metrics_addr = f"[{bind}]:0" if ":" in bind else f"{bind}:0"
         self.procs = Procs(self.runtime, self.layout.logs, self._on_exit,
                            pool=pool.for_runtime(self.runtime, self.layout.logs, harness_cmd=self.opts.harness_cmd,
-                                                 flag=self.opts.harness_pool))
+                                                 flag=self.opts.harness_pool, metrics_addr=self.harness_metrics_addr))
         self.sessions = HostSessions(self.layout, self.runtime, settings, self.nats_url, self.host)
         self.started: dict[str, float] = {}
         self.exits: dict[str, str] = {}
@@ -142,6 +147,7 @@ class AgentHostService(MicroService):
             return HostAgentReply(agent=name, pid=pid, at=self.started.get(name, 0.0))
         identity, readable = await self._identity(name)
         self.layout.make_agent_dirs(name)
+        (self.layout.state(name) / promsd.ANNOUNCE_FILE).unlink(missing_ok=True)  # a previous harness's port
         at = time.time()
         await self.procs.start(self.launch(name, req.config_env, req.rev, identity, readable), req.rev or None)
         self.started[name] = at
@@ -235,7 +241,7 @@ class AgentHostService(MicroService):
         env = {
             "HIVE_AGENT": name, "HIVE_HOME": str(self.settings.home), "HIVE_NATS_URL": self.nats_url,
             "HIVE_EVENTS_DB": str(state / "events.sqlite"), "HIVE_MODEL_FILE": str(state / "model"),
-            "HIVE_METRICS_ADDR": "127.0.0.1:0", "HIVE_AGENT_CMD": self.settings.agent_cmd,
+            "HIVE_METRICS_ADDR": self.harness_metrics_addr, "HIVE_AGENT_CMD": self.settings.agent_cmd,
             "HIVE_LOG_LEVEL": self.settings.log_level, "CLAUDE_CONFIG_DIR": str(creds), "HIVE_DEPLOYED_REV": rev,
             "HIVE_AGENT_CONFIG_ENV": json.dumps(allowed, sort_keys=True), **identity,
         }
@@ -251,14 +257,37 @@ class AgentHostService(MicroService):
         self._beat_now.set()
 
     # --- heartbeats ------------------------------------------------------------------------------
+    def _port(self, what: str, url: str | None) -> int:
+        """The port of a /metrics URL served here, 0 when none is reported (refused: logged)."""
+        if not self.metrics_bind or not url:
+            return 0
+        try:
+            return promsd.url_port(url)
+        except ValueError as exc:
+            log.warning("metrics_port_refused", what=what, error=str(exc))
+            return 0
+
+    def _agent_port(self, name: str) -> int:
+        """Its harness's announced port (a pooled agent has none of its own: the pool's counts it)."""
+        r = self.procs.running.get(name)
+        if not self.metrics_bind or r is None or isinstance(r.proc, pool.PoolProc):
+            return 0
+        try:
+            return promsd.announced_port(self.layout.state(name)) or 0
+        except ValueError as exc:  # the agent can write its state dir: what it wrote is not a port
+            log.warning("metrics_port_refused", what=name, error=str(exc))
+            return 0
+
     def heartbeat(self) -> HostHeartbeat:
         total, avail = meminfo()
-        agents = [HostAgentInfo(name=n, pid=p, started_at=self.started.get(n, 0.0))
+        agents = [HostAgentInfo(name=n, pid=p, started_at=self.started.get(n, 0.0), metrics_port=self._agent_port(n))
                   for n in sorted(self.procs.running) if (p := self.procs.pid(n)) is not None]
+        pooled = self.procs.pool.metrics_url if self.procs.pool is not None and self.procs.pool.pid else ""
         return HostHeartbeat(host=self.host, sent_at=time.time(), version=_version(), mem_total=total,
                              mem_available=avail, cpus=os.cpu_count() or 0, load1=os.getloadavg()[0],
                              agent_limit=self.agent_limit, runtime=self.runtime.kind, agents=agents,
-                             exits=dict(self.exits))
+                             exits=dict(self.exits), metrics_port=self._port("hive-agenthost", self.metrics_url),
+                             pool_metrics_port=self._port("hive-harness-pool", pooled))
 
     async def _heartbeats(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from hive_deployer import joinhttp, placement
+from hive_deployer import hostmetrics, joinhttp, placement
 from hive_deployer.layout import check_name
 from hive_deployer.verbs import Lifecycle
 from hivewire import codec, config, hostauth, subjects
@@ -137,6 +137,7 @@ class Hosts:
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self.join_server: joinhttp.JoinServer | None = None
+        self.targets = hostmetrics.HostTargets(home)  # agent hosts' Prometheus targets
 
     # --- views used by the lifecycle ---------------------------------------------
     def placed(self, agent: str) -> str | None:
@@ -203,7 +204,7 @@ class Hosts:
             host = socket.gethostname()
         return f"{host}:{port}"
 
-    async def join(self, req: JoinRequest) -> JoinReply:
+    async def join(self, req: JoinRequest, addr: str = "") -> JoinReply:
         """POST /join: a valid, unused, unexpired token gets the host its NATS identity (once)."""
         name = check_name(req.name)
         rec = self.reg.hosts.get(name)
@@ -213,12 +214,14 @@ class Hosts:
             log.warning("host_join_refused", host=name, reason=why)
             raise HiveError("forbidden", f"join refused: {why}")
         assert rec is not None
-        rec.update(token_used=True, token_hash=None, state="online", joined_at=time.time())
+        # `addr`, the sender's IP, is where the core's Prometheus scrapes this host (hostmetrics)
+        rec.update(token_used=True, token_hash=None, state="online", joined_at=time.time(),
+                   addr=hostmetrics.peer_addr(addr))
         self.reg.save()
         creds = await asyncio.to_thread(hostauth.issue_host, self.home, name)
         self.live[name] = Live(seen=time.monotonic(), seen_wall=time.time())
         HOST_EVENTS.labels("joined").inc()
-        log.info("host_joined", host=name)
+        log.info("host_joined", host=name, addr=rec["addr"])
         return JoinReply(name=name, nats_urls=self.opts.nats_urls, nats_port=self.opts.nats_port, creds=creds,
                          hub=self.opts.name)
 
@@ -239,6 +242,7 @@ class Hosts:
         del self.reg.hosts[name]
         self.live.pop(name, None)
         self.reg.save()
+        await self.targets.drop(name)
         info.state = "removed"
         HOST_EVENTS.labels("removed").inc()
         log.info("host_removed", host=name, agents=placed)
@@ -360,6 +364,8 @@ class Hosts:
                 row = await self.agents.store.agent(a.name)
                 if row is not None and row.state != "running" and a.name not in self.agents.transient:
                     await self.agents._set(row, "running")
+        if host in self.reg.hosts:  # not removed meanwhile
+            await self.targets.report(host, self.reg.hosts[host].get("addr", ""), hb, self.reg.placements)
         if was_lost:
             if not first:
                 HOST_EVENTS.labels("back").inc()
@@ -402,6 +408,7 @@ class Hosts:
             lost.append(name)
             HOST_EVENTS.labels("lost").inc()
             log.warning("host_lost", host=name, silent_s=round(now - live.seen, 1))
+            await self.targets.drop(name)
             for agent, h in list(self.reg.placements.items()):
                 if h != name:
                     continue

@@ -26,7 +26,7 @@ STATUS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405
           413: "Payload Too Large", 500: "Internal Server Error"}
 CODE_STATUS = {"forbidden": 403, "not_found": 404, "bad_name": 400, "bad_request": 400}
 
-Handler = Callable[[JoinRequest], Awaitable[JoinReply]]
+Handler = Callable[[JoinRequest, str], Awaitable[JoinReply]]  # the request and its sender's IP address
 
 
 class JoinServer:
@@ -49,7 +49,9 @@ class JoinServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, body = await asyncio.wait_for(self._handle(reader), 10.0)
+            peer = writer.get_extra_info("peername")
+            addr = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            status, body = await asyncio.wait_for(self._handle(reader, addr), 10.0)
         except (TimeoutError, asyncio.IncompleteReadError, ValueError, ConnectionError):
             status, body = 400, {"error": {"code": "bad_request", "message": "malformed request"}}
         try:
@@ -62,7 +64,7 @@ class JoinServer:
         finally:
             writer.close()
 
-    async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, object]:
+    async def _handle(self, reader: asyncio.StreamReader, addr: str) -> tuple[int, object]:
         line = (await reader.readline()).decode("latin-1").split()
         headers: dict[str, str] = {}
         while True:
@@ -81,7 +83,7 @@ class JoinServer:
         raw = await reader.readexactly(size)
         try:
             req = codec.decode(raw, JoinRequest)
-            rep = await self.handler(req)
+            rep = await self.handler(req, addr)
         except HiveError as exc:
             return CODE_STATUS.get(exc.code, 500), {"error": {"code": exc.code, "message": exc.message}}
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -65,15 +65,21 @@ class PoolProc:
         return self.returncode if self.returncode is not None else -9
 
 
-def for_runtime(runtime: Runtime, log_dir: Path, *, harness_cmd: str, flag: bool) -> HarnessPool | None:
+def for_runtime(runtime: Runtime, log_dir: Path, *, harness_cmd: str, flag: bool,
+                metrics_addr: str = "127.0.0.1:0") -> HarnessPool | None:
     """A pool when asked for (`Options.harness_pool`), for a host runtime running the stock harness."""
-    return HarnessPool(runtime, log_dir) if flag and not harness_cmd and runtime.kind in POOL_RUNTIMES else None
+    if flag and not harness_cmd and runtime.kind in POOL_RUNTIMES:
+        return HarnessPool(runtime, log_dir, metrics_addr=metrics_addr)
+    return None
 
 
 class HarnessPool:
-    def __init__(self, runtime: Runtime, log_dir: Path, argv: list[str] | None = None) -> None:
+    def __init__(self, runtime: Runtime, log_dir: Path, argv: list[str] | None = None,
+                 metrics_addr: str = "127.0.0.1:0") -> None:
         self.runtime = runtime
         self.log_dir = log_dir
+        self.metrics_addr = metrics_addr  # where the pool's /metrics listens (host:port)
+        self.metrics_url = ""  # what the running pool reports with each start
         self.argv = argv or [sys.executable, "-m", "hive_harness.pool"]
         self.proc: asyncio.subprocess.Process | None = None
         self.members: dict[str, PoolProc] = {}
@@ -90,7 +96,8 @@ class HarnessPool:
             if self.proc is not None and self.proc.returncode is None:
                 return self.proc
             env = {k: v for k, v in self.runtime.env(launch).items() if k not in PER_AGENT}
-            env["HIVE_METRICS_ADDR"] = "127.0.0.1:0"
+            env["HIVE_METRICS_ADDR"] = self.metrics_addr
+            self.metrics_url = ""
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / "harness-pool.log", "ab") as out:
                 out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start harness pool "
@@ -118,6 +125,8 @@ class HarnessPool:
             except ValueError:
                 continue
             name, kind = str(ev.get("agent", "")), ev.get("event")
+            if kind == "started" and isinstance(ev.get("metrics_url"), str):
+                self.metrics_url = ev["metrics_url"]
             if kind in ("started", "start_failed"):
                 fut = self._replies.pop(name, None)
                 if fut is not None and not fut.done():

@@ -14,7 +14,8 @@ lines: on stdin `{"op": "start", "agent", "env"}` (the agent's own
 environment: what a one-process harness would get on top of the pool's),
 `{"op": "stop", "agent", "timeout"}`, `{"op": "kill", "agent", "reason"}`;
 on stdout `{"event": "started"|"start_failed"|"up"|"exited", "agent", ...}`
-(`exited` carries `rc` and `reason`; `asked` is true for a stop on purpose).
+(`started` carries the pool's `metrics_url`, `exited` `rc` and `reason`; `asked` is true for a stop on
+purpose).
 Logs go to stderr, one JSON line each with `agent` bound.
 
 Failure isolation: an agent whose start, service or turn loop fails exits
@@ -177,7 +178,7 @@ async def _handle(pool: Pool, line: bytes) -> None:
     try:
         if op == "start":
             pool.start(name, dict(cmd.get("env") or {}))
-            _emit({"event": "started", "agent": name, "pid": os.getpid()})
+            _emit({"event": "started", "agent": name, "pid": os.getpid(), "metrics_url": pool.metrics_url})
         elif op == "stop":
             if not pool.stop(name, float(cmd.get("timeout") or STOP_S)):
                 _emit({"event": "exited", "agent": name, "rc": None, "reason": "not running", "asked": True})

@@ -40,6 +40,7 @@ class HostAgentInfo(Wire, kw_only=True):
     name: str
     pid: int
     started_at: float  # the agent host's clock
+    metrics_port: int = 0  # its harness's /metrics on HIVE_HOST_METRICS_BIND (0: none reported, or pooled)
 
 
 class HostHeartbeat(Wire, kw_only=True):
@@ -56,6 +57,10 @@ class HostHeartbeat(Wire, kw_only=True):
     runtime: str = ""
     agents: list[HostAgentInfo] = []
     exits: dict[str, str] = {}  # agent -> why its process ended last (not asked to)
+    # /metrics ports on HIVE_HOST_METRICS_BIND (0: none reported): the hub scrapes them at the address
+    # the host joined from, never at an address the host names (hivewire.promsd.set_host)
+    metrics_port: int = 0  # hive-agenthost's own
+    pool_metrics_port: int = 0  # the harness pool's (its agents together)
 
 
 class HostInfo(Wire, kw_only=True):
