@@ -36,6 +36,7 @@ async def test_stale_needs_login_clears_once_the_agent_is_online(page: Page, das
     await log_in(page, dashboard, "/agents/alice")
     badge, prompt = page.locator("#b-presence"), page.locator("#prompt")
     await expect(badge).to_have_text("idle")
+    await expect(page.locator("#live")).to_have_text("● live")  # the stream is open: what follows comes live
 
     await stack.run(needs_login(alice))
     await expect(badge).to_have_text("needs login", timeout=5000)
@@ -62,6 +63,7 @@ async def test_stale_needs_login_clears_once_the_agent_is_online(page: Page, das
     # cancelling a login flow is a step, not a status: an online agent stays online
     await page.goto(dashboard.url + "/agents/alice")
     await expect(badge).to_have_text("idle")
+    await expect(page.locator("#live")).to_have_text("● live")  # the stream is open: what follows comes live
     await stack.run(alice.event("status_changed", {"status": "needs_login_cancelled"}))
     await expect(page.locator("#log .ln.note").filter(has_text="needs_login_cancelled")).to_have_count(1)
     await expect(badge).to_have_text("idle")
@@ -76,6 +78,7 @@ async def test_presence_alone_brings_a_needs_login_badge_back_to_idle(page: Page
     await log_in(page, dashboard, "/agents/alice")
     badge = page.locator("#b-presence")
     await expect(badge).to_have_text("needs login")
+    await expect(page.locator("#live")).to_have_text("● live")  # the stream is open: what follows comes live
     alice.status = "online"
     await stack.run(alice.set_presence("idle"))
     await expect(badge).to_have_text("idle", timeout=5000)
