@@ -26,7 +26,7 @@ from hivewire.wire import broker as wb
 from hivewire.wire import ops
 from hivewire.wire.deployer import AgentInfo
 from hivewire.wire.op import Op
-from tests.support.procs import running
+from tests.support.procs import running, wait_for
 
 UNCONFINED = ProcessRuntime(allow_unconfined=True)  # deployer logic only: these fake harnesses run no agent CLI
 
@@ -57,6 +57,16 @@ class Env:
 
     async def call(self, op: Op[Req, Rep], req: Req, timeout: float = 30.0) -> Rep:
         return await self.client.request(op, req, timeout=timeout)
+
+
+async def told(env: Env, who: str, words: str) -> None:
+    """System messages go through an ordered, asynchronous queue: wait for one to land."""
+
+    async def landed() -> bool:
+        assert env.broker is not None
+        return any(words in b for b in await env.broker.to(who))
+
+    await wait_for(landed, timeout=10)
 
 
 def fast_options(**kw: Any) -> Options:

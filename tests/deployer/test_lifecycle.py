@@ -14,16 +14,8 @@ from hivewire.wire import ops
 from hivewire.wire.agent import AgentState
 from hivewire.wire.common import Empty
 from hivewire.wire.deployer import AgentInfo, DestroyRequest, NameRequest, SpawnRequest
+from tests.deployer.conftest import told
 from tests.support.procs import wait_for
-
-
-async def told(env: object, who: str, words: str) -> None:
-    """System messages go through an ordered, asynchronous queue: wait for one to land."""
-
-    async def landed() -> bool:
-        return any(words in b for b in await env.broker.to(who))  # type: ignore[attr-defined]
-
-    await wait_for(landed, timeout=10)
 
 pytestmark = pytest.mark.slow
 
