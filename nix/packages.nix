@@ -24,7 +24,7 @@ let
     doCheck = false; # the test suite needs a live stack; run it with scripts/test
   };
   hivewire = mk "hivewire" "libs/hivewire" (with py; [
-    nats-py natsServerBin msgspec structlog prometheus-client typer rich
+    nats-py natsServerBin msgspec structlog prometheus-client typer rich cryptography
   ]);
 in
 rec {

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_MODULES = {
     "agentenv", "cli.app", "cli.up", "cli.upready", "codec", "config", "confine", "db", "errors", "hostauth", "logs",
     "migrations", "names", "nats_transport", "natsauth", "procs", "promsd", "runner", "safegit", "service",
-    "settings", "subjects", "tasks", "transport", "wire",
+    "settings", "subjects", "tasks", "tls", "transport", "wire",
 }
 
 

@@ -28,6 +28,7 @@ Public modules:
     settings        `Settings`
     subjects        subject helpers
     tasks           `cancel_and_wait`
+    tls             the core's CA and certificate, TLS contexts, the CA fingerprint
     transport       the `Transport` protocol, `MemoryTransport`
     wire            the wire types (`wire.<domain>`) and the op registry (`wire.ops`)
 

@@ -139,6 +139,10 @@ JOIN_URL = text("HIVE_JOIN_URL", "", "the join URL `hive host add` prints (blank
 HOSTS_NATS_URLS = text("HIVE_HOSTS_NATS_URLS", "", "the NATS URLs joining hosts are given (comma-separated)", _DP)
 HOSTS_NATS_PORT = integer("HIVE_HOSTS_NATS_PORT", 4222, "the NATS port joining hosts dial (set by hive up "
                           "--nats-listen)", _DP, positive=True)
+TLS_SANS = text("HIVE_TLS_SANS", "", "more names and addresses (comma-separated) the core's TLS certificate "
+                "covers (hivewire.tls)", ("deployer", "cli"))
+NATS_CA = optional("HIVE_NATS_CA", "the CA (PEM) a TLS NATS server is checked against (unset: HIVE_HOME/tls/ca.pem "
+                   "when present)", (ALL,), accepts="a path")
 
 # --- the harness (hive_harness) ----------------------------------------------------------
 _H = ("harness",)
