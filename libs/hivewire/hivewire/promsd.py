@@ -59,6 +59,15 @@ def check_announced_url(url: object, *, any_bind: bool = False) -> str:
     the fixed path, so it cannot point Prometheus at another host or path.
     `any_bind`: a wildcard host (0.0.0.0, ::) is accepted too (its host is replaced
     by HIVE_PROMSD_HOST, so only the port comes from the agent)."""
+    hosts = LOOPBACK + WILDCARD if any_bind else LOOPBACK
+    host, _ = _split_metrics_url(url, f"http://127.0.0.1:<port>{METRICS_PATH}")
+    if host not in hosts:
+        raise ValueError(f"metrics URL refused: {str(url)[:200]!r} is not http://127.0.0.1:<port>{METRICS_PATH}")
+    return str(url)
+
+
+def _split_metrics_url(url: object, expected: str) -> tuple[str, int]:
+    """(host, port) of an `http://<host>:<port>/metrics` URL with nothing else in it, else ValueError."""
     if not isinstance(url, str) or len(url) > 200:
         raise ValueError("metrics URL refused: not a short string")
     u = urlsplit(url)
@@ -66,12 +75,10 @@ def check_announced_url(url: object, *, any_bind: bool = False) -> str:
         port = u.port
     except ValueError:
         port = None
-    hosts = LOOPBACK + WILDCARD if any_bind else LOOPBACK
-    if (u.scheme != "http" or u.hostname not in hosts or u.username is not None or u.password is not None
-            or port is None or not 0 < port < 65536 or u.path != METRICS_PATH or u.query or u.fragment
-            or "@" in u.netloc):
-        raise ValueError(f"metrics URL refused: {url[:200]!r} is not http://127.0.0.1:<port>{METRICS_PATH}")
-    return url
+    if (u.scheme != "http" or not u.hostname or "@" in u.netloc or port is None or not 0 < port < 65536
+            or u.path != METRICS_PATH or u.query or u.fragment):
+        raise ValueError(f"metrics URL refused: {url[:200]!r} is not {expected}")
+    return u.hostname, port
 
 
 def sd_path(home: Path) -> Path:
@@ -269,15 +276,5 @@ def announced_port(state_dir: Path) -> int | None:
 
 def url_port(url: object) -> int:
     """The port of a `http://<address>:<port>/metrics` URL this host serves, else ValueError."""
-    if not isinstance(url, str) or len(url) > 200:
-        raise ValueError("metrics URL refused: not a short string")
-    u = urlsplit(url)
-    try:
-        port = u.port
-    except ValueError:
-        port = None
-    if u.scheme != "http" or not u.hostname or "@" in u.netloc or port is None or not 0 < port < 65536 \
-            or u.path != METRICS_PATH or u.query or u.fragment:
-        raise ValueError(f"metrics URL refused: {url[:200]!r} is not http://<address>:<port>{METRICS_PATH}")
-    return port
+    return _split_metrics_url(url, f"http://<address>:<port>{METRICS_PATH}")[1]
 
