@@ -2,9 +2,12 @@
 other hosts (network namespaces, as test_many_hosts).
 
 `hive up --only broker` in h1 without the option: from h2, `hive status` against h1's address
-gets no connection (127.0.0.1 only). With `--nats-listen 0.0.0.0:<port>`: from h2 the broker
-answers, with the operator's credentials (auth stays on: an unknown user is refused), and
-`hive up` says where it listens. `parse_listen` refuses what is not HOST[:PORT].
+gets no connection (127.0.0.1 only), and there is no TLS (no certificate is made; local clients
+talk plain text). With `--nats-listen 0.0.0.0:<port>`: TLS is on; from h2 a client that does not
+trust the core's CA is refused, one given it (HIVE_NATS_CA, as `hive host join` stores it) gets the
+broker's answer with the operator's credentials (auth stays on: an unknown user is refused), the
+core's own services and CLI on 127.0.0.1 still work, and `hive up` says where it listens.
+`parse_listen` refuses what is not HOST[:PORT].
 """
 
 from __future__ import annotations
@@ -55,8 +58,8 @@ def test_nats_listen_makes_the_core_reachable_from_another_host(lan: Lan, tmp_pa
     home = tmp_path / "core"
     remote = {"HIVE_NATS_URL": f"nats://{HUB_ADDR['h2']}:{PORT}"}
 
-    def status_from_h2(creds: str) -> tuple[int, Any]:
-        e = env(tmp_path / "h2home", **remote, HIVE_NATS_CREDS=creds)
+    def status_from_h2(creds: str, **extra: str) -> tuple[int, Any]:
+        e = env(tmp_path / "h2home", **remote, HIVE_NATS_CREDS=creds, **extra)
         try:
             return 0, json.loads(lan.run("h2", [HIVE, "status", "--json", "--wait", "1"], e, timeout=30))
         except AssertionError as exc:
@@ -77,17 +80,21 @@ def test_nats_listen_makes_the_core_reachable_from_another_host(lan: Lan, tmp_pa
     op = str(natsauth.creds_path(home, natsauth.OPERATOR_USER))
     rc, out = status_from_h2(op)
     assert rc != 0 and "cannot reach NATS" in out, out
+    assert not (home / "tls").exists()  # loopback only: plain text, no certificate
     stop_process(p, timeout=15.0)
 
     # --- with it: h2 reaches the core's NATS; auth is still on -------------------------------------------------
-    p = up("--nats-listen", f"0.0.0.0:{PORT}")
-    rc, out = status_from_h2(op)
+    p = up("--nats-listen", f"0.0.0.0:{PORT}")  # up() waited for the broker over TLS on 127.0.0.1
+    rc, out = status_from_h2(op)  # the system's roots only: the core's certificate does not verify
+    assert rc != 0 and "CERTIFICATE_VERIFY_FAILED" in out, out
+    ca = {"HIVE_NATS_CA": str(home / "tls" / "ca.pem")}
+    rc, out = status_from_h2(op, **ca)
     assert rc == 0, out
     assert "hive-broker" in {s["name"] for s in out}
     bogus = tmp_path / "bogus.env"
     bogus.write_text("HIVE_NATS_USER=nobody\nHIVE_NATS_PASSWORD=wrong\n")
-    rc, out = status_from_h2(str(bogus))
+    rc, out = status_from_h2(str(bogus), **ca)
     assert rc != 0, out
     log = (tmp_path / "logs/up.log").read_text()
-    assert f"nats listens on 0.0.0.0:{PORT}" in log
+    assert f"nats listens on 0.0.0.0:{PORT}" in log and "nats TLS: on" in log
     stop_process(p, timeout=15.0)

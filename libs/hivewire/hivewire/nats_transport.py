@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +16,10 @@ from nats.micro import add_service
 from nats.micro.service import Service, ServiceConfig, ServiceVerb, control_subject
 from prometheus_client import Counter
 
+from hivewire import tls
 from hivewire.errors import HiveError
 from hivewire.natsauth import Credentials, resolve_credentials
+from hivewire.tasks import cancel_and_wait
 from hivewire.transport import (
     BAD_SUBJECT,
     BatchEndpointSpec,
@@ -53,13 +56,23 @@ async def connect_nats(
     `servers` may list several URLs (comma-separated). The NATS identity is
     `credentials`, else what the environment names (`HIVE_NATS_CREDS`,
     `HIVE_NATS_USER`/`HIVE_NATS_PASSWORD`, `HIVE_NATS_INBOX_PREFIX`; see
-    `hivewire.natsauth.resolve_credentials`); none of them: no auth.
+    `hivewire.natsauth.resolve_credentials`); none of them: no auth. A server that
+    requires TLS is checked against `hivewire.tls.nats_ca` (HIVE_NATS_CA, else
+    HIVE_HOME/tls/ca.pem): a server its CA did not sign is refused.
     """
     if isinstance(servers, str):
         servers = [s.strip() for s in servers.split(",") if s.strip()]
     creds = credentials if credentials is not None else (None if user_credentials else resolve_credentials())
+    ca = tls.nats_ca()
+    tls_ctx = tls.client_context(ca) if ca is not None else None
+
+    last_error: list[Exception] = []
+    untrusted = asyncio.Event()
 
     async def on_error(exc: Exception) -> None:
+        last_error[:] = [exc]
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            untrusted.set()
         NATS_EVENTS.labels("error").inc()
         log.warning("nats_error", error=str(exc))
 
@@ -94,15 +107,34 @@ async def connect_nats(
                 opts["user_credentials"] = user_credentials
             if creds is not None:
                 opts.update(creds.connect_options())
-            nc = await nats.connect(**opts)
+            if tls_ctx is not None:  # used only when the server requires TLS
+                opts["tls"] = tls_ctx
+            nc = await _connect_bounded(opts, untrusted, timeout * 5 + 5)
             holder.append(nc)
             return nc
         except (TimeoutError, OSError, nats.errors.Error) as exc:
+            why = last_error[0] if isinstance(exc, TimeoutError) and last_error else exc
             if not forever:
-                raise HiveError("unavailable", f"cannot reach NATS at {','.join(servers)}: {exc}") from None
-            log.warning("nats_connect_retry", servers=servers, error=str(exc), retry_in_s=delay)
+                raise HiveError("unavailable", f"cannot reach NATS at {','.join(servers)}: {why}") from None
+            log.warning("nats_connect_retry", servers=servers, error=str(why), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+async def _connect_bounded(opts: dict[str, Any], untrusted: asyncio.Event, bound: float) -> Client:
+    """`nats.connect`, given up on when the server's certificate does not verify or after `bound`
+    seconds: after a failed TLS handshake nats-py waits forever for the dead socket to close."""
+    untrusted.clear()
+    task = asyncio.ensure_future(nats.connect(**opts))
+    gave_up = asyncio.ensure_future(untrusted.wait())
+    try:
+        await asyncio.wait([task, gave_up], timeout=bound, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(gave_up)
+    if task.done():
+        return task.result()
+    await cancel_and_wait(task)
+    raise TimeoutError("NATS connect gave up (see the error before)")
 
 
 class _NatsSub:

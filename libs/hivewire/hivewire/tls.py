@@ -44,6 +44,10 @@ RENEW_DAYS = 30  # a server certificate this close to expiry is reissued on the 
 WILDCARD = ("0.0.0.0", "::", "")
 
 
+class TlsError(Exception):
+    """The certificate cannot be made (the CA's key is lost)."""
+
+
 @dataclass(frozen=True)
 class CoreCert:
     ca: Path
@@ -200,13 +204,20 @@ def ensure(home: Path, sans: Iterable[str]) -> CoreCert:
     os.chmod(d, 0o700)
     want = set(sans)
     with _locked(d):
-        try:
-            ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
-            ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
-            assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-        except FileNotFoundError:
+        ca_key: ec.EllipticCurvePrivateKey | None = None
+        if not (d / "ca.pem").exists():
             ca, ca_key = _new_ca(d)
+        else:  # never a new CA silently: joined hosts pin this one
+            ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
+            if (d / "ca.key").exists():
+                key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+                assert isinstance(key, ec.EllipticCurvePrivateKey)
+                ca_key = key
         if _server_ok(d, ca, want) is None:
+            if ca_key is None:
+                raise TlsError(f"{d / 'ca.key'} is missing, so the server certificate cannot be reissued (it lacks "
+                               f"one of {sorted(want)} or nears expiry): replace the CA (docs/operations.md, "
+                               "'TLS between hosts')")
             old = set()
             with contextlib.suppress(OSError, ValueError, x509.ExtensionNotFound):
                 cur = x509.load_pem_x509_certificate((d / "server.pem").read_bytes())

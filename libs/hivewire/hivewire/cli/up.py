@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 import typer
 
-from hivewire import natsauth
+from hivewire import natsauth, tls
 from hivewire.cli import upready
 from hivewire.cli.app import app, err_console, settings
 from hivewire.logs import configure_logging
@@ -197,7 +197,18 @@ async def _up(
         nats_url = f"nats://{local}:{port}"
         # Ours to own: a stale pid file must not lead a reload (agent issued/revoked) to another process.
         embedded_pid.unlink(missing_ok=True)
-        cmd = nats_command(s.run_dir / "nats", port, host=bind, config=auth.config if auth else None)
+        server_config = auth.config if auth else None
+        if not tls.is_loopback(bind):
+            # Beyond loopback every client, local ones included, must speak TLS (nats-server cannot
+            # make it optional per connection); they trust HIVE_HOME/tls/ca.pem (hivewire.tls).
+            try:
+                cert = tls.ensure(s.home, tls.core_sans([bind]))
+            except tls.TlsError as exc:
+                err_console.print(f"[red]error[/red] {exc}")
+                raise typer.Exit(2) from None
+            server_config = tls.nats_tls_config(s.home, cert, server_config)
+            ports.notes.append(f"nats TLS: on (CA {cert.ca}, sha256 {cert.sha256})")
+        cmd = nats_command(s.run_dir / "nats", port, host=bind, config=server_config)
         if bind != "127.0.0.1":  # agent hosts join with the port the server really has
             ports.env.setdefault("deployer", {})["HIVE_HOSTS_NATS_PORT"] = str(port)
             ports.notes.append(f"nats listens on {bind}:{port} (agent hosts connect there; auth "
