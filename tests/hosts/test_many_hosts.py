@@ -105,10 +105,11 @@ def test_three_hosts_join_spawn_talk_lose_one_and_get_it_back(lan: Lan, tmp_path
     # --- join: one-time tokens, per-host credentials ---------------------------------------
     for h in ("h2", "h3"):
         invite = hive("host", "add", h)
-        url = f"http://{HUB_ADDR[h]}:{JOIN_PORT}"
+        url = f"https://{HUB_ADDR[h]}:{JOIN_PORT}"  # HTTPS: the join endpoint listens beyond loopback
         home = tmp_path / h
-        lan.run(h, [HIVE, "host", "join", url, "--name", h, "--token", invite["token"]], base_env(home))
-        again = subprocess_rc(lan, h, [HIVE, "host", "join", url, "--name", h, "--token", invite["token"]],
+        pin = ["--ca-sha256", invite["ca_sha256"]]
+        lan.run(h, [HIVE, "host", "join", url, "--name", h, "--token", invite["token"], *pin], base_env(home))
+        again = subprocess_rc(lan, h, [HIVE, "host", "join", url, "--name", h, "--token", invite["token"], *pin],
                               base_env(tmp_path / f"{h}-again"))
         assert again != 0  # single use
         creds = natsauth.parse_env_file((home / "nats/creds/host.env").read_text())

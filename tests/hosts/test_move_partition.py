@@ -69,8 +69,8 @@ def start_hive(lan: Lan, tmp_path: Path) -> tuple[Path, dict[str, str], Any]:
     wait(lambda: hive("hosts")["hosts"][0]["state"] == "online", 30, "the deployer answers hive hosts")
     for h in ("h2", "h3"):
         invite = hive("host", "add", h)
-        lan.run(h, [HIVE, "host", "join", f"http://{HUB_ADDR[h]}:{JOIN_PORT}", "--name", h, "--token",
-                    invite["token"]], env_for(tmp_path / h))
+        lan.run(h, [HIVE, "host", "join", f"https://{HUB_ADDR[h]}:{JOIN_PORT}", "--name", h, "--token",
+                    invite["token"], "--ca-sha256", invite["ca_sha256"]], env_for(tmp_path / h))
     for h in ("h1", "h2", "h3"):
         start_sim(lan, h, [], tmp_path)
     for h in ("h2", "h3"):

@@ -135,7 +135,8 @@ HOST_METRICS_BIND = address("HIVE_HOST_METRICS_BIND", "the address an agent host
                             "(blank: 127.0.0.1, and their ports are not reported)", ("agenthost",))
 JOIN_ADDR = text("HIVE_JOIN_ADDR", "", "host:port of the join endpoint agent hosts join through (blank: no joins)",
                  _DP)
-JOIN_URL = text("HIVE_JOIN_URL", "", "the join URL `hive host add` prints (blank: http://<HIVE_JOIN_ADDR>)", _DP)
+JOIN_URL = text("HIVE_JOIN_URL", "", "the join URL `hive host add` prints (blank: https://<HIVE_JOIN_ADDR>, http:// on "
+                 "loopback)", _DP)
 HOSTS_NATS_URLS = text("HIVE_HOSTS_NATS_URLS", "", "the NATS URLs joining hosts are given (comma-separated)", _DP)
 HOSTS_NATS_PORT = integer("HIVE_HOSTS_NATS_PORT", 4222, "the NATS port joining hosts dial (set by hive up "
                           "--nats-listen)", _DP, positive=True)

@@ -64,13 +64,15 @@ def register(app: typer.Typer) -> None:
     @host.command("join")
     def join_(url: str = typer.Argument(..., help="The hub's join URL (`hive host add` printed it)."),
               name: str = typer.Option(..., help="This host's name, as invited."),
-              token: str = typer.Option(..., help="The one-time token `hive host add` printed.")) -> None:
-        """On the new host: join the hive (writes HIVE_HOME/host.json and its NATS credentials)."""
+              token: str = typer.Option(..., help="The one-time token `hive host add` printed."),
+              ca_sha256: str = typer.Option("", help="The core's CA fingerprint `hive host add` printed: the join "
+                                                     "is refused unless the server's CA has it.")) -> None:
+        """On the new host: join the hive (writes HIVE_HOME/host.json, its NATS credentials and the core's CA)."""
         from hive_agenthost.join import join
 
         home = Path(settings().home)
         try:
-            cfg = join(home, url, name, token)
+            cfg = join(home, url, name, token, ca_sha256=ca_sha256)
         except HiveError as exc:
             err_console.print(f"[red]error[/red] {exc.message}")
             raise typer.Exit(1) from None

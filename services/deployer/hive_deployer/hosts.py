@@ -32,7 +32,7 @@ from prometheus_client import Counter, Gauge
 from hive_deployer import hostmetrics, joinhttp, placement
 from hive_deployer.layout import check_name
 from hive_deployer.verbs import Lifecycle
-from hivewire import codec, config, hostauth, subjects
+from hivewire import codec, config, hostauth, subjects, tls
 from hivewire.errors import HiveError
 from hivewire.service import Context, Endpoint, HiveClient
 from hivewire.tasks import cancel_and_wait
@@ -91,9 +91,10 @@ class HostOptions:
     lost_s: float = 10.0
     agent_limit: int = 0
     join_addr: str = ""  # host:port of the join endpoint; "" = no joins
-    join_url: str = ""  # what `hive host add` prints (default http://<join_addr>)
+    join_url: str = ""  # what `hive host add` prints (default https://<join_addr>, http:// on loopback)
     nats_urls: list[str] = field(default_factory=list)  # advertised to joining hosts
     nats_port: int = 4222
+    tls: bool | None = None  # the join endpoint over HTTPS; None: whenever it listens beyond loopback
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HostOptions:
@@ -138,6 +139,7 @@ class Hosts:
         self._spawned: set[asyncio.Task[Any]] = set()
         self.join_server: joinhttp.JoinServer | None = None
         self.targets = hostmetrics.HostTargets(home)  # agent hosts' Prometheus targets
+        self.cert: tls.CoreCert | None = None  # the join endpoint's, when it serves HTTPS
 
     # --- views used by the lifecycle ---------------------------------------------
     def placed(self, agent: str) -> str | None:
@@ -165,7 +167,11 @@ class Hosts:
         for name in self.reg.hosts:  # a deployer restart: give every host one lost_s to report
             self.live.setdefault(name, Live(seen=time.monotonic()))
         if self.opts.join_addr:
-            self.join_server = joinhttp.JoinServer(self.opts.join_addr, self.join)
+            host = self.opts.join_addr.rpartition(":")[0].strip("[]")
+            if self.opts.tls if self.opts.tls is not None else not tls.is_loopback(host or "0.0.0.0"):
+                # The same CA and certificate as `hive up`'s nats-server (made here when it has none).
+                self.cert = await asyncio.to_thread(tls.ensure, self.home, tls.core_sans([host]))
+            self.join_server = joinhttp.JoinServer(self.opts.join_addr, self.join, cert=self.cert)
             await self.join_server.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="hosts-watch"))
 
@@ -193,10 +199,12 @@ class Hosts:
                                 "token_expires_at": now + req.ttl_s, "token_used": False,
                                 "agent_limit": req.agent_limit}
         self.reg.save()
-        url = self.opts.join_url or f"http://{self._join_host()}"
+        url = self.opts.join_url or f"{'https' if self.cert else 'http'}://{self._join_host()}"
+        pin = f" --ca-sha256 {self.cert.sha256}" if self.cert else ""
         log.info("host_invited", host=name, expires_in_s=req.ttl_s)
         return HostAddReply(name=name, token=token, expires_at=now + req.ttl_s, join_url=url,
-                            command=f"hive host join {url} --name {name} --token {token}")
+                            ca_sha256=self.cert.sha256 if self.cert else "",
+                            command=f"hive host join {url} --name {name} --token {token}{pin}")
 
     def _join_host(self) -> str:
         host, _, port = self.opts.join_addr.rpartition(":")
@@ -308,9 +316,8 @@ class Hosts:
         if self.lost(host) or self.live[host].hb is None:
             raise HiveError("unavailable", f"host {host} is lost or not heard from yet: {agent} starts when it "
                                            "reports")
-        rep: HostAgentReply = await self.client.call(
-            subjects.host(host, "start"), HostStartRequest(agent=agent, rev=rev, config_env=config_env),
-            HostAgentReply, timeout=60.0)
+        rep = await self.client.request(ops.HOST_START, HostStartRequest(agent=agent, rev=rev, config_env=config_env),
+                                        timeout=60.0, host=host)
         self.remote[agent] = Remote(host, rep.pid, rep.at)
         return rep
 
@@ -320,9 +327,8 @@ class Hosts:
             if self.lost(host):
                 log.warning("stop_on_lost_host", agent=agent, host=host)
                 return None
-            rep: HostAgentReply = await self.client.call(
-                subjects.host(host, "stop"), HostStopRequest(agent=agent, hard=hard, timeout=timeout),
-                HostAgentReply, timeout=timeout + 10.0)
+            rep = await self.client.request(ops.HOST_STOP, HostStopRequest(agent=agent, hard=hard, timeout=timeout),
+                                            timeout=timeout + 10.0, host=host)
             return rep.rc
         finally:
             self.remote.pop(agent, None)

@@ -1,22 +1,24 @@
-"""The hub's join endpoint (issue 26): `POST /join` over plain HTTP.
+"""The hub's join endpoint (issue 26): `POST /join`, over HTTPS beyond loopback.
 
 A new host has no NATS identity yet, so it cannot ask over NATS; it sends
-`{"name", "token"}` here (`hive host join URL --name N --token T`) and gets
-its NATS credentials back once. Listens on `HIVE_JOIN_ADDR` only when set.
-No TLS in this milestone: run it on a trusted network or behind a TLS proxy
-(docs/operations.md, "More than one machine").
+`{"name", "token"}` here (`hive host join URL --name N --token T --ca-sha256 F`)
+and gets its NATS credentials back once. Listens on `HIVE_JOIN_ADDR` only when
+set. With a certificate (hivewire.tls, the core's own CA) it serves HTTPS and
+`GET /ca.pem`, the CA itself: the joining host checks it against the pinned
+fingerprint, then verifies this server with it before it sends the token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 
 import msgspec
 import structlog
 
-from hivewire import codec
+from hivewire import codec, tls
 from hivewire.errors import HiveError
 from hivewire.wire.hosts import JoinReply, JoinRequest
 
@@ -30,17 +32,20 @@ Handler = Callable[[JoinRequest, str], Awaitable[JoinReply]]  # the request and 
 
 
 class JoinServer:
-    def __init__(self, addr: str, handler: Handler) -> None:
+    def __init__(self, addr: str, handler: Handler, cert: tls.CoreCert | None = None) -> None:
         host, _, port = addr.rpartition(":")
         self.host, self.port = host.strip("[]") or "0.0.0.0", int(port)
         self.handler = handler
+        self.cert = cert
         self.server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.host, self.port)
+        ctx: ssl.SSLContext | None = tls.server_context(self.cert) if self.cert else None
+        self.server = await asyncio.start_server(self._serve, self.host, self.port, ssl=ctx,
+                                                 ssl_handshake_timeout=10.0 if ctx else None)
         sock = self.server.sockets[0].getsockname()
         self.port = int(sock[1])
-        log.info("join_endpoint_listening", addr=f"{self.host}:{self.port}")
+        log.info("join_endpoint_listening", addr=f"{self.host}:{self.port}", tls=bool(ctx))
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -55,8 +60,12 @@ class JoinServer:
         except (TimeoutError, asyncio.IncompleteReadError, ValueError, ConnectionError):
             status, body = 400, {"error": {"code": "bad_request", "message": "malformed request"}}
         try:
-            data = json.dumps(body).encode()
-            writer.write(f"HTTP/1.1 {status} {STATUS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+            kind = "application/json"
+            if isinstance(body, bytes):
+                data, kind = body, "application/x-pem-file"
+            else:
+                data = json.dumps(body).encode()
+            writer.write(f"HTTP/1.1 {status} {STATUS.get(status, 'Error')}\r\nContent-Type: {kind}\r\n"
                          f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
             await writer.drain()
         except ConnectionError:
@@ -73,6 +82,8 @@ class JoinServer:
                 break
             k, _, v = h.partition(":")
             headers[k.strip().lower()] = v.strip()
+        if len(line) >= 2 and line[0] == "GET" and line[1] == "/ca.pem" and self.cert:
+            return 200, self.cert.ca.read_bytes()  # public; the joining host checks its fingerprint
         if len(line) < 2 or line[1] != "/join":
             return 404, {"error": {"code": "not_found", "message": "POST /join"}}
         if line[0] != "POST":

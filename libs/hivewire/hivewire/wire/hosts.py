@@ -25,8 +25,9 @@ class HostAddReply(Wire, kw_only=True):
     name: str
     token: str  # shown once; the hub keeps only its sha256
     expires_at: float
-    join_url: str  # http://<hub>:<port> of the join endpoint ("" when HIVE_JOIN_ADDR is unset)
+    join_url: str  # https://<hub>:<port> of the join endpoint (http:// when it listens on loopback only)
     command: str  # the line to run on the new host
+    ca_sha256: str = ""  # the SHA-256 fingerprint of the core's CA, pinned by `hive host join` ("": no TLS)
 
 
 class HostNameRequest(Wire, kw_only=True):
