@@ -23,7 +23,7 @@ from hive_agenthost.service import AgentHostService
 from hive_deployer.lifecycle import Options
 from hive_deployer.runtimes import ProcessRuntime
 from hive_deployer.service import DeployerService
-from hivewire import natsauth, tls
+from hivewire import config, natsauth, tls
 from hivewire.errors import HiveError
 from hivewire.nats_transport import NatsTransport
 from hivewire.natsd import NatsServer
@@ -99,6 +99,10 @@ async def test_the_tls_listener_refuses_plain_text_and_untrusted_clients(
     with pytest.raises(HiveError) as exc:
         await NatsTransport.connect(server.url, name="untrusting", forever=False)
     assert exc.value.code == "unavailable" and "CERTIFICATE_VERIFY_FAILED" in exc.value.message
+    monkeypatch.setenv("HIVE_NATS_CA", str(tmp_path / "missing.pem"))
+    with pytest.raises(config.ConfigError, match="HIVE_NATS_CA"):
+        await NatsTransport.connect(server.url, name="typo", forever=False)
+    monkeypatch.delenv("HIVE_NATS_CA")
     monkeypatch.setenv("HIVE_HOME", str(home))  # the core's own services: HIVE_HOME/tls/ca.pem
     t = await NatsTransport.connect(server.url, name="local", forever=False)
     try:

@@ -259,6 +259,8 @@ def nats_ca(env: Mapping[str, str] | None = None) -> Path | None:
     """HIVE_NATS_CA, else HIVE_HOME/tls/ca.pem when present: what a NATS client trusts."""
     own = config.NATS_CA.get(env)
     if own:
+        if not Path(own).is_file():  # a typo must not become "trust the system's roots"
+            raise config.ConfigError(config.NATS_CA.name, own, "a CA certificate file (PEM)")
         return Path(own)
     p = ca_path(config.home(env))
     return p if p.exists() else None
