@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
-from hivewire import subjects
 from hivewire.cli.app import JSON_HELP, console, err_console, print_json, print_rows, run_client, settings
 from hivewire.errors import HiveError
 from hivewire.service import HiveClient
-from hivewire.wire.hosts import HostAddReply, HostAddRequest, HostInfo, HostList, HostNameRequest
+from hivewire.wire import ops
+from hivewire.wire.hosts import HostAddRequest, HostNameRequest
+from hivewire.wire.op import Op
 
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 NAME = typer.Argument(..., help="The host's name (lowercase letters, digits and '-', like an agent's).")
 
 
-def _call(subject: str, req: object, reply: type, timeout: float = 30.0) -> object:
-    async def go(c: HiveClient) -> object:
-        return await c.call(subject, req, reply, timeout=timeout)
+def _call(op: Op[Req, Rep], req: Req, timeout: float = 30.0) -> Rep:
+    async def go(c: HiveClient) -> Rep:
+        return await c.request(op, req, timeout=timeout)
 
     return run_client(go, timeout=timeout)
 
@@ -43,9 +47,7 @@ def register(app: typer.Typer) -> None:
             ttl: float = typer.Option(3600.0, help="Seconds the join token stays valid."),
             as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
         """Invite a host: prints the one-time join command to run on it."""
-        rep = _call(subjects.hosts("add"), HostAddRequest(name=name, agent_limit=agent_limit, ttl_s=ttl),
-                    HostAddReply)
-        assert isinstance(rep, HostAddReply)
+        rep = _call(ops.HOSTS_ADD, HostAddRequest(name=name, agent_limit=agent_limit, ttl_s=ttl))
         if as_json:
             print_json(rep)
             return
@@ -58,7 +60,7 @@ def register(app: typer.Typer) -> None:
                force: bool = typer.Option(False, "--force/--no-force",
                                           help="Also when agents are still placed there (they are cut off).")) -> None:
         """Remove a host: its NATS identity is revoked (its connections are cut at once)."""
-        _call(subjects.hosts("remove"), HostNameRequest(name=name, force=force), HostInfo)
+        _call(ops.HOSTS_REMOVE, HostNameRequest(name=name, force=force))
         console.print(f"{name}: removed; its credentials are revoked", markup=False, highlight=False)
 
     @host.command("join")
@@ -82,8 +84,7 @@ def register(app: typer.Typer) -> None:
     @app.command("hosts", short_help="The hosts of this hive and their state.")
     def hosts(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
         """Hosts of this hive: state, capacity, agents, version and last heartbeat."""
-        got = _call(subjects.hosts("list"), HostNameRequest(name=""), HostList)
-        assert isinstance(got, HostList)
+        got = _call(ops.HOSTS_LIST, HostNameRequest(name=""))
         if as_json:
             print_json(got)
             return

@@ -223,8 +223,7 @@ class AgentHostService(MicroService):
         """The harness's own NATS identity, from the hub (never this host's)."""
         if (config.NATS_CREDS.get() or "").lower() == "none":
             return {"HIVE_NATS_CREDS": "none"}, []
-        rep: CredsReply = await self.client.call(subjects.host_up(self.host, "creds"), CredsRequest(agent=name),
-                                                 CredsReply)
+        rep: CredsReply = await self.client.request(ops.HOST_CREDS, CredsRequest(agent=name), host=self.host)
         if not rep.creds:
             return {"HIVE_NATS_CREDS": "none"}, []
         path = natsauth.creds_path(self.settings.home, natsauth.agent_user(name))
@@ -292,7 +291,7 @@ class AgentHostService(MicroService):
     async def _heartbeats(self) -> None:
         while True:
             try:
-                await self.publish(subjects.host_up(self.host, "heartbeat"), self.heartbeat())
+                await self.emit(ops.HOST_HEARTBEAT, self.heartbeat(), host=self.host)
             except Exception as exc:  # NATS down: the hub will call this host lost; keep trying
                 log.warning("heartbeat_failed", error=str(exc))
             self._beat_now.clear()
