@@ -189,10 +189,6 @@ class MicroService:
         """Publish the event `op` (every parameter given); the only way a service publishes."""
         await self.transport.publish(*encode_event(op, payload, **params))
 
-    async def publish(self, subject: str, obj: Any) -> None:
-        """Untyped, by subject: its last callers move to `emit()`, then it goes."""
-        await self.transport.publish(subject, codec.encode(obj))
-
     def _wrap(self, ep: Endpoint[Any]) -> Callable[[Msg], Awaitable[tuple[bytes, dict[str, str]]]]:
         # labelled children looked up once: `.labels()` per request was a measurable share of a send
         ok, latency = REQUESTS.labels(self.name, ep.name, "ok"), LATENCY.labels(self.name, ep.name)
@@ -301,13 +297,3 @@ class HiveClient:
     async def emit(self, op: Op[Req, None], payload: Req, **params: str) -> None:
         """Publish the event `op` with every parameter given."""
         await self.transport.publish(*encode_event(op, payload, **params))
-
-    async def call(self, subject: str, req: Any, reply_type: type[Any], timeout: float | None = None) -> Any:
-        """Untyped, by subject: its last callers move to `request()`, then it goes."""
-        msg = await self.transport.request(subject, codec.encode(req if req is not None else Empty()),
-                                           timeout or self.timeout)
-        return codec.parse_reply(msg.data, msg.headers, reply_type)
-
-    async def publish(self, subject: str, obj: Any) -> None:
-        """Untyped, by subject: its last callers move to `emit()`, then it goes."""
-        await self.transport.publish(subject, codec.encode(obj))
