@@ -121,6 +121,22 @@ async def connect_nats(
             delay = min(delay * 2, 5.0)
 
 
+async def flush(nc: Client, timeout: int = 10) -> None:
+    """Return once the server has processed every command `nc` issued before the call, so a
+    subscription made just before is in place when another connection publishes next.
+
+    `nc.flush()` alone is no such barrier: nats-py writes its PING straight to the socket,
+    ahead of the SUBs and PUBs still in its write buffer, and the PONG can come back before
+    the server has read them. Handing that buffer to the socket first puts the PING after it.
+    """
+    if nc.is_connected:
+        try:
+            await asyncio.wait_for(nc._flush_pending(force_flush=True), timeout)
+        except TimeoutError:
+            raise nats.errors.FlushTimeoutError from None
+    await nc.flush(timeout)
+
+
 async def _connect_bounded(opts: dict[str, Any], untrusted: asyncio.Event, bound: float) -> Client:
     """`nats.connect`, given up on when the server's certificate does not verify or after `bound`
     seconds: after a failed TLS handshake nats-py waits forever for the dead socket to close."""
@@ -251,7 +267,7 @@ class NatsTransport:
         for verb, cb in handlers.items():
             subject = control_subject(verb, name=config.name, id=instance_id)
             svc._subscriptions[verb] = await self.nc.subscribe(subject, cb=cb)
-        await self.nc.flush()
+        await flush(self.nc)
         return svc
 
     async def _reply(self, replies: list[tuple[str, Reply]]) -> None:
@@ -270,7 +286,7 @@ class NatsTransport:
                 log.warning("reply_failed", subject=to, error=str(exc))
 
     async def flush(self) -> None:
-        await self.nc.flush()
+        await flush(self.nc)
 
     async def close(self) -> None:
         if self.nc.is_closed:

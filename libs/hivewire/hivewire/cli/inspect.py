@@ -150,7 +150,7 @@ def tap(
                 done.set()
 
         await t.nc.subscribe(subject, cb=on_msg)
-        await t.nc.flush()
+        await t.flush()
         err_console.print(f"tapping {subject} (Ctrl-C to stop)")
         try:
             await done.wait()
