@@ -4,6 +4,8 @@ and placement (fast; the three-host run is test_many_hosts.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 from pathlib import Path
 
 import nats
@@ -12,6 +14,7 @@ import pytest
 from hive_deployer.placement import choose
 from hivewire import hostauth, natsauth
 from hivewire.errors import HiveError
+from hivewire.nats_transport import flush
 from hivewire.natsd import NatsServer
 from hivewire.wire.hosts import HostInfo
 from tests.support.procs import wait_for
@@ -34,14 +37,26 @@ async def _connect(server: NatsServer, creds_text: str) -> nats.NATS:
     return nc
 
 
+async def _can_log_in(server: NatsServer, creds_text: str) -> bool:
+    """One handshake (CONNECT, PING): a PONG means the server's current config has this user."""
+    c = natsauth.parse_env_file(creds_text)
+    connect = json.dumps({"user": c["HIVE_NATS_USER"], "pass": c["HIVE_NATS_PASSWORD"], "verbose": False})
+    with socket.create_connection((server.host, server.port), timeout=2) as s:
+        s.recv(4096)  # INFO
+        s.sendall(f"CONNECT {connect}\r\nPING\r\n".encode())
+        return s.recv(4096).startswith(b"PONG")
+
+
 async def test_a_host_may_only_use_its_own_subjects_and_is_cut_off_when_removed(tmp_path: Path) -> None:
     home = tmp_path / "hub"
     natsauth.generate(home, agents=("bob",))
     h2 = hostauth.issue_host(home, "h2")
     assert hostauth.issue_host(home, "h2") == h2  # idempotent: the password is kept
     server = NatsServer(tmp_path / "nats", config=natsauth.config_path(home)).start()
+    conns: list[nats.NATS] = []
     try:
         op = await _connect(server, natsauth.creds_path(home, "operator").read_text())
+        conns.append(op)
         seen: list[str] = []
 
         async def rec(m: object) -> None:
@@ -49,11 +64,12 @@ async def test_a_host_may_only_use_its_own_subjects_and_is_cut_off_when_removed(
 
         await op.subscribe("hive.>", cb=rec)
         host = await _connect(server, h2)
+        conns.append(host)
         for subject in ("hive.host.h2.up.heartbeat", "hive.host.h3.up.heartbeat", "hive.broker.bob.send",
                         "hive.agent.bob.presence", "hive.host.h2.start", "hive.operator.approvals.list"):
             await host.publish(subject, b"{}")
         await host.publish("hive.host.h2.up.heartbeat", b"{}")  # barrier: published after all of them
-        await host.flush()
+        await flush(host)
         await wait_for(lambda: _true(len(seen) >= 2), timeout=5)
         # not another host's, not an agent's, not a start: only its own heartbeats
         assert seen == ["hive.host.h2.up.heartbeat"] * 2
@@ -65,11 +81,11 @@ async def test_a_host_may_only_use_its_own_subjects_and_is_cut_off_when_removed(
         await host.subscribe("hive.host.h3.>", cb=listen)  # another host's requests
         await host.subscribe("hive.agent.bob.>", cb=listen)  # an agent's wakes and ctl
         await host.subscribe("hive.host.h2.start", cb=listen)  # its own: the barrier below
-        await host.flush()
+        await flush(host)  # (not host.flush(): nats-py's PING overtakes the SUBs still buffered)
         await op.publish("hive.host.h3.start", b"{}")
         await op.publish("hive.agent.bob.wake", b"{}")
         await op.publish("hive.host.h2.start", b"{}")  # after the two above, on the same connection
-        await op.flush()
+        await flush(op)
         await wait_for(lambda: _true(bool(got)), timeout=5)
         assert got == ["hive.host.h2.start"]
         assert sum("permissions violation" in str(e).lower() for e in host._hive_errors) >= 2  # type: ignore
@@ -79,10 +95,13 @@ async def test_a_host_may_only_use_its_own_subjects_and_is_cut_off_when_removed(
             await m.respond(b"{}")  # type: ignore[attr-defined]
 
         host2 = await _connect(server, h2)
+        conns.append(host2)
         await host2.subscribe("hive.host.h2.start", cb=serve)
+        await flush(host2)
         deployer = await _connect(server, natsauth.creds_path(home, "svc_deployer").read_text())
+        conns.append(deployer)
         natsauth.issue_agent(home, "carol")
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: _can_log_in(server, natsauth.creds_path(home, "agent_carol").read_text()))
         assert (await deployer.request("hive.host.h2.start", b"{}", timeout=2)).data == b"{}"
 
         assert hostauth.revoke_host(home, "h2")
@@ -92,9 +111,10 @@ async def test_a_host_may_only_use_its_own_subjects_and_is_cut_off_when_removed(
             await asyncio.sleep(0.1)
         assert host.is_closed and host2.is_closed  # the reload cut both connections at once
         assert "host_h2" not in natsauth.users(home)
-        for nc in (op, deployer):
-            await nc.close()
     finally:
+        for nc in conns:
+            if not nc.is_closed:
+                await nc.close()
         server.stop()
 
 
