@@ -54,7 +54,7 @@ async def test_a_send_whose_reply_was_late_is_retried_and_stored_once(
         attempts.append(msg.data)  # type: ignore[attr-defined]
 
     await t.nc.subscribe(subjects.broker("alice", "send"), cb=seen)
-    await t.nc.flush()
+    await t.flush()
     os.kill(broker_proc.pid, signal.SIGSTOP)  # the broker stalls: the first attempt gets no reply
     try:
         sending = asyncio.create_task(bridge.send(w.SendRequest(to="bob", body="late but once")))

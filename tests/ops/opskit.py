@@ -11,6 +11,8 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from hivewire.nats_transport import flush
+
 
 class Conn:
     """A raw nats-py client logged in as one Hive user, collecting async errors."""
@@ -20,7 +22,7 @@ class Conn:
         self.errors = errors
 
     async def violations(self, wait: float = 0.3) -> list[str]:
-        await self.nc.flush()
+        await flush(self.nc)
         await asyncio.sleep(wait)
         return [e for e in self.errors if "permissions violation" in e.lower()]
 

@@ -20,7 +20,7 @@ from hive_deployer.metrics import FAILURES
 from hive_deployer.microrelay import MicroRelay
 from hivewire import natsauth, subjects
 from hivewire.errors import HiveError
-from hivewire.nats_transport import NatsTransport, connect_nats
+from hivewire.nats_transport import NatsTransport, connect_nats, flush
 from hivewire.natsd import NatsServer
 from hivewire.service import Context, Endpoint, MicroService
 from hivewire.transport import Transport
@@ -102,7 +102,7 @@ async def _responders(connect_as: ConnectAs) -> dict[str, list[str]]:
                 await msg.respond(json.dumps({"served_by": _user}).encode())
 
             await c.nc.subscribe(subject, queue="q", cb=cb)
-        await c.nc.flush()
+        await flush(c.nc)
         assert await c.violations(0) == [], f"{user} may not serve its own subjects"
     return seen
 
@@ -135,7 +135,7 @@ async def test_every_user_can_do_its_job(connect_as: ConnectAs) -> None:
         watcher = await connect_as("operator")
         got, cb = collector()
         sub = await watcher.nc.subscribe("hive.>", cb=cb)
-        await watcher.nc.flush()
+        await flush(watcher.nc)
         c = await connect_as(user)
         for subject in subs:
             await c.nc.publish(subject, b"{}")
@@ -158,7 +158,7 @@ async def test_an_agent_cannot_speak_as_another_nor_resolve_approvals(connect_as
     watcher = await connect_as("operator")
     got, cb = collector()
     await watcher.nc.subscribe("hive.>", cb=cb)
-    await watcher.nc.flush()
+    await flush(watcher.nc)
     alice = await connect_as("agent_alice")
     for subject in NOT_PUBLISHES["agent_alice"]:
         await alice.nc.publish(subject, b"{}")
@@ -174,7 +174,7 @@ async def test_an_agent_cannot_read_another_agents_replies(connect_as: ConnectAs
     watcher = await connect_as("operator")  # a control that may see bob's events
     seen, seen_cb = collector()
     await watcher.nc.subscribe(subjects.events("bob"), cb=seen_cb)
-    await watcher.nc.flush()
+    await flush(watcher.nc)
     stolen, cb = collector()
     for pattern in ("_INBOX_agent_bob.>", "_INBOX.>", ">", "hive.agent.bob.>", "hive.broker.>"):
         await alice.nc.subscribe(pattern, cb=cb)
@@ -183,11 +183,11 @@ async def test_an_agent_cannot_read_another_agents_replies(connect_as: ConnectAs
     reply = await bob.nc.request(subjects.broker("bob", "recv"), b"{}", timeout=2)
     assert reply.subject.startswith("_INBOX_agent_bob.")
     await bob.nc.publish(subjects.events("bob"), b"{}")
-    await bob.nc.flush()
+    await flush(bob.nc)
     # barrier: the server routed bob's last publication (the control got it), so a copy for any
     # subscription of alice's was queued to her before; her round trip after that would bring it in
     await wait_for(lambda: true(subjects.events("bob") in seen), timeout=3)
-    await alice.nc.flush()
+    await flush(alice.nc)
     assert stolen == []
 
 
@@ -234,7 +234,7 @@ async def test_issue_and_revoke_at_spawn_and_destroy(auth_home: Path, auth_serve
     nc = await nats.connect(auth_server.url, closed_cb=on_closed, allow_reconnect=False,
                             **creds.connect_options())
     await nc.publish(subjects.presence("carol"), b"{}")
-    await nc.flush()
+    await flush(nc)
     assert natsauth.revoke_agent(auth_home, "carol") is True
     assert not natsauth.creds_path(auth_home, "agent_carol").exists()
     await asyncio.wait_for(closed.wait(), 10)  # the revoked user is cut off
@@ -373,7 +373,7 @@ async def test_an_agent_answers_only_its_own_srv_subjects(connect_as: ConnectAs)
     # Her own harness runs under her identity, with no violation, at her own subjects.
     svc = _Harness(NatsTransport(alice.nc), "alice")
     await svc.start()
-    await alice.nc.flush()  # her subscriptions are at the server before the operator asks
+    await flush(alice.nc)  # her subscriptions are at the server before the operator asks
     info = await _ask(op.nc, subjects.harness_srv("INFO", "alice"), timeout=5)
     assert info is not None and (info["name"], info["id"]) == ("hive-harness", "alice")
     assert [e["subject"] for e in info["endpoints"]] == [subjects.ctl("alice", "state")]
@@ -385,7 +385,7 @@ async def test_an_agent_answers_only_its_own_srv_subjects(connect_as: ConnectAs)
         await msg.respond(json.dumps({"name": "hive-broker", "id": "bob", "metadata": {"agent": "bob"}}).encode())
 
     await bob.nc.subscribe(subjects.harness_srv("PING", "bob"), cb=lie)
-    await bob.nc.flush()
+    await flush(bob.nc)
     assert await bob.violations(0.05) == []
 
     # The deployer relays the broadcasts to the harnesses it runs, checked.
