@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 
 from hivewire import codec, subjects
 from hivewire.errors import HiveError
+from hivewire.metrics import observe_many
 from hivewire.transport import BatchEndpointSpec, EndpointSpec, Msg, Reply, ServiceSpec, Subscription, Transport
 from hivewire.wire.common import Empty
 from hivewire.wire.op import Kind, Op
@@ -252,9 +253,7 @@ class MicroService:
                     out[i] = codec.encode(result if result is not None else Empty()), {}
                     n_ok += 1
             ok.inc(n_ok)
-            elapsed = time.perf_counter() - started
-            for _ in msgs:
-                latency.observe(elapsed)
+            observe_many(latency, time.perf_counter() - started, len(msgs))
             return [o for o in out if o is not None]
 
         return handle
@@ -267,13 +266,18 @@ def check_payload(op: Op[Any, Any], payload: object) -> None:
         raise TypeError(f"{op.id} takes {op.request.__name__}, not {type(payload).__name__}")
 
 
+_EVENT = Kind.EVENT  # an Enum member looked up per call costs ~60 ns on Python 3.11
+
+
 def encode_event(op: Op[Req, None], payload: Req, **params: str) -> tuple[str, bytes]:
     """The subject and bytes of the event `op` (every parameter given), checked against the op:
-    for `emit`, and for a batch handed to `Transport.publish_many`."""
-    if op.kind is not Kind.EVENT:
+    for `emit`, and for a batch handed to `Transport.publish_many`. On the broker's send path
+    (a wake and a change per send), hence the checks inline and the params passed on as they are."""
+    if op.kind is not _EVENT:
         raise ValueError(f"{op.id} is a request: call it with request()")
-    check_payload(op, payload)
-    return op.subject_for(**params), codec.encode(payload)
+    if not isinstance(payload, op.request):
+        check_payload(op, payload)  # raises
+    return op.subject_of(params), codec.encode(payload)
 
 
 class HiveClient:
