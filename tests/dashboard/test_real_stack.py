@@ -142,6 +142,8 @@ async def _drive(real: RealStack, page: Page, artifacts_dir: Path) -> None:
     await page.goto(real.url + "/agents/alice")
     log = page.locator("#log")
     await expect(page.locator("#b-presence")).to_have_text("idle", timeout=10_000)
+    await expect(page.locator("#live")).to_have_text("● live")  # the turn's events will reach the page
+    await expect(page.locator("#stats-summary")).to_contain_text("turns")  # the table below is loaded
     rows = page.locator("#turns tbody tr")
     turns_before = await rows.count()  # the harness's own first turn may already be there
     await page.fill("#prompt", "What is the status of the build?")
