@@ -158,6 +158,8 @@ class Deploys:
             log.warning("deploy_failed_restoring", agent=name, id=did, error=error)
             await self.agents.procs.stop(name, timeout=self.agents.opts.stop_timeout)
             await self.agents.procs.start(self.agents.launch(name, old_env, old_rev), old_rev)
+        if self.agents.procs.pid(name) is None:  # it ended already: the crash watch recorded it and restarts
+            return error, note  # it; `running` here would hide the crash and cancel that restart
         row = await self.agents.row(name)
         await self.agents._set(row, "running", error=error)
         return error, note

@@ -254,6 +254,9 @@ class Agents:
         except Exception as exc:
             log.warning("notify_failed", agent=boss, error=str(exc))
         if row.desired == "running":
+            prev = self._restart_tasks.get(name)
+            if prev is not None and prev is not asyncio.current_task():
+                prev.cancel()  # one pending restart per agent: a replaced one would outlive the service's stop
             self._restart_tasks[name] = asyncio.create_task(self._restart_later(name, delay))
 
     async def _restart_later(self, name: str, delay: float) -> None:
