@@ -64,6 +64,7 @@ class MicroRelay:
         for verb in subjects.SRV_VERBS:
             for subject in (subjects.srv(verb), subjects.srv(verb, subjects.HARNESS_SERVICE)):
                 self._subs.append(await self.transport.subscribe(subject, self._on_request))
+        await self.transport.flush()  # started = listening: the subscriptions are at the server
 
     async def stop(self) -> None:
         for sub in self._subs:
