@@ -31,7 +31,7 @@ import structlog
 from hive_agenthost.join import load_host
 from hive_agenthost.sessions import HostSessions
 from hive_deployer import history, pool, transfer
-from hive_deployer.hosts import meminfo
+from hive_deployer.hostregistry import meminfo
 from hive_deployer.layout import Layout, check_name
 from hive_deployer.lifecycle import Options
 from hive_deployer.runtimes import Launch, Runtime, get_runtime
