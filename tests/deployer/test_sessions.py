@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import stat
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from hivewire.wire.deployer import (
     SessionCreate,
     SessionRef,
 )
-from tests.support.procs import wait_for
+from tests.support.procs import executable, wait_for
 
 AGENT = """#!/bin/sh
 echo "task: $HIVE_SESSION_TASK args: $*"
@@ -31,9 +30,7 @@ exit 0
 
 @pytest.fixture
 def fake_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    p = tmp_path / "fake-agent"
-    p.write_text(AGENT)
-    p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    p = executable(tmp_path / "fake-agent", AGENT)
     monkeypatch.setenv("HIVE_SESSION_CMD", str(p))
     return p
 

@@ -12,7 +12,6 @@ h2 (its state fetched from h2), and import replacing an agent that lived on h2.
 from __future__ import annotations
 
 import json
-import stat
 import tarfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +42,7 @@ from hivewire.wire.deployer import (
 )
 from hivewire.wire.op import Op
 from tests.deployer.test_history import harness_files
-from tests.support.procs import wait_for
+from tests.support.procs import executable, wait_for
 
 AGENT = """#!/bin/sh
 echo '{"type":"assistant","message":{"content":[{"type":"text","text":"working in '"$HIVE_SESSION_DIR"'"}]}}'
@@ -83,9 +82,7 @@ def registry(home: Path, placements: dict[str, str]) -> None:
 
 @pytest.fixture
 def fake_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    p = tmp_path / "fake-agent"
-    p.write_text(AGENT)
-    p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    p = executable(tmp_path / "fake-agent", AGENT)
     monkeypatch.setenv("HIVE_SESSION_CMD", str(p))
     return p
 

@@ -110,3 +110,10 @@ async def ping_names(nc: Any, wait: float = 0.3, harnesses: tuple[str, ...] = ()
     await asyncio.sleep(wait)
     await sub.unsubscribe()
     return names
+
+
+def executable(path: Path, script: str) -> Path:
+    """Write `script` to `path` and make it executable (a fake command for a test)."""
+    path.write_text(script)
+    path.chmod(path.stat().st_mode | 0o111)
+    return path
