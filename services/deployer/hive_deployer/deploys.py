@@ -158,10 +158,11 @@ class Deploys:
             log.warning("deploy_failed_restoring", agent=name, id=did, error=error)
             await self.agents.procs.stop(name, timeout=self.agents.opts.stop_timeout)
             await self.agents.procs.start(self.agents.launch(name, old_env, old_rev), old_rev)
-        if self.agents.procs.pid(name) is None:  # it ended already: the crash watch recorded it and restarts
-            return error, note  # it; `running` here would hide the crash and cancel that restart
         row = await self.agents.row(name)
-        await self.agents._set(row, "running", error=error)
+        # Checked after the read, with no await before the write: a process that ended already is the crash
+        # watch's (it records the crash and restarts it), and `running` here would hide it and stop that restart.
+        if self.agents.procs.pid(name) is not None:
+            await self.agents._set(row, "running", error=error)
         return error, note
 
     async def _healthy(self, name: str) -> bool:
