@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from hive_dashboard.app import create_app
 from hivewire.nats_transport import NatsTransport
@@ -295,18 +295,24 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture
-async def page(chromium_path: str) -> AsyncIterator[Page]:
-    """A page in headless Chromium (1400x1000); a JavaScript error on it fails the test."""
+async def browser(chromium_path: str) -> AsyncIterator[Browser]:
+    """Headless Chromium, one per test."""
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
-        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-        p = await ctx.new_page()
-        errors: list[str] = []
-        p.on("pageerror", lambda e: errors.append(str(e)))
-        yield p
-        await ctx.close()
-        await browser.close()
-        assert errors == [], errors
+        b = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A page in headless Chromium (1400x1000); a JavaScript error on it fails the test."""
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    p = await ctx.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    yield p
+    await ctx.close()
+    assert errors == [], errors
 
 
 async def log_in(page: Page, dash: Dashboard, path: str) -> None:

@@ -23,7 +23,7 @@ from hivewire.wire import ops
 from hivewire.wire.common import Empty
 from tests.dashboard.conftest import Dashboard, Stack
 from tests.dashboard.test_costs_api import fresh_ledger, ledger_stack, seeded  # noqa: F401  (fixtures)
-from tests.dashboard.test_e2e import browser, log_in, page  # noqa: F401  (fixtures)
+from tests.dashboard.test_e2e import log_in
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +91,7 @@ async def test_agent_page_spend_budget_form(page: Page, dashboard: Dashboard, se
     assert await budgets(nats_transport) == {}
 
 
-async def test_resume_button_lifts_a_runaway_park(page: Page, dashboard: Dashboard,  # noqa: F811
+async def test_resume_button_lifts_a_runaway_park(page: Page, dashboard: Dashboard,
                                                   ledger_stack: Stack) -> None:  # noqa: F811
     alice = ledger_stack.harnesses["alice"]
     alice.status = "runaway"

@@ -17,15 +17,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from hive_harness import demoscript
 from hivewire.procs import die_with_parent, free_port
-from tests.dashboard.test_e2e import ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CLAUDE = Path(__file__).resolve().parents[2] / ".tools/node_modules/.bin/claude"
@@ -79,12 +78,6 @@ def ready(proc: subprocess.Popen[bytes], out: Path) -> tuple[str, str]:
     return url.group(1).rstrip("/"), Path(token_file.group(1)).read_text().strip()
 
 
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 async def check_page(page: Page, shots: Path, name: str, errors: list[str]) -> None:

@@ -13,23 +13,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from hivewire.names import NAME_RULE
 from hivewire.wire.backup import Snapshot
 from tests.dashboard.conftest import Dashboard, Stack, send_as
-from tests.dashboard.test_e2e import ARGS, log_in, until
+from tests.dashboard.test_e2e import log_in, until
 
 pytestmark = pytest.mark.e2e
 LONG_URL = "https://claude.example/oauth/authorize?code=true&client_id=" + "a1b2c3d4" * 40 + "&state=xyz"
 
 
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 ERRORS: dict[int, list[str]] = {}

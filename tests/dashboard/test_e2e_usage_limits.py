@@ -16,28 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
-from tests.dashboard.conftest import CHROMIUM_ARGS, Dashboard, Stack, log_in
+from tests.dashboard.conftest import Dashboard, Stack, log_in
 
 pytestmark = pytest.mark.e2e
 ERRORS: dict[int, list[str]] = {}
 
 
 @pytest.fixture
-async def page(chromium_path: str) -> AsyncIterator[Page]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
-        # UTC, so the page's reset times can be compared with time.gmtime
-        ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
-        p = await ctx.new_page()
-        errors = ERRORS.setdefault(id(p), [])
-        p.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-        p.on("pageerror", lambda e: errors.append(f"page: {e}"))
-        yield p
-        ERRORS.pop(id(p), None)
-        await ctx.close()
-        await browser.close()
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    # UTC, so the page's reset times can be compared with time.gmtime
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
+    p = await ctx.new_page()
+    errors = ERRORS.setdefault(id(p), [])
+    p.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    p.on("pageerror", lambda e: errors.append(f"page: {e}"))
+    yield p
+    ERRORS.pop(id(p), None)
+    await ctx.close()
 
 
 def no_errors(page: Page) -> None:

@@ -20,7 +20,7 @@ from hivewire.wire.broker import (
     SendRequest,
 )
 from tests.dashboard.conftest import TOKEN, Dashboard, Stack
-from tests.dashboard.test_e2e import browser, log_in, page  # noqa: F401  (fixtures)
+from tests.dashboard.test_e2e import log_in
 from tests.support.procs import wait_for
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -82,7 +82,7 @@ async def test_api_against_the_real_broker(client: Client, real_stack: Stack) ->
 
 
 @pytest.mark.e2e
-async def test_browser_approves_in_the_real_broker(page: Page, dashboard: Dashboard,  # noqa: F811
+async def test_browser_approves_in_the_real_broker(page: Page, dashboard: Dashboard,
                                                    real_stack: Stack) -> None:
     approval_id, question_id = await seed(real_stack)
     await log_in(page, dashboard)

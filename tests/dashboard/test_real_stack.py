@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from hive_harness.simmodel import Script, SimModel, Step
 from hivewire.nats_transport import NatsTransport
@@ -29,8 +29,6 @@ from tests.support.procs import ServiceProcess, wait_for
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 CLAUDE = ROOT / ".tools/node_modules/.bin/claude"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ANSWER = "Simulated answer: the build is green."
 
 
@@ -103,18 +101,6 @@ async def real(hive_home: Path, nats_url: str, tmp_path: Path) -> AsyncIterator[
         assert "Traceback" not in p.log(), f"{name}:\n{p.log()[-4000:]}"
 
 
-@pytest.fixture
-async def page(chromium_path: str) -> AsyncIterator[Page]:
-    async with async_playwright() as pw:
-        browser: Browser = await pw.chromium.launch(executable_path=chromium_path, args=ARGS, headless=True)
-        ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
-        p = await ctx.new_page()
-        errors: list[str] = []
-        p.on("pageerror", lambda e: errors.append(str(e)))
-        yield p
-        await ctx.close()
-        await browser.close()
-        assert errors == [], errors
 
 
 async def test_dashboard_drives_the_real_stack(real: RealStack, page: Page, artifacts_dir: Path) -> None:
